@@ -1,0 +1,1 @@
+"""Job archive: file backend, format version 3, cluster configuration and nodelists."""

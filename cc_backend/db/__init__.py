@@ -1,0 +1,1 @@
+"""Database layer: engine, SQLModel tables of upstream schema 11, migrations."""

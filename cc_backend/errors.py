@@ -1,0 +1,62 @@
+"""Domain errors raised by the core and translated at each edge (CLI exit code, HTTP status)."""
+
+from __future__ import annotations
+
+
+class CCError(Exception):
+    """Base class of every error the core raises on purpose."""
+
+    #: HTTP status an adapter should answer with.
+    status = 500
+    #: CLI exit code an adapter should exit with.
+    exit_code = 1
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(CCError):
+    """Bad input; ``field`` names the offending field or key path."""
+
+    status = 400
+    exit_code = 2
+
+
+class NotFound(CCError):
+    status = 404
+    exit_code = 3
+
+
+class Conflict(CCError):
+    """The request contradicts existing state (duplicate job, job already stopped, ...)."""
+
+    status = 422
+    exit_code = 4
+
+
+class Forbidden(CCError):
+    status = 403
+    exit_code = 5
+
+
+class ConfigError(CCError):
+    """config.json or .env is wrong; the message names the file, the key path and what was expected."""
+
+    exit_code = 78  # EX_CONFIG
+
+
+class DatabaseVersionError(CCError):
+    """The database schema is outdated, too new or dirty; the message names the flag that fixes it."""
+
+    exit_code = 65
+
+
+class ArchiveError(CCError):
+    """The job archive is missing, has the wrong version or a file in it is broken."""
+
+    exit_code = 66

@@ -1,0 +1,1 @@
+"""Jobs: the one filter/sort/page query module and the job store."""

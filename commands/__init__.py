@@ -1,0 +1,1 @@
+"""Click commands: the command-line front end over cc_backend."""
