@@ -1,0 +1,69 @@
+"""The services every front end needs (config, database engine, job archive), created on first use."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cc_backend.archive.fs import FileArchive
+    from cc_backend.config import Config, Secrets
+
+
+class Runtime:
+    """Holds one configuration and opens the database and archive lazily."""
+
+    def __init__(self, config_path: str | None = None, env_path: str = ".env") -> None:
+        self.config_path = config_path
+        self.env_path = env_path
+
+    @cached_property
+    def config(self) -> "Config":
+        from cc_backend.config import load_config
+
+        return load_config(self.config_path)
+
+    @cached_property
+    def secrets(self) -> "Secrets":
+        from cc_backend.config import load_env
+
+        return load_env(self.env_path)
+
+    @cached_property
+    def database_url(self) -> str:
+        return self.config.database_url()
+
+    @cached_property
+    def raw_engine(self) -> "Engine":
+        """The engine without a schema version check (for the migration flags)."""
+        from cc_backend.db.engine import make_engine
+
+        if self.database_url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(self.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return make_engine(self.database_url)
+
+    @cached_property
+    def engine(self) -> "Engine":
+        """The engine of a database at the current schema version; refuses anything else."""
+        from cc_backend.db.migrate import check_version
+
+        check_version(self.raw_engine)
+        return self.raw_engine
+
+    @cached_property
+    def archive(self) -> "FileArchive":
+        from cc_backend.archive.fs import FileArchive
+        from cc_backend.errors import ConfigError
+
+        cfg = self.config.archive
+        if cfg.kind != "file":
+            raise ConfigError(f"archive.kind {cfg.kind!r} is not supported yet; use \"file\"")
+        return FileArchive(cfg.path)
+
+    def close(self) -> None:
+        if "raw_engine" in self.__dict__:
+            self.raw_engine.dispose()
