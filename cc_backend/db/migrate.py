@@ -221,3 +221,13 @@ def optimize(engine: Engine) -> None:
         with engine.begin() as conn:
             for table in metadata.sorted_tables:
                 conn.exec_driver_sql(f"OPTIMIZE TABLE {table.name}")
+
+
+def ensure_schema(engine: Engine) -> int:
+    """Create the schema in an empty database; otherwise require the current version (never migrates)."""
+    with engine.connect() as conn:
+        version, _ = read_version(conn)
+        empty = version is None and not _has_user_tables(conn)
+    if empty:
+        migrate(engine)
+    return check_version(engine)

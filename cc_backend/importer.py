@@ -1,0 +1,322 @@
+"""init-db (rebuild the job tables from the archive) and import (add archived jobs), sharing one enrichment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import orjson
+from sqlalchemy import Engine, delete, insert, select
+
+from cc_backend.archive.cluster import ClusterRegistry
+from cc_backend.db.engine import is_sqlite
+from cc_backend.db.tables import job_table, jobtag_table, tag_table
+from cc_backend.errors import ArchiveError, CCError, Conflict, InvalidInput
+from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
+from cc_backend.jobs.model import job_to_row
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 5000
+ROW_COLUMNS = tuple(c.name for c in job_table.columns)  # id first
+MONITORING_ARCHIVED = 3
+META_KEYS = frozenset({
+    "id", "jobId", "user", "project", "cluster", "subCluster", "partition", "arrayJobId", "numNodes",
+    "numHwthreads", "numAcc", "shared", "monitoringStatus", "smt", "walltime", "jobState", "startTime",
+    "submitTime", "requestedMemory", "duration", "resources", "metaData", "tags", "energy", "energyFootprint",
+    "footprint", "concurrentJobs", "statistics", "exclusive", "stopTime",
+})
+
+
+@dataclass
+class LoadSummary:
+    """What an init-db or import run did."""
+
+    jobs: int = 0
+    tags: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else 0.0
+
+
+def enrich(job: dict[str, Any], registry: ClusterRegistry) -> dict[str, Any]:
+    """Fill subcluster, footprint, energy footprint and energy from the job's statistics (§6.1, §9)."""
+    cluster = registry.find(job.get("cluster", ""))
+    if cluster is None:
+        raise InvalidInput(f"cluster {job.get('cluster')!r} is not in the job archive", field="cluster")
+    resources = job.get("resources") or []
+    sub_name = job.get("subCluster")
+    if sub_name:
+        sub = cluster.find_sub_cluster(sub_name)
+        if sub is None:
+            raise InvalidInput(f"subCluster {sub_name!r} is not part of cluster {cluster.name!r}", field="subCluster")
+    else:
+        if not resources or not isinstance(resources[0], Mapping):
+            raise InvalidInput("missing required field 'resources'", field="resources")
+        sub = registry.assign_subcluster(cluster.name, resources[0].get("hostname", ""))
+        job["subCluster"] = sub.name
+    job["footprint"] = compute_footprint(job, sub)
+    job["energyFootprint"], job["energy"] = compute_energy(job, sub)
+    return job
+
+
+def _row_from_meta(job: dict[str, Any], registry: ClusterRegistry) -> dict[str, Any]:
+    job.setdefault("monitoringStatus", MONITORING_ARCHIVED)
+    if "exclusive" in job and "shared" not in job:
+        raise InvalidInput("meta.json is archive version 2 ('exclusive'); migrate the archive to version 3",
+                           field="exclusive")
+    enrich(job, registry)
+    return job_to_row(job)
+
+
+# --- parallel parsing -----------------------------------------------------------------------------
+
+_worker_registry: ClusterRegistry | None = None
+
+
+def _init_worker(registry: ClusterRegistry) -> None:
+    global _worker_registry
+    _worker_registry = registry
+
+
+def _parse_chunk(paths: Sequence[str]) -> tuple[list[tuple], list[tuple[int, str, str, str]], list[tuple[str, str]]]:
+    """Parse meta.json files into row tuples (without id), tag tuples (row index, type, name, scope) and errors."""
+    registry = _worker_registry
+    assert registry is not None
+    rows: list[tuple] = []
+    tags: list[tuple[int, str, str, str]] = []
+    errors: list[tuple[str, str]] = []
+    loads = orjson.loads
+    columns = ROW_COLUMNS[1:]
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                job = loads(fh.read())
+            if not isinstance(job, dict):
+                raise InvalidInput("meta.json is not a JSON object")
+            row = _row_from_meta(job, registry)
+        except FileNotFoundError:
+            errors.append((path, "meta.json is missing"))
+            continue
+        except orjson.JSONDecodeError as exc:
+            errors.append((path, f"invalid JSON: {exc}"))
+            continue
+        except (CCError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            errors.append((path, str(exc)))
+            continue
+        for tag in job.get("tags") or ():
+            if isinstance(tag, Mapping) and tag.get("type") and tag.get("name"):
+                tags.append((len(rows), str(tag["type"]), str(tag["name"]), str(tag.get("scope") or "global")))
+        rows.append(tuple(row[c] for c in columns))
+    return rows, tags, errors
+
+
+def _parallel_parse(paths: list[str], registry: ClusterRegistry, workers: int, chunk: int) -> Iterable[tuple]:
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    if workers <= 1 or len(chunks) <= 1:
+        _init_worker(registry)
+        yield from map(_parse_chunk, chunks)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(registry,)) as pool:
+        yield from pool.imap(_parse_chunk, chunks)
+
+
+# --- bulk loading ---------------------------------------------------------------------------------
+
+def _drop_job_indexes(conn, engine: Engine) -> list:
+    dropped = [ix for ix in job_table.indexes]
+    for index in dropped:
+        index.drop(conn, checkfirst=True)
+    return dropped
+
+
+def init_db(
+    engine: Engine,
+    archive: Any,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> LoadSummary:
+    """Flush job, tag and jobtag and rebuild them from every meta.json of the archive.
+
+    Unlike upstream, tag scopes from meta.json are kept. Broken meta.json files are reported and skipped.
+    """
+    started = time.perf_counter()
+    registry = archive.registry()
+    paths = list(archive.iter_meta_paths())
+    if on_total is not None:
+        on_total(len(paths))
+    workers = workers or min(os.cpu_count() or 1, 4)
+    chunk = max(200, min(2000, len(paths) // (workers * 8) or 1))
+    summary = LoadSummary()
+    seen: set[tuple[int, str, int]] = set()
+    tag_ids: dict[tuple[str, str], int] = {}
+    jobtags: list[dict] = []
+    new_tags: list[dict] = []
+    key_idx = (ROW_COLUMNS.index("job_id") - 1, ROW_COLUMNS.index("cluster") - 1, ROW_COLUMNS.index("start_time") - 1)
+    insert_sql = None
+    next_id = 1
+
+    with engine.begin() as conn:
+        conn.execute(delete(jobtag_table))
+        conn.execute(delete(tag_table))
+        conn.execute(delete(job_table))
+        dropped = _drop_job_indexes(conn, engine)
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor()
+        placeholder = "?" if is_sqlite(engine) else "%s"
+        insert_sql = (f"INSERT INTO job ({', '.join(ROW_COLUMNS)}) VALUES "
+                      f"({', '.join([placeholder] * len(ROW_COLUMNS))})")
+        pending: list[tuple] = []
+        for rows, tags, errors in _parallel_parse(paths, registry, workers, chunk):
+            summary.skipped.extend(errors)
+            index_map: dict[int, int] = {}
+            for i, row in enumerate(rows):
+                key = (row[key_idx[0]], row[key_idx[1]], row[key_idx[2]])
+                if key in seen:
+                    summary.skipped.append((f"{key[1]}/{key[0]}/{key[2]}", "duplicate job (jobId, cluster, startTime)"))
+                    continue
+                seen.add(key)
+                index_map[i] = next_id
+                pending.append((next_id, *row))
+                next_id += 1
+            for row_index, ttype, tname, tscope in tags:
+                if row_index not in index_map:
+                    continue
+                tag_id = tag_ids.get((ttype, tname))
+                if tag_id is None:
+                    tag_id = tag_ids[(ttype, tname)] = len(tag_ids) + 1
+                    new_tags.append({"id": tag_id, "tag_type": ttype, "tag_name": tname, "tag_scope": tscope})
+                jobtags.append({"job_id": index_map[row_index], "tag_id": tag_id})
+            if len(pending) >= BATCH_SIZE:
+                cursor.executemany(insert_sql, pending)
+                pending.clear()
+            if progress is not None:
+                progress(len(rows) + len(errors))
+        if pending:
+            cursor.executemany(insert_sql, pending)
+        cursor.close()
+        if new_tags:
+            conn.execute(insert(tag_table), new_tags)
+        if jobtags:
+            conn.execute(insert(jobtag_table), _unique(jobtags))
+        for index in dropped:
+            index.create(conn)
+    summary.jobs = next_id - 1
+    summary.tags = len(tag_ids)
+    summary.seconds = time.perf_counter() - started
+    for path, reason in summary.skipped:
+        log.warning("skipped %s: %s", path, reason)
+    return summary
+
+
+def _unique(jobtags: list[dict]) -> list[dict]:
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for jt in jobtags:
+        key = (jt["job_id"], jt["tag_id"])
+        if key not in seen:
+            seen.add(key)
+            out.append(jt)
+    return out
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+def parse_import_spec(spec: str) -> list[tuple[str, str]]:
+    """``meta.json:data.json[,meta:data...]`` as upstream's -import-job takes it."""
+    pairs = []
+    for item in spec.split(","):
+        meta, sep, data = item.partition(":")
+        if not sep or not meta or not data:
+            raise InvalidInput(f"{item!r}: expected META.json:DATA.json", field="import-job")
+        pairs.append((meta, data))
+    return pairs
+
+
+def _read_json_file(path: str, what: str) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise InvalidInput(f"{what} {path}: {exc.strerror}", field=what) from None
+    if path.endswith(".gz"):
+        import gzip
+
+        raw = gzip.decompress(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} {path}: invalid JSON: {exc}", field=what) from None
+
+
+def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[str, Any], *,
+               validate: bool = False, source: str = "meta.json") -> dict[str, Any]:
+    """Archive one finished job (meta.json + data.json) and insert it with its tags; returns the job row."""
+    unknown = sorted(set(meta) - META_KEYS)
+    if unknown:
+        raise InvalidInput(f"{source}: unknown field {unknown[0]!r}", field=unknown[0])
+    if validate:
+        from cc_backend.archive.validate import validate_data, validate_meta
+
+        validate_meta(meta)
+        validate_data(data)
+    registry = archive.registry()
+    meta = dict(meta)
+    meta.setdefault("shared", "none")
+    meta["monitoringStatus"] = MONITORING_ARCHIVED
+    num_nodes = meta.get("numNodes")
+    resources = meta.get("resources")
+    if isinstance(resources, list) and isinstance(num_nodes, int) and num_nodes != len(resources):
+        raise InvalidInput(f"numNodes {num_nodes} does not match the {len(resources)} resources", field="numNodes")
+    enrich(meta, registry)
+    if not meta.get("statistics"):
+        sub = registry.subcluster(meta["cluster"], meta["subCluster"])
+        meta["statistics"] = statistics_from_data(data, int(meta.get("numNodes") or len(resources or [])),
+                                                  sub.metrics)
+        enrich(meta, registry)
+    row = job_to_row(meta)
+    with engine.begin() as conn:
+        exists = conn.execute(
+            select(job_table.c.id).where(job_table.c.job_id == row["job_id"], job_table.c.cluster == row["cluster"],
+                                         job_table.c.start_time == row["start_time"])
+        ).first()
+        if exists is not None:
+            raise Conflict(f"job {row['job_id']} on {row['cluster']} started at {row['start_time']} "
+                           f"is already in the database (id {exists[0]})", field="jobId")
+        archive.import_job(meta, data)
+        db_id = int(conn.execute(insert(job_table).values(**row)).inserted_primary_key[0])
+        from cc_backend.jobs.tags import attach_tag, ensure_tag
+
+        for tag in meta.get("tags") or ():
+            attach_tag(conn, db_id, ensure_tag(conn, tag.get("type", ""), tag.get("name", ""), tag.get("scope") or "global"))
+    row["id"] = db_id
+    return row
+
+
+def import_files(engine: Engine, archive: Any, pairs: Sequence[tuple[str, str]], *, validate: bool = False) -> LoadSummary:
+    """Import several meta/data file pairs; stops at the first error, naming the file (earlier ones stay)."""
+    started = time.perf_counter()
+    summary = LoadSummary()
+    for meta_path, data_path in pairs:
+        meta = _read_json_file(meta_path, "meta")
+        data = _read_json_file(data_path, "data")
+        if not isinstance(meta, dict):
+            raise InvalidInput(f"{meta_path}: not a JSON object", field="meta")
+        try:
+            import_job(engine, archive, meta, data, validate=validate, source=meta_path)
+        except CCError as exc:
+            raise type(exc)(f"{meta_path}: {exc.message}", field=exc.field) from None
+        summary.jobs += 1
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,269 @@
+"""The job filter: upstream's GraphQL ``JobFilter`` vocabulary as one typed model for every front end."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cc_backend.db.tables import JOB_STATES, SHARED_MODES
+from cc_backend.errors import InvalidInput
+
+START_TIME_RANGES = {"last6h": 6 * 3600, "last24h": 24 * 3600, "last7d": 7 * 86400, "last30d": 30 * 86400}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class StringInput(_Model):
+    """Match a text column: exactly one of the operators is normally set."""
+
+    eq: Optional[str] = None
+    neq: Optional[str] = None
+    contains: Optional[str] = None
+    startsWith: Optional[str] = None
+    endsWith: Optional[str] = None
+    in_: Optional[list[str]] = Field(default=None, alias="in")
+
+
+class IntRange(_Model):
+    from_: int = Field(alias="from")
+    to: int
+
+
+class FloatRange(_Model):
+    from_: float = Field(alias="from")
+    to: float
+
+
+class TimeRange(_Model):
+    """Either a named range (last6h, last24h, last7d, last30d) or from/to epoch seconds."""
+
+    range: Optional[str] = None
+    from_: Optional[int] = Field(default=None, alias="from")
+    to: Optional[int] = None
+
+    @field_validator("range")
+    @classmethod
+    def _known_range(cls, value: Optional[str]) -> Optional[str]:
+        if value not in (None, "") and value not in START_TIME_RANGES:
+            raise ValueError(f"must be one of {', '.join(START_TIME_RANGES)}")
+        return value or None
+
+    def bounds(self, now: int | None = None) -> tuple[int | None, int | None]:
+        if self.range:
+            now = int(time.time()) if now is None else now
+            return now - START_TIME_RANGES[self.range], None
+        return self.from_, self.to
+
+
+class MetricStatItem(_Model):
+    """A range on one footprint value, e.g. ``flops_any`` (average) or ``mem_used_max``."""
+
+    metricName: str
+    range: FloatRange
+
+    @field_validator("metricName")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+            raise ValueError("metric names contain only letters, digits and '_'")
+        return value
+
+    @property
+    def footprint_key(self) -> str:
+        return self.metricName if re.search(r"_(avg|min|max)$", self.metricName) else f"{self.metricName}_avg"
+
+
+class JobFilter(_Model):
+    """One condition set; a list of filters is combined with AND."""
+
+    tags: Optional[list[int]] = None
+    dbId: Optional[list[int]] = None
+    jobId: Optional[StringInput] = None
+    arrayJobId: Optional[int] = None
+    user: Optional[StringInput] = None
+    project: Optional[StringInput] = None
+    jobName: Optional[StringInput] = None
+    cluster: Optional[StringInput] = None
+    subCluster: Optional[StringInput] = None
+    partition: Optional[StringInput] = None
+    duration: Optional[IntRange] = None
+    energy: Optional[FloatRange] = None
+    numNodes: Optional[IntRange] = None
+    numAccelerators: Optional[IntRange] = None
+    numHWThreads: Optional[IntRange] = None
+    startTime: Optional[TimeRange] = None
+    state: Optional[list[str]] = None
+    metricStats: Optional[list[MetricStatItem]] = None
+    shared: Optional[str] = None
+    schedule: Optional[Literal["interactive", "batch"]] = None
+    node: Optional[StringInput] = None
+
+    @field_validator("state")
+    @classmethod
+    def _known_states(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        for state in value or ():
+            if state not in JOB_STATES:
+                raise ValueError(f"{state!r} is not one of {', '.join(JOB_STATES)}")
+        return value
+
+    @field_validator("shared")
+    @classmethod
+    def _known_shared(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in SHARED_MODES:
+            raise ValueError(f"must be one of {', '.join(SHARED_MODES)}")
+        return value
+
+
+class OrderBy(_Model):
+    """Sort by a column (``type="col"``) or a footprint value (``type="foot"``)."""
+
+    field: str
+    type: Literal["col", "foot"] = "col"
+    order: Literal["ASC", "DESC"] = "ASC"
+
+    @model_validator(mode="after")
+    def _safe_field(self) -> "OrderBy":
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.field):
+            raise ValueError("sort field contains only letters, digits and '_'")
+        return self
+
+
+class Page(_Model):
+    """1-based page; ``itemsPerPage`` of -1 means everything."""
+
+    itemsPerPage: int = 50
+    page: int = 1
+
+    @model_validator(mode="after")
+    def _positive(self) -> "Page":
+        if self.itemsPerPage == 0 or self.itemsPerPage < -1:
+            raise ValueError("itemsPerPage must be positive (or -1 for all)")
+        if self.page < 1:
+            raise ValueError("page must be 1 or more")
+        return self
+
+
+def _invalid(exc: ValidationError, what: str) -> InvalidInput:
+    err = exc.errors()[0]
+    path = ".".join(str(p).rstrip("_") for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return InvalidInput(f"{what}.{path}: {msg}" if path else f"{what}: {msg}", field=path or what)
+
+
+def parse_filters(raw: list[dict] | dict | None) -> list[JobFilter]:
+    """Parse GraphQL/REST-style filter dicts, raising InvalidInput that names the field."""
+    if raw is None:
+        return []
+    items = [raw] if isinstance(raw, dict) else raw
+    out = []
+    for item in items:
+        try:
+            out.append(JobFilter.model_validate(item))
+        except ValidationError as exc:
+            raise _invalid(exc, "filter") from None
+    return out
+
+
+def parse_order(raw: dict | None) -> OrderBy | None:
+    if raw is None:
+        return None
+    try:
+        return OrderBy.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc, "order") from None
+
+
+def parse_page(raw: dict | None) -> Page | None:
+    if raw is None:
+        return None
+    try:
+        return Page.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc, "page") from None
+
+
+# --- A compact text syntax for filters (command line, TUI search fields) ----------------------
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BIG = 2**62
+
+
+def match_text(pattern: str) -> dict:
+    """``abc`` matches exactly; ``abc*``, ``*abc`` and ``*abc*`` match prefix, suffix and substring."""
+    if len(pattern) > 1 and pattern.startswith("*") and pattern.endswith("*"):
+        return {"contains": pattern[1:-1]}
+    if pattern.endswith("*"):
+        return {"startsWith": pattern[:-1]}
+    if pattern.startswith("*"):
+        return {"endsWith": pattern[1:]}
+    return {"eq": pattern}
+
+
+def parse_number(text: str, field: str, *, duration: bool = False, integer: bool = True) -> float:
+    text = text.strip()
+    factor = 1
+    if duration and text and text[-1] in _DURATION_UNITS:
+        factor, text = _DURATION_UNITS[text[-1]], text[:-1]
+    try:
+        value = float(text) * factor
+    except ValueError:
+        raise InvalidInput(f"{field}: {text!r} is not a number", field=field) from None
+    return int(value) if integer else value
+
+
+def parse_range(text: str, field: str, *, duration: bool = False, integer: bool = True) -> dict:
+    """``A..B``, ``A..`` or ``..B`` (or a single value ``A``) as a from/to dict; durations accept s/m/h/d."""
+    lo, sep, hi = text.partition("..")
+    if not sep:
+        value = parse_number(text, field, duration=duration, integer=integer)
+        return {"from": value, "to": value}
+    low = parse_number(lo, field, duration=duration, integer=integer) if lo.strip() else (0 if integer else -1e300)
+    high = parse_number(hi, field, duration=duration, integer=integer) if hi.strip() else (_BIG if integer else 1e300)
+    if low > high:
+        raise InvalidInput(f"{field}: lower bound {lo} is above upper bound {hi}", field=field)
+    return {"from": low, "to": high}
+
+
+def parse_time(text: str, field: str) -> int:
+    """Epoch seconds, or an ISO date/time (local time unless it carries an offset)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        raise InvalidInput(f"{field}: {text!r} is neither epoch seconds nor an ISO date", field=field) from None
+
+
+def parse_time_range(text: str, field: str = "startTime") -> dict:
+    """``last6h|last24h|last7d|last30d`` or ``FROM..TO`` with epoch seconds or ISO dates."""
+    if text in START_TIME_RANGES:
+        return {"range": text}
+    lo, sep, hi = text.partition("..")
+    if not sep:
+        raise InvalidInput(f"{field}: use one of {', '.join(START_TIME_RANGES)} or FROM..TO", field=field)
+    out: dict = {}
+    if lo.strip():
+        out["from"] = parse_time(lo, field)
+    if hi.strip():
+        out["to"] = parse_time(hi, field)
+    return out
+
+
+def parse_sort(text: str) -> OrderBy:
+    """``field`` or ``field:asc|desc``; footprint values as ``foot.flops_any_avg``."""
+    name, _, direction = text.partition(":")
+    kind = "col"
+    if name.startswith("foot."):
+        kind, name = "foot", name[5:]
+    direction = (direction or "asc").upper()
+    if direction not in ("ASC", "DESC"):
+        raise InvalidInput(f"sort direction {direction!r} must be asc or desc", field="sort")
+    return parse_order({"field": name, "type": kind, "order": direction})  # type: ignore[return-value]

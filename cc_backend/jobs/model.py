@@ -1,0 +1,138 @@
+"""Conversion between job table rows and the job JSON shape of the REST API and meta.json."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import orjson
+
+from cc_backend.db.tables import JOB_STATES, SHARED_MODES
+from cc_backend.errors import InvalidInput
+
+# Columns in the order the API lists them: (column, JSON key).
+COLUMN_KEYS: tuple[tuple[str, str], ...] = (
+    ("id", "id"),
+    ("job_id", "jobId"),
+    ("hpc_user", "user"),
+    ("project", "project"),
+    ("cluster", "cluster"),
+    ("subcluster", "subCluster"),
+    ("cluster_partition", "partition"),
+    ("array_job_id", "arrayJobId"),
+    ("num_nodes", "numNodes"),
+    ("num_hwthreads", "numHwthreads"),
+    ("num_acc", "numAcc"),
+    ("shared", "shared"),
+    ("monitoring_status", "monitoringStatus"),
+    ("smt", "smt"),
+    ("job_state", "jobState"),
+    ("submit_time", "submitTime"),
+    ("start_time", "startTime"),
+    ("duration", "duration"),
+    ("walltime", "walltime"),
+    ("energy", "energy"),
+)
+JSON_COLUMNS = (("resources", "resources"), ("meta_data", "metaData"), ("footprint", "footprint"),
+                ("energy_footprint", "energyFootprint"))
+KEY_TO_COLUMN = {key: col for col, key in COLUMN_KEYS + JSON_COLUMNS}
+KEY_TO_COLUMN.update({"numHWThreads": "num_hwthreads", "numAccelerators": "num_acc", "state": "job_state",
+                      "SMT": "smt", "subcluster": "subcluster"})
+COLUMN_NAMES = {col for col, _ in COLUMN_KEYS + JSON_COLUMNS}
+
+_loads = orjson.loads
+
+
+def _json_or(value: Any, default: Any) -> Any:
+    if value is None or value == "":
+        return default
+    if isinstance(value, (bytes, str)):
+        return _loads(value)
+    return value
+
+
+def row_to_job(row: Mapping[str, Any], tags: list[dict] | None = None) -> dict[str, Any]:
+    """The REST/meta.json job object for one ``job`` row (every field present, for scripts)."""
+    job = {key: row[col] for col, key in COLUMN_KEYS}
+    job["partition"] = job["partition"] or ""
+    job["arrayJobId"] = job["arrayJobId"] or 0
+    job["numHwthreads"] = job["numHwthreads"] or 0
+    job["numAcc"] = job["numAcc"] or 0
+    job["energy"] = float(job["energy"] or 0.0)
+    job["resources"] = _json_or(row["resources"], [])
+    job["metaData"] = _json_or(row["meta_data"], {})
+    job["footprint"] = _json_or(row["footprint"], {})
+    job["energyFootprint"] = _json_or(row["energy_footprint"], {})
+    job["tags"] = tags if tags is not None else []
+    return job
+
+
+def _require(job: Mapping[str, Any], key: str) -> Any:
+    if job.get(key) is None:
+        raise InvalidInput(f"missing required field {key!r}", field=key)
+    return job[key]
+
+
+def _int(job: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
+    value = job.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise InvalidInput(f"field {key!r} must be an integer, got {value!r}", field=key)
+    return int(value)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def job_to_row(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a job object (meta.json / start_job shape) and turn it into a ``job`` row dict."""
+    state = job.get("jobState") or "running"
+    if state not in JOB_STATES:
+        raise InvalidInput(f"jobState {state!r} is not one of {', '.join(JOB_STATES)}", field="jobState")
+    shared = job.get("shared") or "none"
+    if shared not in SHARED_MODES:
+        raise InvalidInput(f"shared {shared!r} is not one of {', '.join(SHARED_MODES)}", field="shared")
+    for key in ("user", "project", "cluster"):
+        if not isinstance(_require(job, key), str) or not job[key]:
+            raise InvalidInput(f"field {key!r} must be a non-empty string", field=key)
+    resources = _require(job, "resources")
+    if not isinstance(resources, list) or not resources:
+        raise InvalidInput("field 'resources' must be a non-empty list", field="resources")
+    for i, res in enumerate(resources):
+        if not isinstance(res, dict) or not isinstance(res.get("hostname"), str) or not res["hostname"]:
+            raise InvalidInput(f"resources[{i}].hostname must be a non-empty string", field=f"resources[{i}].hostname")
+    start = _int(job, "startTime")
+    if start is None:
+        raise InvalidInput("missing required field 'startTime'", field="startTime")
+    monitoring = _int(job, "monitoringStatus", 1)
+    if monitoring not in (0, 1, 2, 3):
+        raise InvalidInput("monitoringStatus must be 0, 1, 2 or 3", field="monitoringStatus")
+    meta = job.get("metaData")
+    if meta is not None and not isinstance(meta, dict):
+        raise InvalidInput("metaData must be an object of strings", field="metaData")
+    return {
+        "job_id": _int(job, "jobId") if job.get("jobId") is not None else _require(job, "jobId"),
+        "cluster": job["cluster"],
+        "subcluster": job.get("subCluster") or "",
+        "submit_time": _int(job, "submitTime", 0) or 0,
+        "start_time": start,
+        "hpc_user": job["user"],
+        "project": job["project"],
+        "cluster_partition": job.get("partition") or None,
+        "array_job_id": _int(job, "arrayJobId", 0),
+        "duration": _int(job, "duration", 0) or 0,
+        "walltime": _int(job, "walltime", 0) or 0,
+        "job_state": state,
+        "meta_data": _dumps(meta) if meta else None,
+        "resources": _dumps(resources),
+        "num_nodes": _int(job, "numNodes", len(resources)),
+        "num_hwthreads": _int(job, "numHwthreads", 0),
+        "num_acc": _int(job, "numAcc", 0),
+        "smt": _int(job, "smt", 1),
+        "shared": shared,
+        "monitoring_status": monitoring,
+        "energy": float(job.get("energy") or 0.0),
+        "energy_footprint": _dumps(job["energyFootprint"]) if job.get("energyFootprint") else None,
+        "footprint": _dumps(job["footprint"]) if job.get("footprint") else None,
+    }

@@ -1,0 +1,254 @@
+"""The one job query: filters, permission scope, sorting and paging turned into SQL."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import JSON, Float, String, and_, cast, func, or_, select, type_coerce
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import ColumnElement
+
+from cc_backend.db.tables import job_table, jobtag_table, tag_table
+from cc_backend.errors import InvalidInput, NotFound
+from cc_backend.jobs.filter import JobFilter, OrderBy, Page, StringInput
+from cc_backend.jobs.model import COLUMN_NAMES, KEY_TO_COLUMN, row_to_job
+from cc_backend.security import Viewer, readable_tag_scopes, sees_all_jobs
+
+J = job_table.c
+DEFAULT_ORDER = OrderBy(field="startTime", type="col", order="DESC")
+
+
+def _string_condition(column: ColumnElement, spec: StringInput) -> list[ColumnElement]:
+    conds: list[ColumnElement] = []
+    if spec.eq is not None:
+        conds.append(column == spec.eq)
+    if spec.neq is not None:
+        conds.append(column != spec.neq)
+    if spec.contains is not None:
+        conds.append(column.contains(spec.contains, autoescape=True))
+    if spec.startsWith is not None:
+        conds.append(column.startswith(spec.startsWith, autoescape=True))
+    if spec.endsWith is not None:
+        conds.append(column.endswith(spec.endsWith, autoescape=True))
+    if spec.in_ is not None:
+        conds.append(column.in_(spec.in_))
+    return conds
+
+
+def _json_text(column: ColumnElement, key: str) -> ColumnElement:
+    return type_coerce(column, JSON)[key].as_string()
+
+
+def footprint_value(key: str) -> ColumnElement:
+    """A footprint entry (``flops_any_avg``) as a number, on SQLite and MySQL alike."""
+    return cast(type_coerce(J.footprint, JSON)[key].as_float(), Float)
+
+
+def _node_condition(spec: StringInput) -> list[ColumnElement]:
+    # Hostnames sit in the resources JSON, always serialised without spaces.
+    conds: list[ColumnElement] = []
+    if spec.eq is not None:
+        conds.append(J.resources.contains(f'"hostname":"{spec.eq}"', autoescape=True))
+    if spec.neq is not None:
+        conds.append(~J.resources.contains(f'"hostname":"{spec.neq}"', autoescape=True))
+    if spec.contains is not None:
+        conds.append(J.resources.contains(spec.contains, autoescape=True))
+    if spec.startsWith is not None:
+        conds.append(J.resources.contains(f'"hostname":"{spec.startsWith}', autoescape=True))
+    if spec.endsWith is not None:
+        conds.append(J.resources.contains(f'{spec.endsWith}"', autoescape=True))
+    if spec.in_ is not None:
+        conds.append(or_(*[J.resources.contains(f'"hostname":"{h}"', autoescape=True) for h in spec.in_]))
+    return conds
+
+
+def filter_conditions(flt: JobFilter, now: int | None = None) -> list[ColumnElement]:
+    """SQL conditions of one filter (combined with AND)."""
+    conds: list[ColumnElement] = []
+    if flt.tags:
+        conds.append(J.id.in_(select(jobtag_table.c.job_id).where(jobtag_table.c.tag_id.in_(flt.tags))))
+    if flt.dbId:
+        conds.append(J.id.in_(flt.dbId))
+    if flt.jobId is not None:
+        conds += _job_id_condition(flt.jobId)
+    if flt.arrayJobId is not None:
+        conds.append(J.array_job_id == flt.arrayJobId)
+    for spec, column in ((flt.user, J.hpc_user), (flt.project, J.project), (flt.cluster, J.cluster),
+                         (flt.subCluster, J.subcluster), (flt.partition, J.cluster_partition)):
+        if spec is not None:
+            conds += _string_condition(column, spec)
+    if flt.jobName is not None:
+        conds += _string_condition(_json_text(J.meta_data, "jobName"), flt.jobName)
+    for rng, column in ((flt.duration, J.duration), (flt.numNodes, J.num_nodes),
+                        (flt.numAccelerators, J.num_acc), (flt.numHWThreads, J.num_hwthreads),
+                        (flt.energy, J.energy)):
+        if rng is not None:
+            conds.append(column.between(rng.from_, rng.to))
+    if flt.startTime is not None:
+        lo, hi = flt.startTime.bounds(now)
+        if lo is not None:
+            conds.append(J.start_time >= lo)
+        if hi is not None:
+            conds.append(J.start_time <= hi)
+    if flt.state:
+        conds.append(J.job_state.in_(flt.state))
+    for stat in flt.metricStats or ():
+        conds.append(footprint_value(stat.footprint_key).between(stat.range.from_, stat.range.to))
+    if flt.shared is not None:
+        conds.append(J.shared == flt.shared)
+    if flt.schedule == "interactive":
+        conds.append(_json_text(J.meta_data, "jobName") == "interactive")
+    elif flt.schedule == "batch":
+        name = _json_text(J.meta_data, "jobName")
+        conds.append(or_(name.is_(None), name != "interactive"))
+    if flt.node is not None:
+        conds += _node_condition(flt.node)
+    return conds
+
+
+def _job_id_condition(spec: StringInput) -> list[ColumnElement]:
+    """Job ids are numbers: eq/neq/in compare numerically, the pattern operators on their text."""
+    def number(value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidInput(f"jobId {value!r} is not a number", field="filter.jobId") from None
+
+    conds: list[ColumnElement] = []
+    if spec.eq is not None:
+        conds.append(J.job_id == number(spec.eq))
+    if spec.neq is not None:
+        conds.append(J.job_id != number(spec.neq))
+    if spec.in_ is not None:
+        conds.append(J.job_id.in_([number(v) for v in spec.in_]))
+    pattern = StringInput(contains=spec.contains, startsWith=spec.startsWith, endsWith=spec.endsWith)
+    conds += _string_condition(cast(J.job_id, String(20)), pattern)
+    return conds
+
+
+def scope_condition(viewer: Viewer | None) -> ColumnElement | None:
+    """Restrict to the jobs the viewer may see (§7.2)."""
+    if sees_all_jobs(viewer):
+        return None
+    assert viewer is not None
+    if viewer.has_role("manager") and viewer.projects:
+        return or_(J.hpc_user == viewer.username, J.project.in_(viewer.projects))
+    return J.hpc_user == viewer.username
+
+
+def where_clause(filters: Sequence[JobFilter], viewer: Viewer | None, now: int | None = None) -> ColumnElement | None:
+    conds: list[ColumnElement] = []
+    for flt in filters:
+        conds += filter_conditions(flt, now)
+    scope = scope_condition(viewer)
+    if scope is not None:
+        conds.append(scope)
+    return and_(*conds) if conds else None
+
+
+def order_clause(order: OrderBy | None) -> list[ColumnElement]:
+    order = order or DEFAULT_ORDER
+    if order.type == "foot":
+        expr: ColumnElement = footprint_value(order.field)
+    else:
+        column = KEY_TO_COLUMN.get(order.field, order.field)
+        if column not in COLUMN_NAMES or column in ("resources", "meta_data", "footprint", "energy_footprint"):
+            raise InvalidInput(f"cannot sort by {order.field!r}", field="order.field")
+        expr = J[column]
+    primary = expr.desc() if order.order == "DESC" else expr.asc()
+    return [primary, J.id.desc() if order.order == "DESC" else J.id.asc()]
+
+
+def _connect(bind: Engine | Connection):
+    return bind.connect() if isinstance(bind, Engine) else _NoClose(bind)
+
+
+class _NoClose:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> Connection:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def tags_for_jobs(conn: Connection, job_ids: Iterable[int], viewer: Viewer | None) -> dict[int, list[dict]]:
+    """Tags of many jobs in one query, limited to the scopes the viewer may read."""
+    ids = list(job_ids)
+    out: dict[int, list[dict]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    stmt = (
+        select(jobtag_table.c.job_id, tag_table.c.id, tag_table.c.tag_type, tag_table.c.tag_name, tag_table.c.tag_scope)
+        .join(tag_table, tag_table.c.id == jobtag_table.c.tag_id)
+        .where(jobtag_table.c.job_id.in_(ids))
+        .order_by(jobtag_table.c.job_id, tag_table.c.tag_type, tag_table.c.tag_name)
+    )
+    scopes = readable_tag_scopes(viewer)
+    if scopes is not None:
+        stmt = stmt.where(tag_table.c.tag_scope.in_(scopes))
+    for job_id, tag_id, ttype, tname, tscope in conn.execute(stmt):
+        out[job_id].append({"id": tag_id, "type": ttype, "name": tname, "scope": tscope})
+    return out
+
+
+def list_jobs(
+    bind: Engine | Connection,
+    filters: Sequence[JobFilter] = (),
+    *,
+    order: OrderBy | None = None,
+    page: Page | None = None,
+    viewer: Viewer | None = None,
+    with_tags: bool = True,
+    now: int | None = None,
+) -> list[dict[str, Any]]:
+    """Jobs matching every filter that the viewer may see, as REST-shaped dicts."""
+    stmt = select(job_table)
+    where = where_clause(filters, viewer, now)
+    if where is not None:
+        stmt = stmt.where(where)
+    stmt = stmt.order_by(*order_clause(order))
+    if page is not None and page.itemsPerPage != -1:
+        stmt = stmt.limit(page.itemsPerPage).offset((page.page - 1) * page.itemsPerPage)
+    with _connect(bind) as conn:
+        rows = conn.execute(stmt).mappings().all()
+        tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer) if with_tags else {}
+    return [row_to_job(r, tags.get(r["id"], [])) for r in rows]
+
+
+def count_jobs(bind: Engine | Connection, filters: Sequence[JobFilter] = (), *, viewer: Viewer | None = None,
+               now: int | None = None) -> int:
+    stmt = select(func.count()).select_from(job_table)
+    where = where_clause(filters, viewer, now)
+    if where is not None:
+        stmt = stmt.where(where)
+    with _connect(bind) as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def get_job(bind: Engine | Connection, db_id: int, *, viewer: Viewer | None = None) -> dict[str, Any]:
+    """One job by database id; a job the viewer may not see is reported as not found."""
+    jobs = list_jobs(bind, [JobFilter(dbId=[db_id])], viewer=viewer)
+    if not jobs:
+        raise NotFound(f"no job with id {db_id}", field="id")
+    return jobs[0]
+
+
+def find_jobs(bind: Engine | Connection, job_id: int, cluster: str | None = None, start_time: int | None = None,
+              *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
+    """Jobs by batch-system id (ids repeat across clusters and over time), newest first."""
+    conds: list[ColumnElement] = [J.job_id == job_id]
+    if cluster is not None:
+        conds.append(J.cluster == cluster)
+    if start_time is not None:
+        conds.append(J.start_time == start_time)
+    scope = scope_condition(viewer)
+    if scope is not None:
+        conds.append(scope)
+    stmt = select(job_table).where(and_(*conds)).order_by(J.start_time.desc(), J.id.desc())
+    with _connect(bind) as conn:
+        rows = conn.execute(stmt).mappings().all()
+        tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer)
+    return [row_to_job(r, tags[r["id"]]) for r in rows]

@@ -1,0 +1,83 @@
+"""Tags: listing with job counts, lookup by ``type:name``, creating and attaching them."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Connection, Engine
+
+from cc_backend.db.tables import job_table, jobtag_table, tag_table
+from cc_backend.errors import InvalidInput, NotFound
+from cc_backend.security import Viewer, readable_tag_scopes
+
+T = tag_table.c
+
+
+def list_tags(engine: Engine, *, viewer: Viewer | None = None) -> list[dict]:
+    """Every tag the viewer may read, with the number of the viewer's visible jobs carrying it."""
+    from cc_backend.jobs.query import scope_condition
+
+    count_stmt = (
+        select(jobtag_table.c.tag_id, func.count().label("n"))
+        .join(job_table, job_table.c.id == jobtag_table.c.job_id)
+        .group_by(jobtag_table.c.tag_id)
+    )
+    scope = scope_condition(viewer)
+    if scope is not None:
+        count_stmt = count_stmt.where(scope)
+    counts = count_stmt.subquery()
+    stmt = (
+        select(T.id, T.tag_type, T.tag_name, T.tag_scope, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.tag_id == T.id)
+        .order_by(T.tag_type, T.tag_name)
+    )
+    scopes = readable_tag_scopes(viewer)
+    if scopes is not None:
+        stmt = stmt.where(T.tag_scope.in_(scopes))
+    with engine.connect() as conn:
+        return [
+            {"id": i, "type": t, "name": n, "scope": s, "count": int(c)}
+            for i, t, n, s, c in conn.execute(stmt)
+        ]
+
+
+def resolve_tag_ids(engine: Engine, specs: Iterable[str], *, viewer: Viewer | None = None) -> list[int]:
+    """Tag ids from ``ID`` or ``type:name`` strings (as typed on the command line)."""
+    ids: list[int] = []
+    scopes = readable_tag_scopes(viewer)
+    with engine.connect() as conn:
+        for spec in specs:
+            if spec.isdigit():
+                ids.append(int(spec))
+                continue
+            ttype, sep, tname = spec.partition(":")
+            if not sep or not ttype or not tname:
+                raise InvalidInput(f"tag {spec!r}: use an id or type:name", field="tag")
+            stmt = select(T.id).where(and_(T.tag_type == ttype, T.tag_name == tname))
+            if scopes is not None:
+                stmt = stmt.where(T.tag_scope.in_(scopes))
+            found = conn.execute(stmt).scalars().all()
+            if not found:
+                raise NotFound(f"no tag {spec!r}", field="tag")
+            ids += found
+    return ids
+
+
+def ensure_tag(conn: Connection, tag_type: str, tag_name: str, scope: str = "global") -> int:
+    """The id of tag (type, name), created with ``scope`` if missing."""
+    if not tag_type or not tag_name:
+        raise InvalidInput("a tag needs a type and a name", field="tags")
+    found = conn.execute(select(T.id).where(and_(T.tag_type == tag_type, T.tag_name == tag_name))).scalar()
+    if found is not None:
+        return int(found)
+    result = conn.execute(tag_table.insert().values(tag_type=tag_type, tag_name=tag_name, tag_scope=scope or "global"))
+    return int(result.inserted_primary_key[0])
+
+
+def attach_tag(conn: Connection, job_db_id: int, tag_id: int) -> None:
+    exists = conn.execute(
+        select(jobtag_table.c.job_id).where(and_(jobtag_table.c.job_id == job_db_id, jobtag_table.c.tag_id == tag_id))
+    ).first()
+    if exists is None:
+        conn.execute(jobtag_table.insert().values(job_id=job_db_id, tag_id=tag_id))

@@ -1,0 +1,62 @@
+"""Who may see which jobs and tags: the one permission check every front end uses (upstream §7.2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLE_LEVELS = {"anonymous": 0, "api": 1, "user": 2, "manager": 3, "support": 4, "admin": 5}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The identity a request or command acts as."""
+
+    username: str
+    roles: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    @property
+    def is_admin_like(self) -> bool:
+        """admin, support and api users see every job."""
+        return bool({"admin", "support", "api"} & set(self.roles))
+
+
+#: The CLI acts as a local administrator.
+SYSTEM = Viewer(username="", roles=("admin", "api"))
+
+
+def sees_all_jobs(viewer: Viewer | None) -> bool:
+    return viewer is None or viewer.is_admin_like
+
+
+def can_see_job(viewer: Viewer | None, hpc_user: str, project: str) -> bool:
+    if sees_all_jobs(viewer):
+        return True
+    assert viewer is not None
+    if viewer.has_role("manager") and viewer.projects:
+        return hpc_user == viewer.username or project in viewer.projects
+    return hpc_user == viewer.username
+
+
+def readable_tag_scopes(viewer: Viewer | None) -> tuple[str, ...] | None:
+    """Scopes whose tags the viewer may see; None means every scope."""
+    if viewer is None:
+        return None
+    scopes = ["global", viewer.username]
+    if {"admin", "support"} & set(viewer.roles):
+        scopes.append("admin")
+    return tuple(scopes)
+
+
+def can_write_tag_scope(viewer: Viewer | None, scope: str) -> bool:
+    if viewer is None:
+        return True
+    roles = set(viewer.roles)
+    if scope == "global":
+        return bool({"admin", "support", "api"} & roles)
+    if scope == "admin":
+        return bool({"admin", "api"} & roles)
+    return scope == viewer.username

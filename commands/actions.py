@@ -1,0 +1,133 @@
+"""Upstream's action flags (``-init-db``, ``-add-user`` ...), run in upstream's order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cc_backend.runtime import Runtime
+
+
+def print_version(runtime: Runtime) -> None:
+    from cc_backend.admin import version_info
+
+    info = version_info(runtime)
+    click.echo(f"cc-backend (Python) {info.program}")
+    click.echo(f"SQL db version: {info.schema_version}")
+    click.echo(f"Job archive version: {info.archive_version}")
+    if info.database_version is not None:
+        dirty = " (dirty)" if info.database_dirty else ""
+        click.echo(f"Configured database ({info.database_url}): schema version {info.database_version}{dirty}")
+    if info.archive_path_version is not None:
+        click.echo(f"Configured job archive: version {info.archive_path_version}")
+
+
+def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, revert_db, force_db, optimize_db,
+                     add_user, del_user, jwt_user, init_db, import_job) -> bool | None:
+    """Run the requested actions; None if one of them always ends the program, else whether any ran."""
+    if show_version:
+        print_version(runtime)
+        return None
+    if do_init:
+        from cc_backend.admin import init_here
+
+        for path in init_here(Path.cwd()):
+            click.echo(f"created {path}")
+        return None
+    runtime.secrets  # load .env into the environment before the config reads it
+    if migrate_db or revert_db or force_db:
+        from cc_backend.db import migrate as m
+
+        if migrate_db:
+            before, after = m.migrate(runtime.raw_engine)
+            click.echo(f"database migrated from schema version {before} to {after}" if before != after
+                       else f"database is at schema version {after}")
+        elif revert_db:
+            before, after = m.revert(runtime.raw_engine)
+            click.echo(f"database reverted from schema version {before} to {after}")
+        else:
+            m.force(runtime.raw_engine)
+            click.echo(f"database marked clean at schema version {m.SCHEMA_VERSION}")
+        return None
+    did = False
+    if optimize_db:
+        from cc_backend.db.migrate import optimize
+
+        optimize(runtime.engine)
+        click.echo("database optimized (VACUUM, ANALYZE)")
+        did = True
+    if add_user:
+        from cc_backend.users import add_user as add, parse_user_spec
+
+        name, roles, password = parse_user_spec(add_user)
+        add(runtime.engine, name, password=password, roles=roles)
+        click.echo(f"added user {name!r} with roles {', '.join(roles) or '(none)'}")
+        did = True
+    if del_user:
+        from cc_backend.users import delete_user
+
+        delete_user(runtime.engine, del_user)  # like upstream: deleting an absent user is no error
+        click.echo(f"deleted user {del_user!r}")
+        did = True
+    if jwt_user:
+        from cc_backend.admin import user_token
+
+        token, warnings = user_token(runtime, jwt_user)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(token)
+        did = True
+    if init_db:
+        run_init_db(runtime)
+        did = True
+    if import_job:
+        from cc_backend.importer import import_files, parse_import_spec
+
+        summary = import_files(runtime.engine, runtime.archive, parse_import_spec(import_job),
+                               validate=runtime.config.main.validate)
+        click.echo(f"imported {summary.jobs} job(s)")
+        did = True
+    return did
+
+
+def run_init_db(runtime: Runtime, workers: int | None = None) -> None:
+    """Rebuild the job tables with a progress bar on a terminal and a summary at the end."""
+    import sys
+
+    from cc_backend.db.migrate import ensure_schema
+    from cc_backend.importer import init_db
+
+    ensure_schema(runtime.raw_engine)  # a fresh database file gets the schema; an outdated one is refused
+    bar = None
+
+    def on_total(total: int) -> None:
+        nonlocal bar
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="init-db", unit="jobs", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+
+    summary = init_db(runtime.engine, runtime.archive, workers=workers, progress=progress, on_total=on_total)
+    if bar is not None:
+        bar.close()
+    for path, reason in summary.skipped[:20]:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    if len(summary.skipped) > 20:
+        click.echo(f"... and {len(summary.skipped) - 20} more skipped files", err=True)
+    click.echo(f"init-db: {summary.jobs} jobs, {summary.tags} tags, {len(summary.skipped)} skipped, "
+               f"{summary.seconds:.1f} s ({summary.rate:,.0f} jobs/s)")
+
+
+def start_server(runtime: Runtime, *, dev: bool = False) -> None:
+    try:
+        from cc_backend.server import serve  # type: ignore[attr-defined]
+    except ImportError:
+        raise click.ClickException(
+            "the HTTP server is not part of this version yet: setup actions are done, nothing to serve"
+        ) from None
+    serve(runtime, dev=dev)

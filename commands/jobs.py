@@ -1,0 +1,190 @@
+"""``cc-backend jobs|clusters|tags``: read-only queries over the shared job query module."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from cc_backend.commands.common import runtime
+from cc_backend.commands.output import emit, emit_object, format_option
+
+LIST_COLUMNS = ["id", "jobId", "cluster", "subCluster", "user", "project", "jobState", "start", "duration",
+                "numNodes", "tags"]
+
+
+def _fmt_duration(seconds: int) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return f"{days}d {h:02d}:{m:02d}:{s:02d}" if days else f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def _table_row(job: dict) -> dict:
+    row = dict(job)
+    row["start"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["startTime"]))
+    row["duration"] = _fmt_duration(job["duration"])
+    row["tags"] = ",".join(f"{t['type']}:{t['name']}" for t in job["tags"])
+    return row
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """List and show jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--cluster", help="Cluster name (`abc*`, `*abc`, `*abc*` match prefix, suffix, substring).")
+@click.option("--subcluster", help="Subcluster name (same patterns).")
+@click.option("--partition", help="Partition (same patterns).")
+@click.option("--user", help="User name (same patterns).")
+@click.option("--project", help="Project (same patterns).")
+@click.option("--job-name", help="Job name from the job's metadata (same patterns).")
+@click.option("--job-id", help="Batch-system job id (same patterns).")
+@click.option("--array-job-id", type=int, help="Array job id.")
+@click.option("--state", "states", multiple=True, help="Job state; repeat for several (running, completed, ...).")
+@click.option("--start-time", help="last6h, last24h, last7d, last30d, or FROM..TO (epoch or ISO date).")
+@click.option("--duration", help="Range A..B in seconds or with s/m/h/d, e.g. 1h..12h.")
+@click.option("--nodes", help="Range of node counts, e.g. 2..16 or 64..")
+@click.option("--hwthreads", help="Range of hardware-thread counts.")
+@click.option("--accelerators", help="Range of accelerator counts.")
+@click.option("--energy", help="Range of energy in kWh.")
+@click.option("--tag", "tags", multiple=True, help="Tag id or type:name; repeat for several (any matches).")
+@click.option("--node", help="Hostname the job ran on (same patterns).")
+@click.option("--shared", type=click.Choice(["none", "single_user", "multi_user"]))
+@click.option("--schedule", type=click.Choice(["interactive", "batch"]))
+@click.option("--metric", "metrics", multiple=True,
+              help="Footprint range NAME=A..B, e.g. flops_any=0..10 (average) or mem_used_max=100..")
+@click.option("--filter-json", help="A GraphQL JobFilter object (or list of them) as JSON, combined with the options.")
+@click.option("--sort", default="startTime:desc", show_default=True,
+              help="Column or footprint value (foot.flops_any_avg), with :asc or :desc.")
+@click.option("--page", type=int, default=1, show_default=True)
+@click.option("--items-per-page", type=int, default=50, show_default=True, help="-1 for all.")
+@click.option("--count", "only_count", is_flag=True, help="Print only the number of matching jobs.")
+@format_option
+def list_cmd(cluster, subcluster, partition, user, project, job_name, job_id, array_job_id, states, start_time,
+             duration, nodes, hwthreads, accelerators, energy, tags, node, shared, schedule, metrics, filter_json,
+             sort, page, items_per_page, only_count, fmt) -> None:
+    """List jobs matching every given condition, newest first by default."""
+    import orjson
+
+    from cc_backend.jobs import filter as jf
+    from cc_backend.jobs.query import count_jobs, list_jobs
+    from cc_backend.jobs.tags import resolve_tag_ids
+
+    rt = runtime()
+    raw: dict = {}
+    for key, value in (("cluster", cluster), ("subCluster", subcluster), ("partition", partition), ("user", user),
+                       ("project", project), ("jobName", job_name), ("jobId", job_id), ("node", node)):
+        if value:
+            raw[key] = jf.match_text(value)
+    if array_job_id is not None:
+        raw["arrayJobId"] = array_job_id
+    if states:
+        raw["state"] = list(states)
+    if start_time:
+        raw["startTime"] = jf.parse_time_range(start_time)
+    if duration:
+        raw["duration"] = jf.parse_range(duration, "duration", duration=True)
+    for key, value in (("numNodes", nodes), ("numHWThreads", hwthreads), ("numAccelerators", accelerators)):
+        if value:
+            raw[key] = jf.parse_range(value, key)
+    if energy:
+        raw["energy"] = jf.parse_range(energy, "energy", integer=False)
+    if shared:
+        raw["shared"] = shared
+    if schedule:
+        raw["schedule"] = schedule
+    if metrics:
+        stats = []
+        for item in metrics:
+            name, sep, rng = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r}: use NAME=A..B", param_hint="--metric")
+            stats.append({"metricName": name, "range": jf.parse_range(rng, f"metric {name}", integer=False)})
+        raw["metricStats"] = stats
+    if tags:
+        raw["tags"] = resolve_tag_ids(rt.engine, tags)
+    extra = []
+    if filter_json:
+        try:
+            extra_raw = orjson.loads(filter_json)
+        except orjson.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--filter-json") from None
+        extra = jf.parse_filters(extra_raw)
+    filters = jf.parse_filters(raw) + extra
+    if only_count:
+        n = count_jobs(rt.engine, filters)
+        emit_object({"count": n}, fmt) if fmt != "table" else click.echo(n)
+        return
+    jobs = list_jobs(rt.engine, filters, order=jf.parse_sort(sort),
+                     page=jf.parse_page({"itemsPerPage": items_per_page, "page": page}))
+    if fmt == "table":
+        emit([_table_row(j) for j in jobs], LIST_COLUMNS, fmt)
+    else:
+        emit(jobs, [c for c in jobs[0] if c not in ("resources", "metaData")] if jobs else LIST_COLUMNS,
+             fmt, json_value=jobs)
+
+
+@jobs_group.command("show")
+@click.argument("job_ref")
+@click.option("--cluster", help="Cluster, when JOB_REF is a batch-system job id.")
+@click.option("--start-time", type=int, help="Start time, to pick one of several jobs with the same id.")
+@click.option("--db-id", is_flag=True, help="JOB_REF is the database id (the `id` column of `jobs list`).")
+@format_option
+def show_cmd(job_ref, cluster, start_time, db_id, fmt) -> None:
+    """Show one job by batch-system job id (newest match) or by database id."""
+    from cc_backend.errors import InvalidInput, NotFound
+    from cc_backend.jobs.query import find_jobs, get_job
+
+    rt = runtime()
+    if not job_ref.isdigit():
+        raise InvalidInput(f"job id {job_ref!r} is not a number", field="JOB_REF")
+    if db_id:
+        job = get_job(rt.engine, int(job_ref))
+    else:
+        found = find_jobs(rt.engine, int(job_ref), cluster, start_time)
+        if not found:
+            raise NotFound(f"no job {job_ref}" + (f" on cluster {cluster}" if cluster else ""), field="JOB_REF")
+        if len(found) > 1:
+            click.echo(f"note: {len(found)} jobs have id {job_ref}; showing the newest "
+                       "(use --cluster/--start-time to choose)", err=True)
+        job = found[0]
+    if fmt == "table":
+        row = _table_row(job)
+        row["resources"] = ", ".join(r["hostname"] for r in job["resources"])
+        row["metaData"] = ", ".join(k for k in job["metaData"])
+        emit_object({k: row[k] for k in job if k not in ("tags",)} | {"tags": row["tags"]}, fmt)
+    else:
+        emit_object(job, fmt) if fmt == "json" else emit([job], list(job), fmt)
+
+
+@click.group("clusters")
+def clusters_group() -> None:
+    """Clusters of the job archive."""
+
+
+@clusters_group.command("list")
+@format_option
+def clusters_list_cmd(fmt) -> None:
+    """List clusters with their subclusters, node lists and job counts."""
+    from cc_backend.jobs.stats import cluster_overview
+
+    rt = runtime()
+    rows = cluster_overview(rt.archive, rt.engine)
+    emit(rows, ["cluster", "subClusters", "nodes", "metrics", "jobs"], fmt)
+
+
+@click.group("tags")
+def tags_group() -> None:
+    """Job tags."""
+
+
+@tags_group.command("list")
+@format_option
+def tags_list_cmd(fmt) -> None:
+    """List tags with their scope and the number of jobs carrying them."""
+    from cc_backend.jobs.tags import list_tags
+
+    rows = list_tags(runtime().engine)
+    emit(rows, ["id", "type", "name", "scope", "count"], fmt)
