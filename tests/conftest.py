@@ -114,3 +114,39 @@ def run_cli(*args: str, cwd: Path | None = None, input: str | None = None, env: 
     return subprocess.run(
         [str(exe), *args], cwd=cwd, input=input, capture_output=True, text=True, env=full_env, timeout=300
     )
+
+
+def copy_database(src_url: str, dst_url: str) -> None:
+    """Copy every row of every schema table (the dst schema must exist)."""
+    from sqlalchemy import select
+
+    from cc_backend.db.engine import make_engine
+    from cc_backend.db.tables import metadata
+
+    src, dst = make_engine(src_url), make_engine(dst_url)
+    with src.connect() as s, dst.begin() as d:
+        for table in metadata.sorted_tables:
+            rows = [dict(r) for r in s.execute(select(table)).mappings()]
+            if rows:
+                d.execute(table.insert(), rows)
+    src.dispose()
+    dst.dispose()
+
+
+@pytest.fixture
+def peer_db_url(request, peer_db_path, empty_db_url) -> str:
+    """The upstream peer job.db (544 jobs) migrated to schema 11, on SQLite or copied into MariaDB."""
+    from cc_backend.db.engine import make_engine
+    from cc_backend.db.migrate import migrate
+
+    sqlite_url = f"sqlite:///{peer_db_path}"
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    engine.dispose()
+    if empty_db_url.startswith("sqlite"):
+        return sqlite_url
+    engine = make_engine(empty_db_url)
+    migrate(engine)
+    engine.dispose()
+    copy_database(sqlite_url, empty_db_url)
+    return empty_db_url

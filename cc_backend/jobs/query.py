@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import JSON, Float, String, and_, cast, func, or_, select, type_coerce
+from sqlalchemy import JSON, Float, String, Text, and_, cast, func, or_, select, type_coerce
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
@@ -15,6 +15,8 @@ from cc_backend.jobs.model import COLUMN_NAMES, KEY_TO_COLUMN, row_to_job
 from cc_backend.security import Viewer, readable_tag_scopes, sees_all_jobs
 
 J = job_table.c
+# Upstream's Go driver stores JSON columns as BLOBs; LIKE and JSON functions need them as text.
+RESOURCES_TEXT = cast(J.resources, Text)
 DEFAULT_ORDER = OrderBy(field="startTime", type="col", order="DESC")
 
 
@@ -36,29 +38,29 @@ def _string_condition(column: ColumnElement, spec: StringInput) -> list[ColumnEl
 
 
 def _json_text(column: ColumnElement, key: str) -> ColumnElement:
-    return type_coerce(column, JSON)[key].as_string()
+    return type_coerce(cast(column, Text), JSON)[key].as_string()
 
 
 def footprint_value(key: str) -> ColumnElement:
     """A footprint entry (``flops_any_avg``) as a number, on SQLite and MySQL alike."""
-    return cast(type_coerce(J.footprint, JSON)[key].as_float(), Float)
+    return cast(type_coerce(cast(J.footprint, Text), JSON)[key].as_float(), Float)
 
 
 def _node_condition(spec: StringInput) -> list[ColumnElement]:
     # Hostnames sit in the resources JSON, always serialised without spaces.
     conds: list[ColumnElement] = []
     if spec.eq is not None:
-        conds.append(J.resources.contains(f'"hostname":"{spec.eq}"', autoescape=True))
+        conds.append(RESOURCES_TEXT.contains(f'"hostname":"{spec.eq}"', autoescape=True))
     if spec.neq is not None:
-        conds.append(~J.resources.contains(f'"hostname":"{spec.neq}"', autoescape=True))
+        conds.append(~RESOURCES_TEXT.contains(f'"hostname":"{spec.neq}"', autoescape=True))
     if spec.contains is not None:
-        conds.append(J.resources.contains(spec.contains, autoescape=True))
+        conds.append(RESOURCES_TEXT.contains(spec.contains, autoescape=True))
     if spec.startsWith is not None:
-        conds.append(J.resources.contains(f'"hostname":"{spec.startsWith}', autoescape=True))
+        conds.append(RESOURCES_TEXT.contains(f'"hostname":"{spec.startsWith}', autoescape=True))
     if spec.endsWith is not None:
-        conds.append(J.resources.contains(f'{spec.endsWith}"', autoescape=True))
+        conds.append(RESOURCES_TEXT.contains(f'{spec.endsWith}"', autoescape=True))
     if spec.in_ is not None:
-        conds.append(or_(*[J.resources.contains(f'"hostname":"{h}"', autoescape=True) for h in spec.in_]))
+        conds.append(or_(*[RESOURCES_TEXT.contains(f'"hostname":"{h}"', autoescape=True) for h in spec.in_]))
     return conds
 
 

@@ -1,0 +1,148 @@
+"""Job footprint, energy and node-scope statistics, as computed by archiving, import and init-db."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cc_backend.archive.cluster import MetricConfig, SubCluster
+from cc_backend.errors import InvalidInput
+
+__all__ = [
+    "compute_energy",
+    "compute_footprint",
+    "go_round",
+    "load_job_stat",
+    "statistics_from_data",
+]
+
+
+def go_round(value: float, digits: int = 2) -> float:
+    """Round half away from zero like Go's ``math.Round(x*10^d)/10^d`` (Python's round() is half-to-even)."""
+    scale = 10.0**digits
+    scaled = value * scale
+    # math.floor(x + 0.5) differs from Go's Round for x just below .5 (e.g. 0.49999999999999994).
+    rounded = math.floor(abs(scaled))
+    if abs(scaled) - rounded >= 0.5:
+        rounded += 1
+    return math.copysign(rounded, scaled) / scale
+
+
+def load_job_stat(job: Mapping[str, Any], metric: str, stat: str) -> float:
+    """``job["statistics"][metric][stat]``, or 0.0 when the job has no such statistic (as upstream)."""
+    stats = (job.get("statistics") or {}).get(metric)
+    if not isinstance(stats, Mapping):
+        return 0.0
+    value = stats.get(stat)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value)
+
+
+def compute_footprint(job: Mapping[str, Any], subcluster: SubCluster, *, upstream_avg_keys: bool = False) -> dict[str, float]:
+    """``{"<metric>_<stat>": value}`` for every footprint metric of the job's (resolved) subcluster.
+
+    The stat is the metric config's ``footprint`` (avg|min|max). ``upstream_avg_keys=True`` reproduces what
+    upstream cc-backend actually stores: its stat lookup is inverted, so every key is ``<metric>_avg`` holding the
+    average (e.g. ``mem_used_avg`` although mem_used is configured ``max``).
+    """
+    out: dict[str, float] = {}
+    for name in subcluster.footprint:
+        mc = subcluster.metric(name)
+        stat = "avg" if upstream_avg_keys or mc is None or not mc.footprint else mc.footprint
+        out[f"{name}_{stat}"] = load_job_stat(job, name, stat)
+    return out
+
+
+def compute_energy(job: Mapping[str, Any], subcluster: SubCluster) -> tuple[dict[str, float], float]:
+    """Per-metric energy in kWh and the job total, both rounded to 2 digits.
+
+    ``power`` metrics: avg W x numNodes x duration h / 1000. ``energy`` metrics contribute 0 (not implemented
+    upstream either).
+    """
+    num_nodes = _int_field(job, "numNodes")
+    duration = _int_field(job, "duration")
+    per_metric: dict[str, float] = {}
+    total = 0.0
+    for name in subcluster.energy_footprint:
+        mc = subcluster.metric(name)
+        energy = 0.0
+        if mc is not None and mc.energy == "power":
+            # Same operation order as upstream so results match bit for bit before rounding.
+            raw = ((load_job_stat(job, name, "avg") * float(num_nodes)) * (float(duration) / 3600.0)) / 1000.0
+            energy = go_round(raw, 2)
+        per_metric[name] = energy
+        total += energy
+    return per_metric, go_round(total, 2)
+
+
+def _int_field(job: Mapping[str, Any], key: str) -> int:
+    value = job.get(key, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{key} must be a number, got {value!r}", field=key)
+    return int(value)
+
+
+def _series_stats(series: Mapping[str, Any]) -> tuple[float, float | None, float | None]:
+    """(avg, min, max) of one series; derived from its samples when it carries no statistics."""
+    stats = series.get("statistics")
+    if isinstance(stats, Mapping) and all(isinstance(stats.get(k), (int, float)) for k in ("avg", "min", "max")):
+        return float(stats["avg"]), float(stats["min"]), float(stats["max"])
+    values = [
+        float(v)
+        for v in series.get("data") or ()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+    ]
+    if not values:
+        # A node without any sample adds nothing to the sum but still counts in numNodes, as upstream.
+        return 0.0, None, None
+    return math.fsum(values) / len(values), min(values), max(values)
+
+
+def statistics_from_data(
+    data: Mapping[str, Any],
+    num_nodes: int,
+    metric_configs: Mapping[str, MetricConfig] | Iterable[MetricConfig],
+) -> dict[str, dict[str, Any]]:
+    """Job statistics from node-scope series: avg = round(sum of series avgs / numNodes, 2), min of mins, max of maxes.
+
+    Metrics without node scope are skipped. The unit comes from the metric config (cluster-level), falling back
+    to the data's own unit for metrics the config does not know.
+    """
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise InvalidInput(f"numNodes must be a positive integer, got {num_nodes!r}", field="numNodes")
+    configs = metric_configs if isinstance(metric_configs, Mapping) else {mc.name: mc for mc in metric_configs}
+    out: dict[str, dict[str, Any]] = {}
+    for metric, scopes in data.items():
+        node = scopes.get("node") if isinstance(scopes, Mapping) else None
+        if not isinstance(node, Mapping):
+            continue
+        total = 0.0
+        lo: float | None = None
+        hi: float | None = None
+        for series in node.get("series") or ():
+            avg, smin, smax = _series_stats(series)
+            total += avg
+            if smin is not None:
+                lo = smin if lo is None else min(lo, smin)
+            if smax is not None:
+                hi = smax if hi is None else max(hi, smax)
+        mc = configs.get(metric)
+        if mc is not None:
+            unit = mc.unit.to_dict()
+        else:
+            raw_unit = node.get("unit")
+            if not isinstance(raw_unit, Mapping):
+                raw_unit = {}
+            unit = {k: v for k, v in raw_unit.items() if k in ("base", "prefix") and v != ""}
+            unit.setdefault("base", "")
+        out[metric] = {
+            "unit": unit,
+            "avg": go_round(total / num_nodes, 2),
+            "min": lo if lo is not None else 0.0,
+            "max": hi if hi is not None else 0.0,
+        }
+    return out

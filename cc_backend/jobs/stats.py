@@ -1,0 +1,34 @@
+"""Aggregates over jobs: per-cluster overview (more statistics arrive with the GraphQL API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from cc_backend.db.tables import job_table
+
+
+def jobs_per_cluster(engine: Engine) -> dict[str, dict[str, int]]:
+    """``{cluster: {"jobs": n, "running": m}}`` from the database."""
+    J = job_table.c
+    stmt = select(J.cluster, func.count(), func.sum((J.job_state == "running").cast(job_table.c.num_nodes.type)))
+    stmt = stmt.group_by(J.cluster)
+    with engine.connect() as conn:
+        return {c: {"jobs": int(n), "running": int(r or 0)} for c, n, r in conn.execute(stmt)}
+
+
+def cluster_overview(archive: Any, engine: Engine) -> list[dict[str, Any]]:
+    """One row per archive cluster: subclusters, node lists, number of metrics and of jobs."""
+    counts = jobs_per_cluster(engine)
+    rows = []
+    for cluster in archive.registry():
+        rows.append({
+            "cluster": cluster.name,
+            "subClusters": ", ".join(sc.name for sc in cluster.sub_clusters),
+            "nodes": ", ".join(sc.nodes for sc in cluster.sub_clusters),
+            "metrics": len(cluster.metric_config),
+            "jobs": counts.get(cluster.name, {}).get("jobs", 0),
+            "running": counts.get(cluster.name, {}).get("running", 0),
+        })
+    return rows
