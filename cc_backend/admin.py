@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cc_backend import __version__
-from cc_backend.errors import ConfigError, NotFound
+from cc_backend.errors import ConfigError
 
 if TYPE_CHECKING:
     from cc_backend.runtime import Runtime
@@ -81,8 +81,6 @@ def user_token(runtime: "Runtime", username: str) -> tuple[str, list[str]]:
     from cc_backend.users import get_user
 
     user = get_user(runtime.engine, username)
-    if user is None:
-        raise NotFound(f"no user {username!r}", field="username")
     key = runtime.secrets.JWT_PRIVATE_KEY
     if not key:
         raise ConfigError("JWT_PRIVATE_KEY is not set (in .env or the environment): run `cc-backend gen-keypair`")

@@ -61,8 +61,8 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         from cc_backend.users import add_user as add, parse_user_spec
 
         name, roles, password = parse_user_spec(add_user)
-        add(runtime.engine, name, password=password, roles=roles)
-        click.echo(f"added user {name!r} with roles {', '.join(roles) or '(none)'}")
+        user = add(runtime.engine, name, password=password, roles=roles)
+        click.echo(f"added user {user.username!r} with roles {', '.join(user.roles)}")
         did = True
     if del_user:
         from cc_backend.users import delete_user
@@ -85,7 +85,7 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         from cc_backend.importer import import_files, parse_import_spec
 
         summary = import_files(runtime.engine, runtime.archive, parse_import_spec(import_job),
-                               validate=runtime.config.main.validate)
+                               validate=runtime.config.main.validate_json)
         click.echo(f"imported {summary.jobs} job(s)")
         did = True
     return did

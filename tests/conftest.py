@@ -150,3 +150,25 @@ def peer_db_url(request, peer_db_path, empty_db_url) -> str:
     engine.dispose()
     copy_database(sqlite_url, empty_db_url)
     return empty_db_url
+
+
+@pytest.fixture
+def site(tmp_path, empty_db_url, peer_archive):
+    """A working directory like an installation: config.json (database + archive), .env, the peer archive.
+
+    Parametrised over SQLite and MariaDB through ``empty_db_url``; the database is still empty.
+    """
+    import json
+
+    from cc_backend.keys import generate_keypair
+
+    if empty_db_url.startswith("sqlite"):
+        main = {"addr": "127.0.0.1:0", "db": str(tmp_path / "job.db")}
+    else:
+        main = {"addr": "127.0.0.1:0", "db-driver": "mysql", "db": empty_db_url}
+    config = {"main": main, "archive": {"kind": "file", "path": str(peer_archive)},
+              "auth": {"jwts": {"max-age": "2h"}}}
+    (tmp_path / "config.json").write_text(json.dumps(config, indent=2))
+    public, private = generate_keypair()
+    (tmp_path / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
+    return tmp_path
