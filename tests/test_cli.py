@@ -1,0 +1,169 @@
+"""The real ``cc-backend`` console script: upstream flag style, subcommands, output formats, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+
+from conftest import PEER, run_cli
+
+FAST_BCRYPT = {"CC_BCRYPT_ROUNDS": "4"}
+
+
+def cli(site, *args, **kw):
+    return run_cli("--config", str(site / "config.json"), *args, cwd=site, env=FAST_BCRYPT, **kw)
+
+
+def test_upstream_flag_style_end_to_end(site):
+    r = cli(site, "-migrate-db")
+    assert r.returncode == 0, r.stderr
+    r = cli(site, "-init-db", "-add-user", "demo:admin,api:AdminDev", "--no-server")
+    assert r.returncode == 0, r.stderr
+    assert "init-db: 2 jobs" in r.stdout and "added user 'demo'" in r.stdout
+    r = cli(site, "jobs", "list", "--format", "json")
+    jobs = json.loads(r.stdout)
+    assert [j["jobId"] for j in jobs] == [1404397, 1403244]
+    assert jobs[0]["resources"][0]["hostname"] and jobs[0]["subCluster"] == "haswell"
+
+    r = cli(site, "-jwt", "demo")
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    from cc_backend.config import load_env
+    from cc_backend.keys import verify_jwt
+
+    secrets = load_env(site / ".env", environ={})
+    claims = verify_jwt(token, secrets.JWT_PUBLIC_KEY)
+    assert claims["sub"] == "demo" and claims["roles"] == ["admin", "api"]
+    assert claims["exp"] - claims["iat"] == 7200
+
+    r = cli(site, "--del-user=demo")
+    assert r.returncode == 0
+    r = cli(site, "user", "list", "--format", "json")
+    assert json.loads(r.stdout) == []
+
+
+def test_go_bool_syntax_and_double_dash(site):
+    assert cli(site, "--migrate-db=true").returncode == 0
+    r = cli(site, "-init-db=true", "-server=false")
+    assert r.returncode == 0 and "init-db: 2 jobs" in r.stdout, r.stderr
+
+
+def test_outdated_database_names_the_flag(site, peer_db_path, tmp_path):
+    if "mysql" in (site / "config.json").read_text():
+        pytest.skip("the peer database is a SQLite file")
+    cfg = json.loads((site / "config.json").read_text())
+    cfg["main"]["db"] = str(peer_db_path)
+    (site / "config.json").write_text(json.dumps(cfg))
+    r = cli(site, "jobs", "list")
+    assert r.returncode == 65
+    assert "version 10 is outdated" in r.stderr and "--migrate-db" in r.stderr
+    r = cli(site, "-migrate-db")
+    assert r.returncode == 0 and "from schema version 10 to 11" in r.stdout
+    r = cli(site, "jobs", "list", "--count")
+    assert r.stdout.strip() == "544"
+    r = cli(site, "jobs", "list", "--cluster", "fritz", "--items-per-page", "5", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 5 and {row["cluster"] for row in rows} == {"fritz"}
+    r = cli(site, "jobs", "list", "--cluster", "fritz", "--sort", "foot.flops_any_avg:desc", "--items-per-page", "3",
+            "--format", "json")
+    flops = [j["footprint"]["flops_any_avg"] for j in json.loads(r.stdout)]
+    assert flops == sorted(flops, reverse=True)
+    r = cli(site, "jobs", "list", "--metric", "flops_any=10..", "--nodes", "1..1", "--count")
+    assert int(r.stdout) > 0
+    r = cli(site, "jobs", "show", "398800", "--cluster", "fritz", "--format", "json")
+    assert json.loads(r.stdout)["id"] == 345
+    r = cli(site, "tags", "list", "--format", "json")
+    assert {t["name"]: t["scope"] for t in json.loads(r.stdout)}["python"] == "demo"
+    r = cli(site, "jobs", "list", "--start-time", "last24h", "--count")
+    assert r.stdout.strip() == "0"
+    r = cli(site, "-revert-db")
+    assert r.returncode == 0 and "to 10" in r.stdout
+
+
+def test_table_output_and_clusters(site):
+    cli(site, "-init-db")
+    r = cli(site, "jobs", "list")
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:4] == ["id", "jobId", "cluster", "subCluster"]
+    assert "1404397" in r.stdout and "emmyUser6" in r.stdout
+    r = cli(site, "clusters", "list", "--format", "json")
+    clusters = {c["cluster"]: c for c in json.loads(r.stdout)}
+    assert set(clusters) == {"alex", "emmy", "fritz"}
+    assert clusters["emmy"]["jobs"] == 2 and "haswell" in clusters["emmy"]["subClusters"]
+    r = cli(site, "archive", "info", "--format", "json")
+    assert json.loads(r.stdout)[0]["jobs"] == 2
+    r = cli(site, "archive", "validate")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_bad_input_gets_a_clear_error(site):
+    cli(site, "-init-db")
+    r = cli(site, "jobs", "list", "--state", "exploded")
+    assert r.returncode == 2 and "state" in r.stderr and "exploded" in r.stderr
+    r = cli(site, "jobs", "list", "--nodes", "many")
+    assert r.returncode == 2 and "numNodes" in r.stderr
+    r = cli(site, "jobs", "list", "--sort", "resources")
+    assert r.returncode == 2 and "cannot sort" in r.stderr
+    r = cli(site, "jobs", "show", "42")
+    assert r.returncode == 3 and "no job 42" in r.stderr
+    r = cli(site, "-add-user", "bob:wizard:pw")
+    assert r.returncode == 2 and "wizard" in r.stderr
+    r = cli(site, "--no-such-flag")
+    assert r.returncode == 2 and "no-such-flag" in r.stderr
+
+
+def test_import_job_flag(site, tmp_path):
+    shutil.copyfile(PEER / "importer" / "cluster-fritz.json", site / "job-archive" / "fritz" / "cluster.json")
+    cli(site, "-migrate-db")
+    imp = PEER / "importer"
+    spec = f"{imp / 'meta-fritzMinimal.input'}:{imp / 'data-fritzMinimal.json'},{imp / 'meta-fritzError.input'}:{imp / 'data-fritzError.json'}"
+    r = cli(site, "-import-job", spec)
+    assert r.returncode == 0, r.stderr
+    assert "imported 2 job(s)" in r.stdout
+    r = cli(site, "jobs", "list", "--cluster", "fritz", "--format", "json")
+    assert {(j["jobId"], j["duration"]) for j in json.loads(r.stdout)} == {(398764, 177), (398955, 260)}
+    r = cli(site, "import", f"{imp / 'meta-fritzMinimal.input'}:{imp / 'data-fritzMinimal.json'}")
+    assert r.returncode == 4 and "already in the database" in r.stderr
+
+
+def test_init_creates_everything_once(tmp_path):
+    r = run_cli("--init", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name in ("config.json", ".env", "var/job.db", "var/job-archive/version.txt"):
+        assert (tmp_path / name).exists(), name
+    assert (tmp_path / "var/job-archive/version.txt").read_text() == "3\n"
+    assert oct((tmp_path / ".env").stat().st_mode & 0o777) == "0o600"
+    before = (tmp_path / ".env").read_text()
+    r = run_cli("init", cwd=tmp_path)
+    assert r.returncode == 78 and "refusing" in r.stderr
+    assert (tmp_path / ".env").read_text() == before
+    r = run_cli("--version", cwd=tmp_path)
+    assert "SQL db version: 11" in r.stdout and "Job archive version: 3" in r.stdout
+    assert "schema version 11" in r.stdout
+
+
+def test_gen_keypair_format(tmp_path):
+    import base64
+
+    r = run_cli("gen-keypair", "--format", "json", cwd=tmp_path)
+    keys = json.loads(r.stdout)
+    assert len(base64.b64decode(keys["JWT_PUBLIC_KEY"])) == 32
+    assert len(base64.b64decode(keys["JWT_PRIVATE_KEY"])) == 64
+    r = run_cli("gen-keypair", cwd=tmp_path)
+    assert r.stdout.startswith('JWT_PUBLIC_KEY="')
+
+
+def test_bare_invocation_without_server_says_so(site):
+    cli(site, "-migrate-db")
+    r = cli(site)
+    assert r.returncode != 0 and "server" in r.stderr
+
+
+def test_help_lists_every_command_without_importing_them(tmp_path):
+    r = run_cli("--help", cwd=tmp_path)
+    for name in ("init-db", "import", "jobs", "user", "clusters", "tags", "archive", "demo", "gen-keypair", "db"):
+        assert f"  {name} " in r.stdout
