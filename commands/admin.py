@@ -48,7 +48,7 @@ def import_cmd(pairs: tuple[str, ...]) -> None:
 
     rt = runtime()
     specs = [pair for arg in pairs for pair in parse_import_spec(arg)]
-    summary = import_files(rt.engine, rt.archive, specs, validate=rt.config.main.validate)
+    summary = import_files(rt.engine, rt.archive, specs, validate=rt.config.main.validate_json)
     click.echo(f"imported {summary.jobs} job(s)")
 
 
