@@ -21,6 +21,7 @@ from cc_backend.db.engine import make_engine
 from cc_backend.db.migrate import migrate
 from cc_backend.demo import generate_archive
 from cc_backend.importer import init_db
+import logging
 
 
 def floor(root: Path) -> tuple[int, float]:
@@ -35,6 +36,7 @@ def floor(root: Path) -> tuple[int, float]:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=None)

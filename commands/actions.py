@@ -100,19 +100,16 @@ def run_init_db(runtime: Runtime, workers: int | None = None) -> None:
 
     ensure_schema(runtime.raw_engine)  # a fresh database file gets the schema; an outdated one is refused
     bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
 
-    def on_total(total: int) -> None:
-        nonlocal bar
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc="init-db", unit="jobs", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(desc="init-db", unit=" jobs", file=sys.stderr, dynamic_ncols=True)
 
     def progress(n: int) -> None:
         if bar is not None:
             bar.update(n)
 
-    summary = init_db(runtime.engine, runtime.archive, workers=workers, progress=progress, on_total=on_total)
+    summary = init_db(runtime.engine, runtime.archive, workers=workers, progress=progress)
     if bar is not None:
         bar.close()
     for path, reason in summary.skipped[:20]:
@@ -127,7 +124,7 @@ def start_server(runtime: Runtime, *, dev: bool = False) -> None:
     try:
         from cc_backend.server import serve  # type: ignore[attr-defined]
     except ImportError:
-        raise click.ClickException(
-            "the HTTP server is not part of this version yet: setup actions are done, nothing to serve"
-        ) from None
+        exc = click.ClickException("the HTTP server is not part of this version yet: nothing to serve")
+        exc.exit_code = 69  # EX_UNAVAILABLE; startDemo.sh relies on it
+        raise exc from None
     serve(runtime, dev=dev)

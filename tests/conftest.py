@@ -95,16 +95,16 @@ def engine(db_url):
 def peer_db_path(tmp_path) -> Path:
     """A writable copy of the upstream-written job.db (schema version 10, 544 jobs)."""
     dst = tmp_path / "peer-job.db"
-    shutil.copyfile(PEER / "db" / "job.db", dst)
+    shutil.copyfile(PEER / "db" / "job.db", dst)  # copyfile: the copy is writable even if shared/ is not
     return dst
 
 
 @pytest.fixture
 def peer_archive(tmp_path) -> Path:
     """A writable copy of the peer job archive (clusters alex, emmy, fritz; two emmy jobs)."""
-    dst = tmp_path / "job-archive"
-    shutil.copytree(PEER / "archive", dst)
-    return dst
+    from peerdata import copy_archive
+
+    return copy_archive(tmp_path, "job-archive")
 
 
 def run_cli(*args: str, cwd: Path | None = None, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

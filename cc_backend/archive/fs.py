@@ -44,22 +44,27 @@ def _subdirs(path: str) -> list[str]:
     return names
 
 
+def subdirectories(path: str) -> list[str]:
+    """Names of the sub-directories of ``path`` (dot-directories left out), numeric names in numeric order."""
+    return _subdirs(path)
+
+
+def iter_meta_paths_below(top: str, depth: int) -> Iterator[str]:
+    """meta.json paths ``depth`` directory levels below ``top`` (4 from the root, 2 from a ``<cluster>/<a>``)."""
+    if depth == 0:
+        yield top + os.sep + META
+        return
+    for name in _subdirs(top):
+        yield from iter_meta_paths_below(top + os.sep + name, depth - 1)
+
+
 def iter_meta_paths(root: str | os.PathLike[str]) -> Iterator[str]:
     """Yield ``<root>/<cluster>/<a>/<b>/<start>/meta.json`` for every job directory, ordered by cluster and job.
 
     Hot path of init-db: fixed-depth scandir, strings only, and the meta.json itself is not stat'ed
     (a directory whose meta.json is missing, e.g. an import in progress, still yields its path).
     """
-    root = os.fspath(root)
-    sep = os.sep
-    for cluster in _subdirs(root):
-        cdir = root + sep + cluster
-        for a in _subdirs(cdir):
-            adir = cdir + sep + a
-            for b in _subdirs(adir):
-                bdir = adir + sep + b
-                for start in _subdirs(bdir):
-                    yield bdir + sep + start + sep + META
+    return iter_meta_paths_below(os.fspath(root), 4)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

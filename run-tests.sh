@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what the tests need and run the whole suite (SQLite and the real MariaDB on 127.0.0.1:3306).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet -e '.[test]'
+
+# MariaDB: this machine kind starts it before the session; start it if it is not answering.
+if ! mariadb-admin --host=127.0.0.1 --user=root ping >/dev/null 2>&1; then
+    if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
+        start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+        for _ in $(seq 1 30); do
+            mariadb-admin --host=127.0.0.1 --user=root ping >/dev/null 2>&1 && break
+            sleep 1
+        done
+    fi
+fi
+# The test server keeps nothing worth an fsync per commit; this makes schema creation per test cheap.
+mariadb --host=127.0.0.1 --user=root -e "SET GLOBAL innodb_flush_log_at_trx_commit=2" 2>/dev/null || true
+
+export CC_BCRYPT_ROUNDS=4
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up and start the cc-backend demo: virtualenv, install, demo archive, database, user demo/AdminDev.
+# A second run reuses what exists (delete ./var to start over).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/cc-backend ]; then
+    echo "==> creating .venv and installing cc-backend"
+    "$PYTHON" -m venv .venv
+    .venv/bin/pip install --quiet --upgrade pip
+    .venv/bin/pip install --quiet -e .
+fi
+CC=.venv/bin/cc-backend
+
+if [ ! -d var ]; then
+    echo "==> creating config.json, .env (fresh keys), var/job.db, var/job-archive"
+    $CC --init
+    cp configs/config-demo.json config.json
+    echo "==> generating the demo job archive"
+    $CC demo generate var/job-archive --now "$(date +%s)"
+    echo "==> loading the archive into the database"
+    $CC init-db
+    $CC --add-user demo:admin,api:AdminDev
+else
+    echo "==> ./var exists: reusing config.json, .env, var/job.db and var/job-archive"
+fi
+
+echo "==> starting the server on http://127.0.0.1:8080 (login demo / AdminDev)"
+status=0
+$CC --loglevel info serve || status=$?
+# 69 (EX_UNAVAILABLE): this version has no HTTP server yet; the setup above is complete.
+if [ "$status" -eq 69 ]; then
+    echo "==> setup done; the HTTP server arrives in a later version. Try: $CC jobs list"
+    exit 0
+fi
+exit "$status"
