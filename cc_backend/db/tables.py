@@ -1,8 +1,11 @@
-"""SQLModel tables of the upstream cc-backend database schema, version 11."""
+"""Tables of the upstream cc-backend database schema, version 11 (SQLAlchemy Core; ORM models in ``models``).
+
+Core tables are the single definition of the schema: the query paths use them directly, and
+importing them costs no ORM (``sqlalchemy.orm`` alone takes ~0.4 s to import on a small machine,
+more than a whole ``cc-backend jobs list`` may take).
+"""
 
 from __future__ import annotations
-
-from typing import Optional
 
 from sqlalchemy import (
     BigInteger,
@@ -12,15 +15,16 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects import mysql
-from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 11
 
@@ -44,39 +48,36 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-def _col(sa_type, *, nullable: bool = True, default: str | None = None) -> dict:
-    """Field() arguments for one column; fresh per table, so job and job_cache can share them."""
-    kwargs: dict = {"server_default": text(default)} if default is not None else {}
-    return {"sa_type": sa_type, "nullable": nullable, "sa_column_kwargs": kwargs}
-
-
-class _JobFields(SQLModel):
-    """Columns shared by ``job`` and ``job_cache``."""
-
-    id: Optional[int] = Field(default=None, primary_key=True)
-    job_id: int = Field(**_col(BigInteger, nullable=False))
-    cluster: str = Field(**_col(Name, nullable=False))
-    subcluster: str = Field(**_col(Name, nullable=False))
-    submit_time: int = Field(default=0, **_col(BigInteger, nullable=False, default="0"))
-    start_time: int = Field(default=0, **_col(BigInteger, nullable=False, default="0"))
-    hpc_user: str = Field(**_col(Name, nullable=False))
-    project: str = Field(**_col(Name, nullable=False))
-    cluster_partition: Optional[str] = Field(default=None, **_col(Name))
-    array_job_id: Optional[int] = Field(default=None, **_col(BigInteger))
-    duration: int = Field(default=0, **_col(Integer, nullable=False))
-    walltime: int = Field(default=0, **_col(Integer, nullable=False))
-    job_state: str = Field(**_col(ShortName, nullable=False))
-    meta_data: Optional[str] = Field(default=None, **_col(LongText))
-    resources: str = Field(**_col(LongText, nullable=False))
-    num_nodes: int = Field(**_col(Integer, nullable=False))
-    num_hwthreads: Optional[int] = Field(default=None, **_col(Integer))
-    num_acc: Optional[int] = Field(default=None, **_col(Integer))
-    smt: int = Field(default=1, **_col(Integer, nullable=False, default="1"))
-    shared: str = Field(default="none", **_col(ShortName, nullable=False))
-    monitoring_status: int = Field(default=1, **_col(SmallInteger, nullable=False, default="1"))
-    energy: float = Field(default=0.0, **_col(Double, nullable=False, default="0"))
-    energy_footprint: Optional[str] = Field(default=None, **_col(LongText))
-    footprint: Optional[str] = Field(default=None, **_col(LongText))
+def _job_columns() -> list[Column]:
+    """Columns shared by ``job`` and ``job_cache`` (fresh objects per table)."""
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("job_id", BigInteger, nullable=False),
+        Column("cluster", Name, nullable=False),
+        Column("subcluster", Name, nullable=False),
+        Column("submit_time", BigInteger, nullable=False, server_default=text("0")),
+        Column("start_time", BigInteger, nullable=False, server_default=text("0")),
+        Column("hpc_user", Name, nullable=False),
+        Column("project", Name, nullable=False),
+        Column("cluster_partition", Name),
+        Column("array_job_id", BigInteger),
+        Column("duration", Integer, nullable=False),
+        Column("walltime", Integer, nullable=False),
+        Column("job_state", ShortName, nullable=False),
+        Column("num_nodes", Integer, nullable=False),
+        Column("num_hwthreads", Integer),
+        Column("num_acc", Integer),
+        Column("smt", Integer, nullable=False, server_default=text("1")),
+        Column("shared", ShortName, nullable=False),
+        Column("monitoring_status", SmallInteger, nullable=False, server_default=text("1")),
+        Column("energy", Double, nullable=False, server_default=text("0")),
+        # The large JSON documents come last: SQLite stores a row's columns in order and moves what
+        # does not fit a page to overflow pages, which scans of the small columns then skip.
+        Column("energy_footprint", LongText),
+        Column("footprint", LongText),
+        Column("resources", LongText, nullable=False),
+        Column("meta_data", LongText),
+    ]
 
 
 def _job_checks(prefix: str) -> list[CheckConstraint]:
@@ -155,123 +156,96 @@ def _job_indexes() -> list[Index]:
     return indexes
 
 
-class Job(_JobFields, table=True):
-    """A job as the batch system reported it, with its archived footprint."""
+metadata = MetaData()
 
-    __tablename__ = "job"
-    __table_args__ = (
-        UniqueConstraint("job_id", "cluster", "start_time"),
-        *_job_checks("job"),
-        *_job_indexes(),
-    )
+job_table = Table(
+    "job", metadata, *_job_columns(),
+    UniqueConstraint("job_id", "cluster", "start_time"),
+    *_job_checks("job"),
+    *_job_indexes(),
+    comment="A job as the batch system reported it, with its archived footprint.",
+)
 
+# Upstream's staging table for started jobs; kept for schema compatibility, unused here.
+job_cache_table = Table(
+    "job_cache", metadata, *_job_columns(),
+    UniqueConstraint("job_id", "cluster", "start_time"),
+    *_job_checks("job_cache"),
+    CheckConstraint("smt IN (0, 1)", name="job_cache_smt"),
+)
 
-class JobCache(_JobFields, table=True):
-    """Upstream's staging table for started jobs; kept for schema compatibility, unused here."""
+tag_table = Table(
+    "tag", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tag_type", Name, nullable=False),
+    Column("tag_name", Name, nullable=False),
+    Column("insert_ts", Name, server_default=text("CURRENT_TIMESTAMP")),
+    # 'global', 'admin' or a username (private tag)
+    Column("tag_scope", Name, nullable=False, server_default=text("'global'")),
+    UniqueConstraint("tag_type", "tag_name"),
+)
 
-    __tablename__ = "job_cache"
-    __table_args__ = (
-        UniqueConstraint("job_id", "cluster", "start_time"),
-        *_job_checks("job_cache"),
-        CheckConstraint("smt IN (0, 1)", name="job_cache_smt"),
-    )
+jobtag_table = Table(
+    "jobtag", metadata,
+    Column("job_id", Integer, ForeignKey("job.id", ondelete="CASCADE"), nullable=False),
+    Column("tag_id", Integer, ForeignKey("tag.id", ondelete="CASCADE"), nullable=False),
+    Column("insert_ts", Name, server_default=text("CURRENT_TIMESTAMP")),
+    PrimaryKeyConstraint("job_id", "tag_id"),
+    Index("tags_jobid", "job_id"),
+    Index("tags_tagid", "tag_id"),
+)
 
+# ``ldap`` holds the auth source (0 local, 1 LDAP, 2 token, 3 OIDC) for historic reasons.
+user_table = Table(
+    "hpc_user", metadata,
+    Column("username", Name, primary_key=True),
+    Column("password", Name),
+    Column("ldap", SmallInteger, nullable=False, server_default=text("0")),
+    Column("name", Name),
+    Column("roles", Name, nullable=False, server_default=text("'[]'")),
+    Column("email", Name),
+    Column("projects", Text, nullable=False),
+)
 
-class Tag(SQLModel, table=True):
-    __tablename__ = "tag"
-    __table_args__ = (UniqueConstraint("tag_type", "tag_name"),)
+# Per-user UI configuration overrides (JSON values).
+configuration_table = Table(
+    "configuration", metadata,
+    Column("username", Name, ForeignKey("hpc_user.username", ondelete="CASCADE"), nullable=False),
+    Column("confkey", Name, nullable=False),
+    Column("value", LongText),
+    PrimaryKeyConstraint("username", "confkey"),
+)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
-    tag_type: str = Field(sa_type=Name, nullable=False)
-    tag_name: str = Field(sa_type=Name, nullable=False)
-    insert_ts: Optional[str] = Field(default=None, sa_column=Column(Name, server_default=text("CURRENT_TIMESTAMP")))
-    tag_scope: str = Field(default="global", sa_column=Column(Name, nullable=False, server_default=text("'global'")))
+node_table = Table(
+    "node", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("hostname", Name, nullable=False),
+    Column("cluster", Name, nullable=False),
+    Column("subcluster", Name, nullable=False),
+    Column("meta_data", LongText),
+    UniqueConstraint("hostname", "cluster"),
+    Index("nodes_cluster", "cluster"),
+    Index("nodes_cluster_subcluster", "cluster", "subcluster"),
+)
 
-
-class JobTag(SQLModel, table=True):
-    __tablename__ = "jobtag"
-    __table_args__ = (
-        PrimaryKeyConstraint("job_id", "tag_id"),
-        Index("tags_jobid", "job_id"),
-        Index("tags_tagid", "tag_id"),
-    )
-
-    job_id: int = Field(sa_column=Column(Integer, ForeignKey("job.id", ondelete="CASCADE"), nullable=False))
-    tag_id: int = Field(sa_column=Column(Integer, ForeignKey("tag.id", ondelete="CASCADE"), nullable=False))
-    insert_ts: Optional[str] = Field(default=None, sa_column=Column(Name, server_default=text("CURRENT_TIMESTAMP")))
-
-
-class HpcUser(SQLModel, table=True):
-    """A user; ``ldap`` holds the auth source (0 local, 1 LDAP, 2 token, 3 OIDC) for historic reasons."""
-
-    __tablename__ = "hpc_user"
-
-    username: str = Field(sa_column=Column(Name, primary_key=True))
-    password: Optional[str] = Field(default=None, sa_type=Name)
-    ldap: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default=text("0")))
-    name: Optional[str] = Field(default=None, sa_type=Name)
-    roles: str = Field(default="[]", sa_column=Column(Name, nullable=False, server_default=text("'[]'")))
-    email: Optional[str] = Field(default=None, sa_type=Name)
-    projects: str = Field(default="[]", sa_column=Column(Text().with_variant(mysql.TEXT(), "mysql"), nullable=False))
-
-
-class Configuration(SQLModel, table=True):
-    """Per-user UI configuration overrides (JSON values)."""
-
-    __tablename__ = "configuration"
-    __table_args__ = (PrimaryKeyConstraint("username", "confkey"),)
-
-    username: str = Field(sa_column=Column(Name, ForeignKey("hpc_user.username", ondelete="CASCADE"), nullable=False))
-    confkey: str = Field(sa_column=Column(Name, nullable=False))
-    value: Optional[str] = Field(default=None, sa_type=LongText)
-
-
-class Node(SQLModel, table=True):
-    __tablename__ = "node"
-    __table_args__ = (
-        UniqueConstraint("hostname", "cluster"),
-        Index("nodes_cluster", "cluster"),
-        Index("nodes_cluster_subcluster", "cluster", "subcluster"),
-    )
-
-    id: Optional[int] = Field(default=None, primary_key=True)
-    hostname: str = Field(sa_type=Name, nullable=False)
-    cluster: str = Field(sa_type=Name, nullable=False)
-    subcluster: str = Field(sa_type=Name, nullable=False)
-    meta_data: Optional[str] = Field(default=None, sa_type=LongText)
-
-
-class NodeState(SQLModel, table=True):
-    __tablename__ = "node_state"
-    __table_args__ = (
-        CheckConstraint(_in("node_state", NODE_STATES), name="node_state_node_state"),
-        CheckConstraint(_in("health_state", HEALTH_STATES), name="node_state_health_state"),
-        Index("nodestates_timestamp", "time_stamp"),
-        Index("nodestates_state_timestamp", "node_state", "time_stamp"),
-        Index("nodestates_health_timestamp", "health_state", "time_stamp"),
-        Index("nodestates_nodeid_state", "node_id", "node_state"),
-        Index("nodestates_nodeid_health", "node_id", "health_state"),
-        Index("nodestates_nodeid_timestamp", "node_id", text("time_stamp DESC")),
-    )
-
-    id: Optional[int] = Field(default=None, primary_key=True)
-    time_stamp: int = Field(sa_type=BigInteger, nullable=False)
-    jobs_running: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
-    cpus_allocated: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
-    memory_allocated: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
-    gpus_allocated: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
-    node_state: str = Field(sa_type=ShortName, nullable=False)
-    health_state: str = Field(sa_type=ShortName, nullable=False)
-    health_metrics: Optional[str] = Field(default=None, sa_type=LongText)
-    node_id: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("node.id")))
-
-
-metadata = SQLModel.metadata
-job_table = Job.__table__
-job_cache_table = JobCache.__table__
-tag_table = Tag.__table__
-jobtag_table = JobTag.__table__
-user_table = HpcUser.__table__
-configuration_table = Configuration.__table__
-node_table = Node.__table__
-node_state_table = NodeState.__table__
+node_state_table = Table(
+    "node_state", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("time_stamp", BigInteger, nullable=False),
+    Column("jobs_running", Integer, nullable=False, server_default=text("0")),
+    Column("cpus_allocated", Integer, nullable=False, server_default=text("0")),
+    Column("memory_allocated", Integer, nullable=False, server_default=text("0")),
+    Column("gpus_allocated", Integer, nullable=False, server_default=text("0")),
+    Column("node_state", ShortName, nullable=False),
+    Column("health_state", ShortName, nullable=False),
+    Column("health_metrics", LongText),
+    Column("node_id", Integer, ForeignKey("node.id")),
+    CheckConstraint(_in("node_state", NODE_STATES), name="node_state_node_state"),
+    CheckConstraint(_in("health_state", HEALTH_STATES), name="node_state_health_state"),
+    Index("nodestates_timestamp", "time_stamp"),
+    Index("nodestates_state_timestamp", "node_state", "time_stamp"),
+    Index("nodestates_health_timestamp", "health_state", "time_stamp"),
+    Index("nodestates_nodeid_state", "node_id", "node_state"),
+    Index("nodestates_nodeid_health", "node_id", "health_state"),
+    Index("nodestates_nodeid_timestamp", "node_id", text("time_stamp DESC")),
+)
