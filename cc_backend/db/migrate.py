@@ -103,7 +103,8 @@ def create_all(conn: Connection) -> None:
     from sqlalchemy.schema import CreateTable
 
     for table in metadata.sorted_tables:
-        ddl = str(CreateTable(table).compile(dialect=conn.dialect)).rstrip().rstrip(")").rstrip()
+        ddl = str(CreateTable(table).compile(dialect=conn.dialect)).rstrip()
+        ddl = ddl[: ddl.rindex(")")].rstrip()  # reopen the column list to append the indexes
         parts = []
         for index in sorted(table.indexes, key=lambda ix: ix.name or ""):
             cols = ", ".join(str(expr.compile(dialect=conn.dialect)) if not hasattr(expr, "name") else expr.name

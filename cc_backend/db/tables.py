@@ -158,12 +158,12 @@ def _job_indexes() -> list[Index]:
 
 metadata = MetaData()
 
+# A job as the batch system reported it, with its archived footprint.
 job_table = Table(
     "job", metadata, *_job_columns(),
     UniqueConstraint("job_id", "cluster", "start_time"),
     *_job_checks("job"),
     *_job_indexes(),
-    comment="A job as the batch system reported it, with its archived footprint.",
 )
 
 # Upstream's staging table for started jobs; kept for schema compatibility, unused here.
