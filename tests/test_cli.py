@@ -167,3 +167,28 @@ def test_help_lists_every_command_without_importing_them(tmp_path):
     r = run_cli("--help", cwd=tmp_path)
     for name in ("init-db", "import", "jobs", "user", "clusters", "tags", "archive", "demo", "gen-keypair", "db"):
         assert f"  {name} " in r.stdout
+
+
+def test_db_maintenance_flags(site):
+    assert cli(site, "-migrate-db").returncode == 0
+    r = cli(site, "-optimize-db")
+    assert r.returncode == 0 and "optimized" in r.stdout, r.stderr
+    r = cli(site, "-force-db")
+    assert r.returncode == 0 and "clean at schema version 11" in r.stdout
+    r = cli(site, "db", "version", "--format", "json")
+    info = json.loads(r.stdout)
+    assert info["database_version"] == 11 and info["database_dirty"] is False
+    assert info["schema_version"] == 11 and info["archive_path_version"] == 3
+
+
+def test_loglevel_and_logdate(site):
+    cli(site, "-migrate-db")
+    r = cli(site, "-loglevel", "info", "-logdate", "-init-db")
+    assert r.returncode == 0
+    import re
+
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO cc_backend\.importer: init-db: rows loaded", r.stderr, re.M), r.stderr
+    r = cli(site, "-loglevel", "warn", "-init-db")
+    assert "INFO" not in r.stderr
+    r = cli(site, "-loglevel", "loud")
+    assert r.returncode == 2 and "loglevel" in r.stderr
