@@ -166,3 +166,25 @@ def test_private_tags_only_for_their_owner(peer_engine):
     counts = {t["name"]: t["count"] for t in list_tags(peer_engine)}
     assert counts["vasp"] == 1
     assert all(t["count"] == 0 for t in list_tags(peer_engine, viewer=Viewer("testuser", ("user",))))
+
+
+def test_bare_metric_names_match_upstream_avg_keys_and_configured_stats(engine):
+    """Upstream rows carry mem_used_avg, rows written here the configured stat (mem_used_max)."""
+    from cc_backend.db.tables import job_table
+
+    base = dict(cluster="c", subcluster="s", hpc_user="u", project="p", duration=1, walltime=1,
+                resources='[{"hostname":"n1"}]', num_nodes=1, shared="none", job_state="completed")
+    with engine.begin() as conn:
+        conn.execute(job_table.insert(), [
+            {**base, "job_id": 1, "footprint": '{"mem_used_avg": 10.0}'},
+            {**base, "job_id": 2, "footprint": '{"mem_used_max": 20.0}'},
+            {**base, "job_id": 3, "footprint": '{"flops_any_avg": 5.0}'},
+        ])
+
+    def ids(flt):
+        return sorted(j["jobId"] for j in list_jobs(engine, parse_filters(flt)))
+
+    assert ids({"metricStats": [{"metricName": "mem_used", "range": {"from": 5, "to": 25}}]}) == [1, 2]
+    assert ids({"metricStats": [{"metricName": "mem_used_max", "range": {"from": 5, "to": 25}}]}) == [2]
+    order = list_jobs(engine, order=parse_sort("foot.mem_used:desc"))
+    assert [j["jobId"] for j in order][:2] == [2, 1]

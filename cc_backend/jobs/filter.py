@@ -61,7 +61,7 @@ class TimeRange(_Model):
 
 
 class MetricStatItem(_Model):
-    """A range on one footprint value, e.g. ``flops_any`` (average) or ``mem_used_max``."""
+    """A range on one footprint value: ``flops_any`` (its footprint statistic) or ``mem_used_max`` exactly."""
 
     metricName: str
     range: FloatRange
@@ -72,10 +72,6 @@ class MetricStatItem(_Model):
         if not re.fullmatch(r"[A-Za-z0-9_]+", value):
             raise ValueError("metric names contain only letters, digits and '_'")
         return value
-
-    @property
-    def footprint_key(self) -> str:
-        return self.metricName if re.search(r"_(avg|min|max)$", self.metricName) else f"{self.metricName}_avg"
 
 
 class JobFilter(_Model):

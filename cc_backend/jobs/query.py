@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import JSON, Float, String, Text, and_, cast, func, or_, select, type_coerce
@@ -41,9 +42,20 @@ def _json_text(column: ColumnElement, key: str) -> ColumnElement:
     return type_coerce(cast(column, Text), JSON)[key].as_string()
 
 
-def footprint_value(key: str) -> ColumnElement:
-    """A footprint entry (``flops_any_avg``) as a number, on SQLite and MySQL alike."""
+def _footprint_entry(key: str) -> ColumnElement:
     return cast(type_coerce(cast(J.footprint, Text), JSON)[key].as_float(), Float)
+
+
+def footprint_value(name: str) -> ColumnElement:
+    """A footprint value as a number, on SQLite and MySQL alike.
+
+    ``flops_any_avg`` names one entry. A bare metric name (``mem_used``) takes whichever statistic the
+    job has: the metric config's footprint stat for rows written here, ``_avg`` for rows written by
+    upstream, which stores every footprint value under ``<metric>_avg``.
+    """
+    if re.search(r"_(avg|min|max)$", name):
+        return _footprint_entry(name)
+    return func.coalesce(*(_footprint_entry(f"{name}_{stat}") for stat in ("avg", "max", "min")))
 
 
 def _node_condition(spec: StringInput) -> list[ColumnElement]:
@@ -95,7 +107,7 @@ def filter_conditions(flt: JobFilter, now: int | None = None) -> list[ColumnElem
     if flt.state:
         conds.append(J.job_state.in_(flt.state))
     for stat in flt.metricStats or ():
-        conds.append(footprint_value(stat.footprint_key).between(stat.range.from_, stat.range.to))
+        conds.append(footprint_value(stat.metricName).between(stat.range.from_, stat.range.to))
     if flt.shared is not None:
         conds.append(J.shared == flt.shared)
     if flt.schedule == "interactive":
