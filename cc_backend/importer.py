@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import Engine, delete, insert, select
 
 from cc_backend.archive.cluster import ClusterRegistry
-from cc_backend.db.engine import BUSY_TIMEOUT_MS, is_sqlite
+from cc_backend.db.engine import is_sqlite
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import ArchiveError, CCError, Conflict, InvalidInput
 from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
@@ -21,9 +21,7 @@ from cc_backend.jobs.model import job_to_row
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
-BULK_CACHE_KIB = 512 * 1024
 BULK_MMAP_BYTES = 1 << 30
-DEFAULT_CACHE_KIB = -65536
 ROW_COLUMNS = tuple(c.name for c in job_table.columns)  # id first
 MONITORING_ARCHIVED = 3
 META_KEYS = frozenset({
@@ -164,13 +162,14 @@ def _leave_wal(engine: Engine) -> bool:
     checkpoint); a rollback journal only keeps the few original pages. Returns whether it switched.
     """
     with engine.connect() as conn:
+        busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
         conn.exec_driver_sql("PRAGMA busy_timeout=0")
         try:
             mode = conn.exec_driver_sql("PRAGMA journal_mode=DELETE").scalar()
         except Exception:  # another process holds the database: stay in WAL mode
             mode = "wal"
         finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout)}")
     return str(mode).lower() == "delete"
 
 
@@ -206,9 +205,8 @@ def init_db(
         raw = conn.connection.dbapi_connection
         cursor = raw.cursor()
         if is_sqlite(engine):
-            # Rebuilding 54 indexes dominates init-db; a large page cache and memory-mapped reads
-            # make each index build about a third faster (bench/init_db.py).
-            cursor.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+            # Rebuilding 54 indexes dominates init-db; memory-mapped reads make each index build
+            # about a third faster (bench/init_db.py); the page cache is main.db-config's.
             cursor.execute(f"PRAGMA mmap_size={BULK_MMAP_BYTES}")
             cursor.execute("PRAGMA threads=2")
         placeholder = "?" if is_sqlite(engine) else "%s"
@@ -253,7 +251,6 @@ def init_db(
         log.info("init-db: rows loaded in %.2f s, %d indexes rebuilt in %.2f s", loaded_at - started,
                  len(dropped), time.perf_counter() - loaded_at)
         if is_sqlite(engine):
-            conn.exec_driver_sql(f"PRAGMA cache_size={DEFAULT_CACHE_KIB}")
             conn.exec_driver_sql("PRAGMA mmap_size=0")
     if rollback_journal:
         with engine.connect() as conn:
@@ -311,7 +308,10 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
     """Archive one finished job (meta.json + data.json) and insert it with its tags; returns the job row."""
     unknown = sorted(set(meta) - META_KEYS)
     if unknown:
-        raise InvalidInput(f"{source}: unknown field {unknown[0]!r}", field=unknown[0])
+        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    if "exclusive" in meta:
+        raise InvalidInput("'exclusive' is archive version 2; version 3 uses 'shared' (none, single_user, "
+                           "multi_user)", field="exclusive")
     if validate:
         from cc_backend.archive.validate import validate_data, validate_meta
 
@@ -340,12 +340,13 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
         if exists is not None:
             raise Conflict(f"job {row['job_id']} on {row['cluster']} started at {row['start_time']} "
                            f"is already in the database (id {exists[0]})", field="jobId")
-        archive.import_job(meta, data)
         db_id = int(conn.execute(insert(job_table).values(**row)).inserted_primary_key[0])
         from cc_backend.jobs.tags import attach_tag, ensure_tag
 
         for tag in meta.get("tags") or ():
             attach_tag(conn, db_id, ensure_tag(conn, tag.get("type", ""), tag.get("name", ""), tag.get("scope") or "global"))
+        # Files last: if writing them fails, the transaction rolls the rows back and nothing is left behind.
+        archive.import_job(meta, data)
     row["id"] = db_id
     return row
 

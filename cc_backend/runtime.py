@@ -38,13 +38,16 @@ class Runtime:
     @cached_property
     def raw_engine(self) -> "Engine":
         """The engine without a schema version check (for the migration flags)."""
-        from cc_backend.db.engine import make_engine
+        from cc_backend.db.engine import Tuning, make_engine
 
+        db = self.config.main.db_config
+        tuning = Tuning(db.cache_size_mb, db.soft_heap_limit_mb, db.max_open_connections,
+                        db.max_idle_connections, db.max_idle_time_minutes, db.busy_timeout_ms)
         if self.database_url.startswith("sqlite:///"):
             from pathlib import Path
 
             Path(self.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return make_engine(self.database_url)
+        return make_engine(self.database_url, tuning=tuning)
 
     @cached_property
     def engine(self) -> "Engine":

@@ -52,11 +52,15 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         return None
     did = False
     if optimize_db:
+        from cc_backend.db.engine import is_sqlite
         from cc_backend.db.migrate import optimize
 
         optimize(runtime.engine)
-        click.echo("database optimized (VACUUM, ANALYZE)")
+        click.echo("database optimized (" + ("VACUUM, ANALYZE" if is_sqlite(runtime.engine) else "OPTIMIZE TABLE") + ")")
         did = True
+    if (add_user or del_user or jwt_user) and runtime.config.main.disable_authentication:
+        raise click.UsageError("--add-user, --del-user and --jwt need authentication, but main.disable-authentication "
+                               "is set in the configuration")
     if add_user:
         from cc_backend.users import add_user as add, parse_user_spec
 

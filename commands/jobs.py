@@ -51,14 +51,16 @@ def jobs_group() -> None:
 @click.option("--energy", help="Range of energy in kWh.")
 @click.option("--tag", "tags", multiple=True, help="Tag id or type:name; repeat for several (any matches).")
 @click.option("--node", help="Hostname the job ran on (same patterns).")
-@click.option("--shared", type=click.Choice(["none", "single_user", "multi_user"]))
-@click.option("--schedule", type=click.Choice(["interactive", "batch"]))
+@click.option("--shared", type=click.Choice(["none", "single_user", "multi_user"]),
+              help="How the job shared its nodes.")
+@click.option("--schedule", type=click.Choice(["interactive", "batch"]),
+              help="Interactive jobs (job name 'interactive') or batch jobs.")
 @click.option("--metric", "metrics", multiple=True,
               help="Footprint range NAME=A..B, e.g. flops_any=0..10 (average) or mem_used_max=100..")
 @click.option("--filter-json", help="A GraphQL JobFilter object (or list of them) as JSON, combined with the options.")
 @click.option("--sort", default="startTime:desc", show_default=True,
               help="Column or footprint value (foot.flops_any_avg), with :asc or :desc.")
-@click.option("--page", type=int, default=1, show_default=True)
+@click.option("--page", type=int, default=1, show_default=True, help="Page number, starting at 1.")
 @click.option("--items-per-page", type=int, default=50, show_default=True, help="-1 for all.")
 @click.option("--count", "only_count", is_flag=True, help="Print only the number of matching jobs.")
 @format_option

@@ -52,7 +52,9 @@ def normalize_argv(argv: list[str]) -> list[str]:
                 if value.lower() in ("true", "1", "t"):
                     arg = "--" + name
                 elif value.lower() in ("false", "0", "f"):
-                    continue
+                    if name != "server":
+                        continue
+                    arg = "--no-server"  # an explicit "no", unlike leaving the flag out
         out.append(arg)
     return out
 
@@ -68,7 +70,8 @@ def setup_logging(level: str, logdate: bool) -> None:
 )
 @click.option("--config", "config_path", metavar="PATH", default=None,
               help="config.json to use (default ./config.json; missing default file means built-in defaults).")
-@click.option("--loglevel", type=click.Choice(list(LOG_LEVELS)), default="warn", show_default=True)
+@click.option("--loglevel", type=click.Choice(list(LOG_LEVELS)), default="warn", show_default=True,
+              help="Log level of messages on stderr.")
 @click.option("--logdate", is_flag=True, help="Prefix log lines with date and time.")
 @click.option("--version", "show_version", is_flag=True, help="Print program, database schema and archive versions.")
 @click.option("--init", "do_init", is_flag=True, help="Create config.json, .env, var/job.db, var/job-archive; exit.")
@@ -99,6 +102,14 @@ def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_ini
     ctx.obj = runtime = Runtime(config_path)
     ctx.call_on_close(runtime.close)
     if ctx.invoked_subcommand is not None:
+        actions_given = [name for name, value in (
+            ("--version", show_version), ("--init", do_init), ("--migrate-db", migrate_db),
+            ("--revert-db", revert_db), ("--force-db", force_db), ("--optimize-db", optimize_db),
+            ("--add-user", add_user), ("--del-user", del_user), ("--jwt", jwt_user), ("--init-db", init_db),
+            ("--import-job", import_job), ("--server", server)) if value]
+        if actions_given:
+            raise click.UsageError(f"{', '.join(actions_given)} cannot be combined with the subcommand "
+                                   f"{ctx.invoked_subcommand!r}: run them separately")
         return
     from cc_backend.commands import actions
 
@@ -111,7 +122,7 @@ def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_ini
         return
     if server or (server is None and not did_something):
         actions.start_server(runtime, dev=dev)
-    elif did_something:
+    else:
         click.echo("No errors, server flag not set. Exiting cc-backend.", err=True)
 
 

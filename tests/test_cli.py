@@ -192,3 +192,15 @@ def test_loglevel_and_logdate(site):
     assert "INFO" not in r.stderr
     r = cli(site, "-loglevel", "loud")
     assert r.returncode == 2 and "loglevel" in r.stderr
+
+
+def test_action_flags_and_subcommands_do_not_mix(site):
+    cli(site, "-migrate-db")
+    r = cli(site, "-del-user", "demo", "tags", "list")
+    assert r.returncode == 2 and "--del-user cannot be combined with the subcommand 'tags'" in r.stderr
+
+
+def test_server_false_is_an_explicit_no(site):
+    r = cli(site, "-migrate-db")
+    r = cli(site, "-server=false")
+    assert r.returncode == 0 and "server flag not set" in r.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
@@ -11,31 +13,54 @@ from sqlalchemy.engine import Connection, make_url
 BUSY_TIMEOUT_MS = 60_000
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class Tuning:
+    """Connection settings (``main.db-config``; upstream's defaults)."""
+
+    cache_size_mb: int = 2048
+    soft_heap_limit_mb: int = 16384
+    max_open_connections: int = 4
+    max_idle_connections: int = 4
+    max_idle_time_minutes: int = 10
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS
+
+
+def _sqlite_pragmas(tuning: Tuning, dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute(f"PRAGMA busy_timeout={int(tuning.busy_timeout_ms)}")
     cur.execute("PRAGMA temp_store=MEMORY")
-    cur.execute("PRAGMA cache_size=-65536")
+    # An upper bound, not an allocation: SQLite grows the cache only as pages are read.
+    cur.execute(f"PRAGMA cache_size=-{int(tuning.cache_size_mb) * 1024}")
+    cur.execute(f"PRAGMA soft_heap_limit={int(tuning.soft_heap_limit_mb) * 1024 * 1024}")
     cur.close()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, tuning: Tuning | None = None, echo: bool = False) -> Engine:
     """Create an engine for a SQLAlchemy URL (``sqlite:///path`` or ``mysql+pymysql://...``)."""
+    tuning = tuning or Tuning()
     parsed = make_url(url)
+    pool = {
+        "pool_size": max(1, tuning.max_idle_connections),
+        "max_overflow": max(0, tuning.max_open_connections - tuning.max_idle_connections),
+        "pool_recycle": max(60, tuning.max_idle_time_minutes * 60),
+    }
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            pool = {}
         engine = create_engine(
             url,
             echo=echo,
-            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={"timeout": tuning.busy_timeout_ms / 1000, "check_same_thread": False},
+            **pool,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, tuning))
         return engine
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-    return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_recycle=3600)
+    return create_engine(parsed, echo=echo, pool_pre_ping=True, **pool)
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
