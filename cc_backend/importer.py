@@ -213,6 +213,7 @@ def init_db(
         insert_sql = (f"INSERT INTO job ({', '.join(ROW_COLUMNS)}) VALUES "
                       f"({', '.join([placeholder] * len(ROW_COLUMNS))})")
         pending: list[tuple] = []
+        insert_seconds = 0.0
         for rows, tags, errors in _parallel_parse(os.fspath(archive.root), registry, workers):
             summary.skipped.extend(errors)
             index_map: dict[int, int] = {}
@@ -234,7 +235,9 @@ def init_db(
                     new_tags.append({"id": tag_id, "tag_type": ttype, "tag_name": tname, "tag_scope": tscope})
                 jobtags.append({"job_id": index_map[row_index], "tag_id": tag_id})
             if len(pending) >= BATCH_SIZE:
+                t = time.perf_counter()
                 cursor.executemany(insert_sql, pending)
+                insert_seconds += time.perf_counter() - t
                 pending.clear()
             if progress is not None:
                 progress(len(rows) + len(errors))
@@ -248,8 +251,8 @@ def init_db(
         loaded_at = time.perf_counter()
         for index in dropped:
             index.create(conn)
-        log.info("init-db: rows loaded in %.2f s, %d indexes rebuilt in %.2f s", loaded_at - started,
-                 len(dropped), time.perf_counter() - loaded_at)
+        log.info("init-db: rows loaded in %.2f s (%.2f s of it inserting), %d indexes rebuilt in %.2f s",
+                 loaded_at - started, insert_seconds, len(dropped), time.perf_counter() - loaded_at)
         if is_sqlite(engine):
             conn.exec_driver_sql("PRAGMA mmap_size=0")
     if rollback_journal:

@@ -40,6 +40,40 @@ def load_job_stat(job: Mapping[str, Any], metric: str, stat: str) -> float:
     return float(value)
 
 
+# Per subcluster, what footprint and energy need from a job's statistics, worked out once: init-db
+# calls these for every job of the archive. Keyed by id(); the value keeps the subcluster alive,
+# so the id cannot be reused while the entry exists.
+_plans: dict[int, tuple[SubCluster, tuple[tuple[str, str, str], ...], tuple[tuple[str, str, str], ...],
+                        tuple[tuple[str, bool], ...]]] = {}
+
+
+def _plan(subcluster: SubCluster) -> tuple:
+    plan = _plans.get(id(subcluster))
+    if plan is None or plan[0] is not subcluster:
+        configured, upstream = [], []
+        for name in subcluster.footprint:
+            mc = subcluster.metric(name)
+            stat = "avg" if mc is None or not mc.footprint else mc.footprint
+            configured.append((f"{name}_{stat}", name, stat))
+            upstream.append((f"{name}_avg", name, "avg"))
+        energy = []
+        for name in subcluster.energy_footprint:
+            mc = subcluster.metric(name)
+            energy.append((name, mc is not None and mc.energy == "power"))
+        plan = _plans[id(subcluster)] = (subcluster, tuple(configured), tuple(upstream), tuple(energy))
+    return plan
+
+
+def _stat(stats: Any, metric: str, stat: str) -> float:
+    entry = stats.get(metric) if type(stats) is dict else None
+    if type(entry) is not dict:
+        return load_job_stat({"statistics": stats}, metric, stat) if entry is not None else 0.0
+    value = entry.get(stat)
+    if type(value) is float or type(value) is int:
+        return float(value)
+    return load_job_stat({"statistics": stats}, metric, stat)
+
+
 def compute_footprint(job: Mapping[str, Any], subcluster: SubCluster, *, upstream_avg_keys: bool = False) -> dict[str, float]:
     """``{"<metric>_<stat>": value}`` for every footprint metric of the job's (resolved) subcluster.
 
@@ -47,12 +81,9 @@ def compute_footprint(job: Mapping[str, Any], subcluster: SubCluster, *, upstrea
     upstream cc-backend actually stores: its stat lookup is inverted, so every key is ``<metric>_avg`` holding the
     average (e.g. ``mem_used_avg`` although mem_used is configured ``max``).
     """
-    out: dict[str, float] = {}
-    for name in subcluster.footprint:
-        mc = subcluster.metric(name)
-        stat = "avg" if upstream_avg_keys or mc is None or not mc.footprint else mc.footprint
-        out[f"{name}_{stat}"] = load_job_stat(job, name, stat)
-    return out
+    _, configured, upstream, _ = _plan(subcluster)
+    stats = job.get("statistics") or {}
+    return {key: _stat(stats, name, stat) for key, name, stat in (upstream if upstream_avg_keys else configured)}
 
 
 def compute_energy(job: Mapping[str, Any], subcluster: SubCluster) -> tuple[dict[str, float], float]:
@@ -61,16 +92,19 @@ def compute_energy(job: Mapping[str, Any], subcluster: SubCluster) -> tuple[dict
     ``power`` metrics: avg W x numNodes x duration h / 1000. ``energy`` metrics contribute 0 (not implemented
     upstream either).
     """
+    energy_plan = _plan(subcluster)[3]
+    if not energy_plan:
+        return {}, 0.0
     num_nodes = _int_field(job, "numNodes")
     duration = _int_field(job, "duration")
+    stats = job.get("statistics") or {}
     per_metric: dict[str, float] = {}
     total = 0.0
-    for name in subcluster.energy_footprint:
-        mc = subcluster.metric(name)
+    for name, is_power in energy_plan:
         energy = 0.0
-        if mc is not None and mc.energy == "power":
+        if is_power:
             # Same operation order as upstream so results match bit for bit before rounding.
-            raw = ((load_job_stat(job, name, "avg") * float(num_nodes)) * (float(duration) / 3600.0)) / 1000.0
+            raw = ((_stat(stats, name, "avg") * float(num_nodes)) * (float(duration) / 3600.0)) / 1000.0
             energy = go_round(raw, 2)
         per_metric[name] = energy
         total += energy

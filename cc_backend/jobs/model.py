@@ -74,6 +74,8 @@ def _require(job: Mapping[str, Any], key: str) -> Any:
 
 def _int(job: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
     value = job.get(key, default)
+    if type(value) is int:  # the common case, checked first: init-db converts every archived job
+        return value
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
