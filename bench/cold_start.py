@@ -2,16 +2,16 @@
 
 Baseline in the same run: `python -c pass` (interpreter start-up). Usage:
 
-    .venv/bin/python bench/cold_start.py [--db PATH_TO_100K_JOB_DB] [--runs 15]
+    .venv/bin/python bench/cold_start.py [--keep DIR] [--runs 15]
 
-Without --db, a 100,000-job SQLite database is built first (demo generator, meta-only, then init-db).
+A 100,000-job SQLite database is built first (demo generator, meta-only, then init-db) in DIR
+(reused when DIR/job.db exists) or in a temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,13 +33,16 @@ def timed(cmd: list[str], runs: int, cwd: Path) -> tuple[float, float]:
 
 
 def build_db(work: Path, jobs: int) -> Path:
+    if (work / "job.db").exists():
+        return work / "job.db"
     from cc_backend.archive.fs import FileArchive
     from cc_backend.db.engine import make_engine
     from cc_backend.db.migrate import migrate
     from cc_backend.demo import generate_archive
     from cc_backend.importer import init_db
 
-    generate_archive(work / "job-archive", seed=7, jobs=jobs, meta_only=True)
+    if not (work / "job-archive" / "version.txt").exists():
+        generate_archive(work / "job-archive", seed=7, jobs=jobs, meta_only=True)
     engine = make_engine(f"sqlite:///{work / 'job.db'}")
     migrate(engine)
     init_db(engine, FileArchive(work / "job-archive"))
@@ -49,15 +52,15 @@ def build_db(work: Path, jobs: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db", type=Path)
-    parser.add_argument("--archive", type=Path, help="archive directory belonging to --db")
+    parser.add_argument("--keep", type=Path, help="build into (or reuse) this directory")
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ccbench-cold-"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="ccbench-cold-"))
+    work.mkdir(parents=True, exist_ok=True)
     try:
-        db = args.db or build_db(work, args.jobs)
-        archive = args.archive or (work / "job-archive")
+        db = build_db(work, args.jobs)
+        archive = work / "job-archive"
         (work / "config.json").write_text(json.dumps({
             "main": {"db": str(db.resolve())}, "archive": {"kind": "file", "path": str(archive)}}))
         env_cmds = {
@@ -71,9 +74,9 @@ def main() -> None:
             goal = f"  (goal <= {goals[label]:.1f} s)" if label in goals else ""
             print(f"{label:40s} median {median * 1000:6.0f} ms, best {best * 1000:6.0f} ms{goal}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "0")
     main()
