@@ -333,15 +333,11 @@ class ResamplingConfig(_Section):
     """Resampling target resolutions in seconds, e.g. [600, 300, 60]; the largest is the default query resolution."""
 
 
-class NodeStateRetentionConfig(_Section):
-    """Retention of the node_state table (``main.nodestate-retention``)."""
+class _TargetConfig(_Section):
+    """Where retention writes what it moves or copies: a directory or an S3 bucket."""
 
-    policy: Literal["delete", "move"]
-    """"delete" removes old rows, "move" writes them to Parquet files at the target first."""
-    age: int = Field(default=24, ge=1)
-    """Act on rows older than this many hours."""
     target_kind: Literal["file", "s3"] = "file"
-    """Where "move" writes: a directory ("file") or an S3 bucket ("s3")."""
+    """Where "copy" and "move" write: a directory ("file") or an S3 bucket ("s3")."""
     target_path: str | None = None
     """Target directory for target-kind "file"."""
     target_endpoint: str | None = None
@@ -356,6 +352,15 @@ class NodeStateRetentionConfig(_Section):
     """S3 region for target-kind "s3"."""
     target_use_path_style: bool = False
     """Use path-style S3 URLs (MinIO and other S3-compatible services)."""
+
+
+class NodeStateRetentionConfig(_TargetConfig):
+    """Retention of the node_state table (``main.nodestate-retention``)."""
+
+    policy: Literal["delete", "move"]
+    """"delete" removes old rows, "move" writes them to Parquet files at the target first."""
+    age: int = Field(default=24, ge=1)
+    """Act on rows older than this many hours."""
     max_file_size_mb: int = Field(default=128, ge=1)
     """Start a new Parquet file once the current one reaches this size, in MiB."""
 
@@ -519,7 +524,7 @@ class AuthConfig(_Section):
     """OpenID Connect settings; unset disables OIDC login."""
 
 
-class RetentionConfig(_Section):
+class RetentionConfig(_TargetConfig):
     """Job retention (``archive.retention``): delete, copy or move old jobs out of the archive."""
 
     policy: Literal["none", "delete", "copy", "move"]
@@ -532,22 +537,6 @@ class RetentionConfig(_Section):
     """Keep tagged jobs: "all" skips jobs with any tag, "user" jobs with a user-scoped tag."""
     age: int = Field(default=0, ge=0)
     """Act on jobs that started more than this many days ago; must be > 0 unless the policy is "none"."""
-    target_kind: Literal["file", "s3"] = "file"
-    """Where copy and move write: a directory ("file") or an S3 bucket ("s3")."""
-    target_path: str | None = None
-    """Target directory for target-kind "file"."""
-    target_endpoint: str | None = None
-    """S3 endpoint URL for target-kind "s3"."""
-    target_bucket: str | None = None
-    """S3 bucket for target-kind "s3"."""
-    target_access_key: str | None = None
-    """S3 access key for target-kind "s3"."""
-    target_secret_key: str | None = None
-    """S3 secret key for target-kind "s3"."""
-    target_region: str | None = None
-    """S3 region for target-kind "s3"."""
-    target_use_path_style: bool = False
-    """Use path-style S3 URLs (MinIO and other S3-compatible services)."""
     max_file_size_mb: int = Field(default=512, ge=1)
     """Start a new Parquet file once the current one reaches this size, in MiB."""
 
