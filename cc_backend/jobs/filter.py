@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Literal, Optional
+from typing import Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cc_backend.db.tables import JOB_STATES, SHARED_MODES
 from cc_backend.errors import InvalidInput
+
+_M = TypeVar("_M", bound=BaseModel)
 
 START_TIME_RANGES = {"last6h": 6 * 3600, "last24h": 24 * 3600, "last7d": 7 * 86400, "last30d": 30 * 86400}
 
@@ -165,22 +167,21 @@ def parse_filters(raw: list[dict] | dict | None) -> list[JobFilter]:
     return out
 
 
-def parse_order(raw: dict | None) -> OrderBy | None:
+def _parse_one(model: type[_M], raw: dict | None, what: str) -> _M | None:
     if raw is None:
         return None
     try:
-        return OrderBy.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise _invalid(exc, "order") from None
+        raise _invalid(exc, what) from None
+
+
+def parse_order(raw: dict | None) -> OrderBy | None:
+    return _parse_one(OrderBy, raw, "order")
 
 
 def parse_page(raw: dict | None) -> Page | None:
-    if raw is None:
-        return None
-    try:
-        return Page.model_validate(raw)
-    except ValidationError as exc:
-        raise _invalid(exc, "page") from None
+    return _parse_one(Page, raw, "page")
 
 
 # --- A compact text syntax for filters (command line, TUI search fields) ----------------------
