@@ -97,17 +97,13 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
 
 def run_init_db(runtime: Runtime, workers: int | None = None) -> None:
     """Rebuild the job tables with a progress bar on a terminal and a summary at the end."""
-    import sys
-
     from cc_backend.db.migrate import ensure_schema
     from cc_backend.importer import init_db
 
     ensure_schema(runtime.raw_engine)  # a fresh database file gets the schema; an outdated one is refused
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+    from cc_backend.commands.output import progress_bar
 
-        bar = tqdm(desc="init-db", unit=" jobs", file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar("init-db")
 
     def progress(n: int) -> None:
         if bar is not None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from cc_backend.commands.output import emit_object, format_option
+from cc_backend.commands.output import emit_object, format_option, progress_bar
 
 
 @click.group("demo")
@@ -38,11 +37,7 @@ def generate_cmd(directory: Path | None, jobs: int | None, seed: int, now: int |
     root = directory or Path(runtime().config.archive.path)
     if jobs is None:
         jobs = 100_000 if meta_only else DEFAULT_JOBS
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=jobs, desc="demo", unit=" jobs", file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar("demo", total=jobs)
     summary = generate_archive(root, seed=seed, jobs=jobs, meta_only=meta_only, now=now, workers=workers,
                                progress=bar.update if bar is not None else None)
     if bar is not None:

@@ -59,19 +59,19 @@ def emit_object(obj: Any, fmt: str) -> None:
     emit(rows, ["key", "value"], fmt)
 
 
-def progress_printer(total: int | None, desc: str) -> Callable[[int], None] | None:
-    """A tqdm progress bar (count and rate) when stderr is a terminal, else None."""
+def progress_bar(desc: str, total: int | None = None, unit: str = " jobs"):
+    """A tqdm bar (count and rate, and percent with a total) on stderr when it is a terminal, else None."""
     if not sys.stderr.isatty():
         return None
+    import os
+
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="jobs", file=sys.stderr, dynamic_ncols=True)
-
-    def advance(n: int) -> None:
-        bar.update(n)
-        if total is not None and bar.n >= total:
-            bar.close()
-
-    return advance
-
-
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except OSError:
+        size = os.terminal_size((0, 0))
+    if size.columns and size.lines:
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    # A pseudo-terminal without a size (`script`, some SSH setups) reports 0x0, and tqdm then draws nothing.
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, ncols=80, nrows=24)

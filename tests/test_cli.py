@@ -204,3 +204,19 @@ def test_server_false_is_an_explicit_no(site):
     r = cli(site, "-migrate-db")
     r = cli(site, "-server=false")
     assert r.returncode == 0 and "server flag not set" in r.stderr
+
+
+def test_init_db_shows_progress_with_count_and_rate_on_a_terminal(site):
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("script") is None:
+        pytest.skip("util-linux `script` (a pseudo-terminal) is not installed")
+    exe = Path(sys.executable).parent / "cc-backend"
+    command = f"{shlex.quote(str(exe))} --config {shlex.quote(str(site / 'config.json'))} init-db"
+    out = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, cwd=site,
+                         timeout=120).stdout
+    assert "init-db: 2 jobs" in out
+    assert "2 jobs [" in out and "jobs/s]" in out  # tqdm's counter with the rate
