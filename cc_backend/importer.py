@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, insert, select
 from cc_backend.archive.cluster import ClusterRegistry
 from cc_backend.db.engine import is_sqlite
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
-from cc_backend.errors import ArchiveError, CCError, Conflict, InvalidInput
+from cc_backend.errors import CCError, Conflict, InvalidInput
 from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
 from cc_backend.jobs.model import job_to_row
 
@@ -148,8 +148,8 @@ def _parallel_parse(root: str, registry: ClusterRegistry, workers: int) -> Itera
 
 # --- bulk loading ---------------------------------------------------------------------------------
 
-def _drop_job_indexes(conn, engine: Engine) -> list:
-    dropped = [ix for ix in job_table.indexes]
+def _drop_job_indexes(conn: Any) -> list:
+    dropped = list(job_table.indexes)
     for index in dropped:
         index.drop(conn, checkfirst=True)
     return dropped
@@ -193,7 +193,6 @@ def init_db(
     jobtags: list[dict] = []
     new_tags: list[dict] = []
     key_idx = (ROW_COLUMNS.index("job_id") - 1, ROW_COLUMNS.index("cluster") - 1, ROW_COLUMNS.index("start_time") - 1)
-    insert_sql = None
     next_id = 1
 
     rollback_journal = is_sqlite(engine) and _leave_wal(engine)
@@ -201,7 +200,7 @@ def init_db(
         conn.execute(delete(jobtag_table))
         conn.execute(delete(tag_table))
         conn.execute(delete(job_table))
-        dropped = _drop_job_indexes(conn, engine)
+        dropped = _drop_job_indexes(conn)
         raw = conn.connection.dbapi_connection
         cursor = raw.cursor()
         if is_sqlite(engine):

@@ -31,6 +31,10 @@ class Runtime:
 
         return load_env(self.env_path)
 
+    def load_env(self) -> None:
+        """Read .env into the environment now (the config may refer to it, as upstream's startup order does)."""
+        self.secrets  # noqa: B018 - the cached property reads the file once
+
     @cached_property
     def database_url(self) -> str:
         return self.config.database_url()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ROLE_LEVELS = {"anonymous": 0, "api": 1, "user": 2, "manager": 3, "support": 4, "admin": 5}
 

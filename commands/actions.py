@@ -35,7 +35,7 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         for path in init_here(Path.cwd()):
             click.echo(f"created {path}")
         return None
-    runtime.secrets  # load .env into the environment before the config reads it
+    runtime.load_env()
     if migrate_db or revert_db or force_db:
         from cc_backend.db import migrate as m
 

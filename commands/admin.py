@@ -125,7 +125,7 @@ def jwt_cmd(username: str) -> None:
     from cc_backend.admin import user_token
 
     rt = runtime()
-    rt.secrets
+    rt.load_env()
     token, warnings = user_token(rt, username)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -139,5 +139,5 @@ def serve_cmd(dev: bool) -> None:
     from cc_backend.commands.actions import start_server
 
     rt = runtime()
-    rt.secrets
+    rt.load_env()
     start_server(rt, dev=dev)

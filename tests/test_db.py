@@ -6,10 +6,11 @@ import sqlite3
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from cc_backend.db.engine import make_engine
 from cc_backend.db.migrate import check_version, force, migrate, read_version, revert
-from cc_backend.db.tables import JOB_INDEXES, JOB_RUNNING_INDEXES, SCHEMA_VERSION, metadata
+from cc_backend.db.tables import JOB_INDEXES, JOB_RUNNING_INDEXES, SCHEMA_VERSION
 from cc_backend.errors import DatabaseVersionError
 
 
@@ -38,9 +39,9 @@ def test_check_constraints_reject_bad_state_and_shared(engine):
         conn.execute(job_table.insert().values(**{**base, "job_id": 2, "job_state": "out_of_memory"}))
     for bad in ({"job_id": 3, "job_state": "exploded"}, {"job_id": 4, "shared": "sometimes"},
                 {"job_id": 5, "monitoring_status": 7}):
-        with pytest.raises(Exception), engine.begin() as conn:
+        with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(job_table.insert().values(**{**base, **bad}))
-    with pytest.raises(Exception), engine.begin() as conn:  # UNIQUE(job_id, cluster, start_time)
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # UNIQUE(job_id, cluster, start_time)
         conn.execute(job_table.insert().values(**base))
 
 

@@ -121,7 +121,6 @@ def render_cli() -> str:
     from cc_backend.commands import main as main_mod
 
     commands = walk_commands()
-    cli, ctx = commands[0][1], commands[0][2]
     lines = [
         "# Command-line reference",
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import JSON, Float, String, Text, and_, cast, func, or_, select, type_coerce
@@ -174,18 +175,8 @@ def order_clause(order: OrderBy | None) -> list[ColumnElement]:
 
 
 def _connect(bind: Engine | Connection):
-    return bind.connect() if isinstance(bind, Engine) else _NoClose(bind)
-
-
-class _NoClose:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> Connection:
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    """A connection for the duration of one call: a new one from an engine, or the caller's own."""
+    return bind.connect() if isinstance(bind, Engine) else nullcontext(bind)
 
 
 def tags_for_jobs(conn: Connection, job_ids: Iterable[int], viewer: Viewer | None) -> dict[int, list[dict]]:
