@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from cc_backend.db.engine import make_engine
 from cc_backend.db.migrate import check_version, force, migrate, read_version, revert
@@ -37,9 +37,10 @@ def test_check_constraints_reject_bad_state_and_shared(engine):
     with engine.begin() as conn:
         conn.execute(job_table.insert().values(**base))
         conn.execute(job_table.insert().values(**{**base, "job_id": 2, "job_state": "out_of_memory"}))
+    # SQLite reports a CHECK violation as an IntegrityError, MariaDB (error 4025) as an OperationalError
     for bad in ({"job_id": 3, "job_state": "exploded"}, {"job_id": 4, "shared": "sometimes"},
                 {"job_id": 5, "monitoring_status": 7}):
-        with pytest.raises(IntegrityError), engine.begin() as conn:
+        with pytest.raises((IntegrityError, OperationalError)), engine.begin() as conn:
             conn.execute(job_table.insert().values(**{**base, **bad}))
     with pytest.raises(IntegrityError), engine.begin() as conn:  # UNIQUE(job_id, cluster, start_time)
         conn.execute(job_table.insert().values(**base))
