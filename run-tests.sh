@@ -10,6 +10,12 @@ fi
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
 
+# OpenLDAP's slapd for the LDAP tests (they start their own server on a free loopback port).
+if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq slapd ldap-utils >/dev/null
+fi
+
 # MariaDB: this machine kind starts it before the session; start it if it is not answering.
 if ! mariadb-admin --host=127.0.0.1 --user=root ping >/dev/null 2>&1; then
     if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then

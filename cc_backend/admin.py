@@ -90,3 +90,12 @@ def user_token(runtime: "Runtime", username: str) -> tuple[str, list[str]]:
     if "api" not in user.roles:
         warnings.append(f"user {username!r} does not have the api role: the token will not open /api/")
     return issue_jwt(user.username, user.roles, key, max_age), warnings
+
+
+def ldap_directory(runtime: "Runtime"):  # type: ignore[no-untyped-def]
+    """The configured LDAP directory (``auth.ldap``), or a ConfigError saying what is missing."""
+    from cc_backend.ldap import LdapDirectory
+
+    if runtime.config.auth.ldap is None:
+        raise ConfigError("auth.ldap is not configured")
+    return LdapDirectory(runtime.config.auth.ldap, runtime.secrets.LDAP_ADMIN_PASSWORD)

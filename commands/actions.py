@@ -24,7 +24,7 @@ def print_version(runtime: Runtime) -> None:
 
 
 def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, revert_db, force_db, optimize_db,
-                     add_user, del_user, jwt_user, init_db, import_job) -> bool | None:
+                     add_user, del_user, jwt_user, init_db, import_job, sync_ldap=False) -> bool | None:
     """Run the requested actions; None if one of them always ends the program, else whether any ran."""
     if show_version:
         print_version(runtime)
@@ -58,9 +58,9 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         optimize(runtime.engine)
         click.echo("database optimized (" + ("VACUUM, ANALYZE" if is_sqlite(runtime.engine) else "OPTIMIZE TABLE") + ")")
         did = True
-    if (add_user or del_user or jwt_user) and runtime.config.main.disable_authentication:
-        raise click.UsageError("--add-user, --del-user and --jwt need authentication, but main.disable-authentication "
-                               "is set in the configuration")
+    if (add_user or del_user or jwt_user or sync_ldap) and runtime.config.main.disable_authentication:
+        raise click.UsageError("--add-user, --del-user, --sync-ldap and --jwt need authentication, but "
+                               "main.disable-authentication is set in the configuration")
     if add_user:
         from cc_backend.users import add_user as add, parse_user_spec
 
@@ -73,6 +73,13 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
 
         delete_user(runtime.engine, del_user)  # like upstream: deleting an absent user is no error
         click.echo(f"deleted user {del_user!r}")
+        did = True
+    if sync_ldap:
+        from cc_backend.admin import ldap_directory
+        from cc_backend.ldap import sync_users
+
+        result = sync_users(runtime.engine, ldap_directory(runtime))
+        click.echo(f"LDAP sync: {len(result.added)} added, {len(result.removed)} removed")
         did = True
     if jwt_user:
         from cc_backend.admin import user_token

@@ -28,7 +28,7 @@ SUBCOMMANDS = {
 # Upstream's Go flags, accepted with one or two dashes and Go's `-flag=true|false` bool form.
 UPSTREAM_BOOL_FLAGS = {
     "init", "init-db", "server", "no-server", "dev", "migrate-db", "revert-db", "force-db",
-    "optimize-db", "version", "logdate", "gops",
+    "optimize-db", "version", "logdate", "gops", "sync-ldap",
 }
 UPSTREAM_VALUE_FLAGS = {"add-user", "del-user", "jwt", "import-job", "config", "loglevel"}
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -82,6 +82,7 @@ def setup_logging(level: str, logdate: bool) -> None:
 @click.option("--add-user", metavar="NAME:ROLES:PASSWORD", help="Add a local user, e.g. demo:admin,api:secret.")
 @click.option("--del-user", metavar="NAME", help="Delete a user.")
 @click.option("--jwt", "jwt_user", metavar="NAME", help="Print an API token (JWT) for an existing user.")
+@click.option("--sync-ldap", is_flag=True, help="Synchronise users with the LDAP directory (auth.ldap).")
 @click.option("--init-db", is_flag=True, help="Rebuild the job tables from the job archive.")
 @click.option("--import-job", metavar="META:DATA[,META:DATA...]", help="Import jobs into archive and database.")
 @click.option("--server/--no-server", "server", default=None,
@@ -90,7 +91,7 @@ def setup_logging(level: str, logdate: bool) -> None:
 @click.option("--gops", is_flag=True, hidden=True, help="Accepted for compatibility; does nothing.")
 @click.pass_context
 def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_init, migrate_db, revert_db,
-        force_db, optimize_db, add_user, del_user, jwt_user, init_db, import_job, server, dev, gops) -> None:
+        force_db, optimize_db, add_user, del_user, jwt_user, sync_ldap, init_db, import_job, server, dev, gops) -> None:
     """cc-backend: job-specific performance monitoring for HPC clusters.
 
     Run a subcommand, or use upstream's action flags (`cc-backend -init-db -add-user demo:admin,api:pw`).
@@ -105,7 +106,8 @@ def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_ini
         actions_given = [name for name, value in (
             ("--version", show_version), ("--init", do_init), ("--migrate-db", migrate_db),
             ("--revert-db", revert_db), ("--force-db", force_db), ("--optimize-db", optimize_db),
-            ("--add-user", add_user), ("--del-user", del_user), ("--jwt", jwt_user), ("--init-db", init_db),
+            ("--add-user", add_user), ("--del-user", del_user), ("--jwt", jwt_user), ("--sync-ldap", sync_ldap),
+            ("--init-db", init_db),
             ("--import-job", import_job), ("--server", server)) if value]
         if actions_given:
             raise click.UsageError(f"{', '.join(actions_given)} cannot be combined with the subcommand "
@@ -116,6 +118,7 @@ def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_ini
     did_something = actions.run_flag_actions(
         runtime, show_version=show_version, do_init=do_init, migrate_db=migrate_db, revert_db=revert_db,
         force_db=force_db, optimize_db=optimize_db, add_user=add_user, del_user=del_user, jwt_user=jwt_user,
+        sync_ldap=sync_ldap,
         init_db=init_db, import_job=import_job,
     )
     if did_something is None:  # an action that always exits (version, init, migrations)

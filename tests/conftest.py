@@ -172,3 +172,17 @@ def site(tmp_path, empty_db_url, peer_archive):
     public, private = generate_keypair()
     (tmp_path / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ldap_server(tmp_path_factory):
+    """A real slapd on a free loopback port, with users alice, bob, carol and dave."""
+    import ldap_server as ldap
+
+    if not ldap.available():
+        if os.environ.get("CI"):
+            pytest.fail("slapd is required in CI (run-tests.sh installs it)")
+        pytest.skip("slapd is not installed (apt-get install slapd ldap-utils)")
+    server = ldap.start(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()

@@ -1,0 +1,147 @@
+"""LDAP: log users in by binding as them, and keep the user table in sync with the directory (ldap3)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cc_backend.errors import ConfigError, Forbidden
+from cc_backend.users import AuthSource, User, add_user, delete_user, find_user, ldap_usernames, update_user
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cc_backend.config import LdapConfig
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10
+RECEIVE_TIMEOUT_S = 30
+
+
+@dataclass
+class SyncResult:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    username: str
+    name: str
+
+
+class LdapDirectory:
+    """One LDAP server as configured in ``auth.ldap``; the search DN's password is LDAP_ADMIN_PASSWORD."""
+
+    def __init__(self, config: "LdapConfig", admin_password: str | None) -> None:
+        self.config = config
+        self.admin_password = admin_password
+
+    def _server(self):  # type: ignore[no-untyped-def]
+        from ldap3 import Server
+
+        return Server(self.config.url, connect_timeout=CONNECT_TIMEOUT_S)
+
+    def _connect(self, dn: str, password: str):  # type: ignore[no-untyped-def]
+        from ldap3 import Connection
+
+        return Connection(self._server(), user=dn, password=password, receive_timeout=RECEIVE_TIMEOUT_S,
+                          raise_exceptions=False, read_only=True)
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        if not self.admin_password:
+            raise ConfigError("LDAP_ADMIN_PASSWORD is not set (in .env or the environment); it is needed to "
+                              f"search the directory as {self.config.search_dn}")
+        conn = self._connect(self.config.search_dn, self.admin_password)
+        if not conn.bind():
+            raise ConfigError(f"LDAP: cannot bind as {self.config.search_dn}: {conn.result.get('description')}")
+        return conn
+
+    def check_password(self, username: str, password: str) -> bool:
+        """Bind as the user (``user-bind`` with the escaped name); an empty password never binds."""
+        from ldap3.utils.dn import escape_rdn
+
+        if not password:  # an empty password would be an anonymous bind, which "succeeds"
+            return False
+        dn = self.config.user_bind.replace("{username}", escape_rdn(username))
+        conn = self._connect(dn, password)
+        try:
+            return bool(conn.bind())
+        finally:
+            conn.unbind()
+
+    def _search(self, extra_filter: str = "") -> list[DirectoryUser]:
+        from ldap3 import SUBTREE
+
+        cfg = self.config
+        conn = self._admin()
+        try:
+            query = f"(&{cfg.user_filter}{extra_filter})" if extra_filter else cfg.user_filter
+            conn.search(cfg.user_base, query, search_scope=SUBTREE, attributes=[cfg.uid_attr, cfg.username_attr])
+            users = []
+            for entry in conn.entries:
+                attrs = entry.entry_attributes_as_dict
+                uid = (attrs.get(cfg.uid_attr) or [None])[0]
+                if not uid:
+                    continue
+                name = (attrs.get(cfg.username_attr) or [""])[0]
+                users.append(DirectoryUser(str(uid), str(name)))
+            return users
+        finally:
+            conn.unbind()
+
+    def find(self, username: str) -> DirectoryUser | None:
+        from ldap3.utils.conv import escape_filter_chars
+
+        found = self._search(f"({self.config.uid_attr}={escape_filter_chars(username)})")
+        return found[0] if found else None
+
+    def users(self) -> list[DirectoryUser]:
+        return self._search()
+
+
+def sync_users(engine: "Engine", directory: LdapDirectory, *, delete_old: bool | None = None) -> SyncResult:
+    """Add directory users missing from the database (role user, auth source LDAP); with ``delete_old``
+    (default: ``sync-del-old-users``) remove LDAP users that left the directory. Local users are never touched."""
+    delete_old = directory.config.sync_del_old_users if delete_old is None else delete_old
+    result = SyncResult()
+    in_directory = {u.username: u for u in directory.users()}
+    in_db = set(ldap_usernames(engine))
+    for username, entry in sorted(in_directory.items()):
+        if username in in_db:
+            continue
+        if find_user(engine, username) is not None:
+            log.warning("LDAP user %r exists as a local user; left unchanged", username)
+            continue
+        add_user(engine, username, roles=["user"], name=entry.name or None, auth_source=AuthSource.LDAP)
+        result.added.append(username)
+    if delete_old:
+        for username in sorted(in_db - set(in_directory)):
+            delete_user(engine, username)
+            result.removed.append(username)
+    log.info("LDAP sync: %d added, %d removed", len(result.added), len(result.removed))
+    return result
+
+
+def login(engine: "Engine", directory: LdapDirectory, username: str, password: str) -> User:
+    """Authenticate an LDAP user by binding as them; unknown users are created if ``sync-user-on-login``."""
+    cfg = directory.config
+    user = find_user(engine, username)
+    if user is not None and user.auth_source != AuthSource.LDAP:
+        raise Forbidden("not an LDAP user", field="username")
+    if user is None and not cfg.sync_user_on_login:
+        raise Forbidden("unknown user", field="username")
+    if not directory.check_password(username, password):
+        raise Forbidden("wrong user name or password", field="password")
+    if user is None or cfg.update_user_on_login:
+        entry = directory.find(username)
+        if entry is None:
+            raise Forbidden(f"{username!r} is not matched by auth.ldap.user-filter", field="username")
+        if user is None:
+            user = add_user(engine, username, roles=["user"], name=entry.name or None, auth_source=AuthSource.LDAP)
+        elif entry.name and entry.name != user.name:
+            user = update_user(engine, username, name=entry.name)
+    return user
