@@ -1,0 +1,584 @@
+"""Changing jobs: start, stop, tag, edit metadata, delete (the business logic of the REST job API, §4.2).
+
+Plain functions shared by the REST handlers, NATS and GraphQL. Each raises the domain errors of
+``cc_backend.errors`` with the upstream status in mind: InvalidInput (400), NotFound (404),
+Conflict (422), Forbidden (403).
+
+Differences from upstream, on purpose:
+
+- ``start_job`` always inserts into ``job`` (upstream stages untagged jobs in ``job_cache`` until a
+  commit worker runs), so a started job is at once visible to lists, stop_job and duplicate checks.
+- The duplicate window is symmetric: ``|new.startTime - old.startTime| < 86400``. Upstream tests
+  ``new - old < 86400``, which also rejects a job that started any time *before* an existing one
+  with the same id (e.g. a late report of an older job once ids have wrapped).
+- Duplicate check and insert run in one serialised transaction, safe across threads and processes
+  (upstream uses an in-process mutex): SQLite ``BEGIN IMMEDIATE``, MySQL/MariaDB a named lock
+  (``GET_LOCK``) per (cluster, jobId) plus READ COMMITTED, see ``_write_transaction``.
+- Tags in start_job keep their scope (upstream creates them ``global``) and are checked against the
+  viewer's write permission.
+- Without ``startTime``, stop_job and the by-key functions take the newest job by start time (ties:
+  highest id); upstream takes the highest id. Both agree unless an older job was inserted later.
+- A tag (type, name) that exists with another scope than requested is a Conflict (upstream fails
+  on the UNIQUE(tag_type, tag_name) constraint with a 500).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
+
+import orjson
+from sqlalchemy import and_, delete, exists, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from cc_backend.archive.cluster import ClusterRegistry
+from cc_backend.db.engine import is_sqlite
+from cc_backend.db.tables import JOB_STATES, job_table, jobtag_table, tag_table
+from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cc_backend.jobs.model import job_to_row
+from cc_backend.jobs.query import find_jobs, get_job, scope_condition, tags_for_jobs
+from cc_backend.security import Viewer, can_write_tag_scope
+
+J = job_table.c
+T = tag_table.c
+
+#: Seconds within which a second start of the same jobId on the same cluster is a duplicate.
+DUPLICATE_WINDOW = 86400
+#: Seconds a MySQL start_job waits for the named lock of its (cluster, jobId).
+LOCK_TIMEOUT = 60
+
+#: Keys of the job JSON (§6.4); anything else in a start_job body is rejected (DisallowUnknownFields).
+JOB_KEYS = frozenset({
+    "id", "jobId", "user", "project", "cluster", "subCluster", "partition", "arrayJobId", "numNodes",
+    "numHwthreads", "numAcc", "shared", "monitoringStatus", "smt", "walltime", "jobState", "startTime",
+    "submitTime", "requestedMemory", "duration", "resources", "metaData", "tags", "energy", "energyFootprint",
+    "footprint", "concurrentJobs", "statistics",
+})
+RESOURCE_KEYS = frozenset({"hostname", "hwthreads", "accelerators", "configuration"})
+JOB_TAG_KEYS = frozenset({"id", "type", "name", "scope"})  # schema.Tag inside a job
+API_TAG_KEYS = frozenset({"type", "name", "scope"})  # tag_job / DELETE bodies (APITag)
+STOP_KEYS = frozenset({"jobId", "cluster", "startTime", "jobState", "stopTime"})
+OMIT_TAGGED = ("none", "all", "user")
+#: Tag types that do not protect a job from delete_jobs_before(omit_tagged="user").
+AUTOMATIC_TAG_TYPES = ("app", "jobClass")
+
+_BAD_HOSTNAME = re.compile(r"[\s/\\,\"\x00-\x1f\x7f]|\.\.")
+
+
+# --- transactions ---------------------------------------------------------------------------------
+
+@contextmanager
+def _write_transaction(engine: Engine, lock: str | None = None) -> Iterator[Connection]:
+    """One write transaction in which check-then-write is safe against concurrent writers.
+
+    SQLite: ``BEGIN IMMEDIATE`` takes the database write lock before the first read, so a second
+    writer waits (busy_timeout) until the first commits and then sees its rows. The connection is
+    switched to driver autocommit for this so that pysqlite does not issue its own deferred BEGIN.
+
+    MySQL/MariaDB: a ``SELECT ... FOR UPDATE`` on a row that does not exist yet only takes gap locks,
+    which do not exclude each other, so two starts would both pass the check and then deadlock or
+    both insert. Instead ``lock`` names a lock (``GET_LOCK``) held from before the check until after
+    the commit; the transaction runs READ COMMITTED so the check sees what the previous holder
+    committed. Without ``lock`` it is an ordinary transaction (callers lock rows with FOR UPDATE).
+    """
+    if is_sqlite(engine):
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                    conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+        return
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="READ COMMITTED")
+        name = None
+        if lock is not None:
+            db = engine.url.database or ""
+            name = "ccb:" + hashlib.sha1(f"{db}\x00{lock}".encode()).hexdigest()  # names are <= 64 chars
+            got = conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": LOCK_TIMEOUT}).scalar()
+            conn.commit()
+            if got != 1:
+                raise Conflict(f"timed out after {LOCK_TIMEOUT} s waiting for a concurrent change of {lock}")
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            if name is not None:
+                try:
+                    conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                    conn.commit()
+                except Exception:
+                    # Never hand a session that may still hold the lock back to the pool: closing
+                    # it makes the server drop the lock. Keeps the original error, if any.
+                    conn.invalidate()
+
+
+# --- validation helpers ---------------------------------------------------------------------------
+
+def _reject_unknown(doc: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
+    for key in doc:
+        if key not in allowed:
+            raise InvalidInput(f"unknown field {prefix}{key!r}", field=f"{prefix}{key}")
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{what} must be a JSON object", field=what)
+    return value
+
+
+def _opt_int(doc: Mapping[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise InvalidInput(f"field {key!r} must be an integer, got {value!r}", field=key)
+    return int(value)
+
+
+def _opt_str(doc: Mapping[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"field {key!r} must be a string, got {value!r}", field=key)
+    return value
+
+
+def _check_resources(resources: Any) -> None:
+    if not isinstance(resources, list) or not resources:
+        raise InvalidInput("'resources' must be a non-empty list", field="resources")
+    for i, res in enumerate(resources):
+        where = f"resources[{i}]"
+        _reject_unknown(_object(res, where), RESOURCE_KEYS, f"{where}.")
+        host = res.get("hostname")
+        if not isinstance(host, str) or not host or len(host) > 255 or _BAD_HOSTNAME.search(host):
+            raise InvalidInput(f"{where}.hostname {host!r} is not a valid hostname", field=f"{where}.hostname")
+        for key, kind in (("hwthreads", int), ("accelerators", str)):
+            items = res.get(key)
+            if items is not None and (not isinstance(items, list) or
+                                      any(isinstance(v, bool) or not isinstance(v, kind) for v in items)):
+                raise InvalidInput(f"{where}.{key} must be a list of {kind.__name__}", field=f"{where}.{key}")
+        if res.get("configuration") is not None and not isinstance(res["configuration"], str):
+            raise InvalidInput(f"{where}.configuration must be a string", field=f"{where}.configuration")
+
+
+def _check_meta_data(meta: Any) -> None:
+    if meta is None:
+        return
+    for key, value in _object(meta, "metaData").items():
+        if not isinstance(value, str):
+            raise InvalidInput(f"metaData.{key} must be a string", field=f"metaData.{key}")
+
+
+def _parse_tags(tags: Any, allowed: frozenset[str], what: str = "tags") -> list[tuple[str, str, str]]:
+    """(type, name, scope) of each tag object; scope defaults to ``global``."""
+    if tags is None:
+        return []
+    if not isinstance(tags, list):
+        raise InvalidInput(f"{what} must be a list of tag objects", field=what)
+    out = []
+    for i, tag in enumerate(tags):
+        where = f"{what}[{i}]"
+        _reject_unknown(_object(tag, where), allowed, f"{where}.")
+        ttype, tname, scope = tag.get("type"), tag.get("name"), tag.get("scope") or "global"
+        for key, value in (("type", ttype), ("name", tname), ("scope", scope)):
+            if not isinstance(value, str) or not value:
+                raise InvalidInput(f"{where}.{key} must be a non-empty string", field=f"{where}.{key}")
+        out.append((ttype, tname, scope))
+    return out
+
+
+# --- tag helpers ----------------------------------------------------------------------------------
+
+def _tag_by_name(conn: Connection, ttype: str, tname: str) -> tuple[int, str] | None:
+    row = conn.execute(select(T.id, T.tag_scope).where(and_(T.tag_type == ttype, T.tag_name == tname))).first()
+    return (int(row[0]), row[1]) if row is not None else None
+
+
+def _attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]], viewer: Viewer | None) -> None:
+    """Create (if missing) and attach each tag after checking the viewer may write its scope."""
+    for ttype, tname, scope in tags:
+        if not can_write_tag_scope(viewer, scope):
+            raise Forbidden(f"tag {ttype}:{tname}: cannot write tag scope {scope!r} with current authorization",
+                            field="scope")
+        found = _tag_by_name(conn, ttype, tname)
+        if found is None:
+            tag_id = int(conn.execute(insert(tag_table).values(tag_type=ttype, tag_name=tname, tag_scope=scope))
+                         .inserted_primary_key[0])
+        elif found[1] != scope:
+            raise Conflict(f"tag {ttype}:{tname} already exists with scope {found[1]!r}, not {scope!r}",
+                           field="scope")
+        else:
+            tag_id = found[0]
+        linked = conn.execute(select(jobtag_table.c.job_id).where(
+            and_(jobtag_table.c.job_id == db_id, jobtag_table.c.tag_id == tag_id))).first()
+        if linked is None:
+            conn.execute(insert(jobtag_table).values(job_id=db_id, tag_id=tag_id))
+
+
+def _sync_archive_meta(conn: Connection, archive: Any, job: Mapping[str, Any], *, tags: bool = False,
+                       meta_data: Mapping[str, str] | None = None) -> None:
+    """Rewrite meta.json of a non-running, archived job (upstream UpdateTags / UpdateMetadata)."""
+    if archive is None or job["jobState"] == "running":
+        return
+    key = (job["cluster"], job["jobId"], job["startTime"])
+    if not archive.exists(*key):
+        return
+    meta = archive.load_meta(*key)
+    if tags:
+        meta["tags"] = [{"id": t["id"], "type": t["type"], "name": t["name"], "scope": t["scope"]}
+                        for t in tags_for_jobs(conn, [job["id"]], None)[job["id"]]]
+    if meta_data is not None:
+        merged = dict(meta.get("metaData") or {})
+        merged.update(meta_data)
+        meta["metaData"] = merged
+    archive.store_meta(meta)
+
+
+# --- start / stop ---------------------------------------------------------------------------------
+
+def start_job(engine: Engine, registry: ClusterRegistry, payload: Mapping[str, Any], *,
+              viewer: Viewer | None = None, now: int | None = None) -> dict[str, Any]:
+    """Validate and insert a running job; returns the stored job JSON (with ``id`` and tags).
+
+    Upstream's sanity checks: known cluster; a given subCluster must exist, else it is assigned from
+    ``resources[0].hostname``; non-empty ``user`` and ``resources``; ``numNodes >= 1`` and equal to
+    the number of resources; ``numAcc``/``numHwthreads >= 0``. ``jobState`` is forced to running,
+    ``shared`` defaults to none and ``monitoringStatus`` to 1.
+
+    Duplicate: a job with the same jobId and cluster whose start time is less than 24 h away in
+    *either* direction (upstream: ``new - old < 86400``) is a Conflict. The check and the insert are
+    one serialised transaction (``_write_transaction``), so of concurrent identical starts exactly
+    one succeeds. ``now`` is accepted for the callers' convenience and not used.
+    """
+    del now
+    _reject_unknown(_object(payload, "body"), JOB_KEYS)
+    job = dict(payload)
+    job.pop("id", None)
+    job["jobState"] = "running"
+    job["shared"] = job.get("shared") or "none"
+    if job.get("monitoringStatus") is None:
+        job["monitoringStatus"] = 1
+
+    cluster_name = _opt_str(job, "cluster")
+    cluster = registry.find(cluster_name) if cluster_name else None
+    if cluster is None:
+        raise InvalidInput(f"no such cluster: {cluster_name!r}", field="cluster")
+    if not _opt_str(job, "user"):
+        raise InvalidInput("'user' must not be empty", field="user")
+    _check_resources(job.get("resources"))
+    _check_meta_data(job.get("metaData"))
+    sub_name = _opt_str(job, "subCluster")
+    if sub_name:
+        if cluster.find_sub_cluster(sub_name) is None:
+            raise InvalidInput(f"subcluster {sub_name!r} not found in cluster {cluster.name!r}", field="subCluster")
+    else:
+        host = job["resources"][0]["hostname"]
+        try:
+            job["subCluster"] = registry.assign_subcluster(cluster.name, host).name
+        except NotFound as exc:
+            raise InvalidInput(exc.message, field="resources[0].hostname") from None
+    num_nodes = _opt_int(job, "numNodes")
+    if num_nodes is None or num_nodes < 1:
+        raise InvalidInput(f"numNodes must be at least 1, got {num_nodes}", field="numNodes")
+    if num_nodes != len(job["resources"]):
+        raise InvalidInput(f"len(resources) does not equal numNodes ({len(job['resources'])} vs {num_nodes})",
+                           field="numNodes")
+    for key in ("numAcc", "numHwthreads"):
+        value = _opt_int(job, key)
+        if value is not None and value < 0:
+            raise InvalidInput(f"{key} must not be negative, got {value}", field=key)
+    job_id = _opt_int(job, "jobId")
+    if job_id is None or job_id < 0:
+        # negative ids have no archive directory (<jobId // 1000>/<jobId % 1000>)
+        raise InvalidInput(f"jobId must be a non-negative integer, got {job.get('jobId')!r}", field="jobId")
+    tags = _parse_tags(job.get("tags"), JOB_TAG_KEYS)
+    row = job_to_row(job)
+
+    start = row["start_time"]
+    with _write_transaction(engine, lock=f"start_job {row['cluster']} {row['job_id']}") as conn:
+        dup = conn.execute(
+            select(J.id, J.start_time).where(
+                J.job_id == row["job_id"], J.cluster == row["cluster"],
+                J.start_time > start - DUPLICATE_WINDOW, J.start_time < start + DUPLICATE_WINDOW,
+            ).limit(1)
+        ).first()
+        if dup is not None:
+            raise Conflict(f"a job with that jobId, cluster and startTime already exists: dbid: {dup[0]}, "
+                           f"jobid: {row['job_id']}, startTime: {dup[1]}", field="jobId")
+        try:
+            db_id = int(conn.execute(insert(job_table).values(**row)).inserted_primary_key[0])
+        except IntegrityError as exc:
+            raise Conflict(f"a job with jobId {row['job_id']} on {row['cluster']} started at {start} "
+                           f"already exists", field="jobId") from exc
+        _attach_tags(conn, db_id, tags, viewer)
+        # Not limited by the viewer: the caller just created this job and named its tags.
+        return get_job(conn, db_id)
+
+
+def _stop_request(payload: Mapping[str, Any], *,
+                  need_job_id: bool) -> tuple[int | None, str | None, int | None, str, int]:
+    _reject_unknown(_object(payload, "body"), STOP_KEYS)
+    job_id = _opt_int(payload, "jobId")
+    if job_id is None and need_job_id:
+        raise InvalidInput("the field 'jobId' is required", field="jobId")
+    state = _opt_str(payload, "jobState") or "completed"
+    if state not in JOB_STATES or state == "running":
+        raise InvalidInput(f"invalid job state {state!r} for a stopped job", field="jobState")
+    stop_time = _opt_int(payload, "stopTime")
+    if stop_time is None:
+        raise InvalidInput("the field 'stopTime' is required", field="stopTime")
+    return job_id, _opt_str(payload, "cluster"), _opt_int(payload, "startTime"), state, stop_time
+
+
+def _stop(engine: Engine, job: Mapping[str, Any], state: str, stop_time: int, viewer: Viewer | None) -> dict[str, Any]:
+    if stop_time < job["startTime"]:
+        raise InvalidInput(f"stopTime {stop_time} must not be before startTime {job['startTime']}", field="stopTime")
+    if job["jobState"] != "running":
+        raise Conflict(f"jobId {job['jobId']} (id {job['id']}) on {job['cluster']}: job has already been stopped "
+                       f"(state is: {job['jobState']})", field="jobState")
+    with engine.begin() as conn:
+        # The state condition makes concurrent stops of one job safe: only one of them matches.
+        done = conn.execute(
+            update(job_table).where(J.id == job["id"], J.job_state == "running")
+            .values(job_state=state, duration=stop_time - job["startTime"])
+        ).rowcount
+        if not done:
+            raise Conflict(f"jobId {job['jobId']} (id {job['id']}) on {job['cluster']}: job has already been stopped",
+                           field="jobState")
+        return get_job(conn, job["id"], viewer=viewer)
+
+
+def stop_job(engine: Engine, payload: Mapping[str, Any], *, viewer: Viewer | None = None) -> dict[str, Any]:
+    """Stop a running job found by jobId (+cluster, +startTime); returns the updated job JSON.
+
+    Sets ``job_state`` (default completed) and ``duration = stopTime - startTime``; the monitoring
+    status is left as is (archiving is a separate step). Without startTime the newest matching job
+    by start time is taken. Errors: jobId/stopTime missing or a bad state -> InvalidInput; no such
+    job (or not visible to ``viewer``) -> NotFound; stopTime < startTime -> InvalidInput; job not
+    running -> Conflict.
+    """
+    job_id, cluster, start_time, state, stop_time = _stop_request(payload, need_job_id=True)
+    assert job_id is not None
+    found = find_jobs(engine, job_id, cluster, start_time, viewer=viewer)
+    if not found:
+        raise NotFound(f"no job with jobId {job_id}" + (f" on {cluster}" if cluster else "")
+                       + (f" started at {start_time}" if start_time is not None else ""), field="jobId")
+    return _stop(engine, found[0], state, stop_time, viewer)
+
+
+def stop_job_by_id(engine: Engine, db_id: int, payload: Mapping[str, Any], *,
+                   viewer: Viewer | None = None) -> dict[str, Any]:
+    """v1.0.0's ``/api/jobs/stop_job/{id}``: stop by database id (jobId/cluster/startTime, if given, must match)."""
+    job_id, cluster, start_time, state, stop_time = _stop_request(payload, need_job_id=False)
+    job = get_job(engine, db_id, viewer=viewer)
+    for key, given in (("jobId", job_id), ("cluster", cluster), ("startTime", start_time)):
+        if given is not None and given != job[key]:
+            raise InvalidInput(f"{key} {given!r} does not match job {db_id} ({job[key]!r})", field=key)
+    return _stop(engine, job, state, stop_time, viewer)
+
+
+# --- tags -----------------------------------------------------------------------------------------
+
+def _locked_job(conn: Connection, db_id: int, viewer: Viewer | None) -> dict[str, Any]:
+    """The job, visible to the viewer, with its row locked on MySQL (SQLite holds the write lock)."""
+    stmt = select(J.id).where(J.id == db_id)
+    scope = scope_condition(viewer)
+    if scope is not None:
+        stmt = stmt.where(scope)
+    if not is_sqlite(conn):
+        stmt = stmt.with_for_update()
+    if conn.execute(stmt).first() is None:
+        raise NotFound(f"no job with id {db_id}", field="id")
+    return get_job(conn, db_id, viewer=viewer)
+
+
+def tag_job(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
+    """Attach tags ``[{type, name, scope="global"}]`` to a job, creating missing ones; returns the job JSON.
+
+    The viewer must be allowed to write each scope (else Forbidden). For a job that is not running
+    and has a meta.json in ``archive`` (may be None), meta.json's tags are rewritten too.
+    """
+    parsed = _parse_tags(tags, API_TAG_KEYS)
+    with _write_transaction(engine) as conn:
+        _locked_job(conn, db_id, viewer)
+        _attach_tags(conn, db_id, parsed, viewer)
+        job = get_job(conn, db_id, viewer=viewer)
+        _sync_archive_meta(conn, archive, job, tags=True)
+        return job
+
+
+def remove_job_tags(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
+    """Detach tags from a job; returns the job JSON with the remaining tags.
+
+    As upstream only ``global`` and ``admin`` scopes are processed, private ones are skipped. A tag
+    (type, name, scope) that does not exist is NotFound (upstream: 500); one that exists but is not
+    attached is no error. meta.json of an archived, non-running job is rewritten.
+    """
+    parsed = _parse_tags(tags, API_TAG_KEYS)
+    with _write_transaction(engine) as conn:
+        _locked_job(conn, db_id, viewer)
+        for ttype, tname, scope in parsed:
+            if scope not in ("global", "admin"):
+                continue
+            tag_id = conn.execute(select(T.id).where(
+                and_(T.tag_type == ttype, T.tag_name == tname, T.tag_scope == scope))).scalar()
+            if tag_id is None:
+                raise NotFound(f"tag {ttype}:{tname} with scope {scope} does not exist", field="tags")
+            if not can_write_tag_scope(viewer, scope):
+                raise Forbidden(f"tag {ttype}:{tname}: cannot write tag scope {scope!r} with current authorization",
+                                field="scope")
+            conn.execute(delete(jobtag_table).where(
+                and_(jobtag_table.c.job_id == db_id, jobtag_table.c.tag_id == tag_id)))
+        job = get_job(conn, db_id, viewer=viewer)
+        _sync_archive_meta(conn, archive, job, tags=True)
+        return job
+
+
+def delete_tags(engine: Engine, tags: Any, *, viewer: Viewer | None) -> tuple[int, int]:
+    """Delete tags (and their job links) from the database; returns (deleted, requested).
+
+    Only ``global``/``admin`` tags are processed; private and unknown tags are skipped and not counted.
+    Archived meta.json files keep the tag (as upstream).
+    """
+    parsed = _parse_tags(tags, API_TAG_KEYS)
+    deleted = 0
+    with _write_transaction(engine) as conn:
+        for ttype, tname, scope in parsed:
+            if scope not in ("global", "admin"):
+                continue
+            tag_id = conn.execute(select(T.id).where(
+                and_(T.tag_type == ttype, T.tag_name == tname, T.tag_scope == scope))).scalar()
+            if tag_id is None:
+                continue
+            if not can_write_tag_scope(viewer, scope):
+                raise Forbidden(f"tag {ttype}:{tname}: cannot write tag scope {scope!r} with current authorization",
+                                field="scope")
+            conn.execute(delete(jobtag_table).where(jobtag_table.c.tag_id == tag_id))
+            conn.execute(delete(tag_table).where(T.id == tag_id))
+            deleted += 1
+    return deleted, len(parsed)
+
+
+# --- metadata -------------------------------------------------------------------------------------
+
+def _edit_meta(engine: Engine, archive: Any, db_id: int, key: Any, value: Any, viewer: Viewer | None) -> dict[str, Any]:
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("'key' must be a non-empty string", field="key")
+    if not isinstance(value, str):
+        raise InvalidInput("'value' must be a string", field="value")
+    with _write_transaction(engine) as conn:
+        job = _locked_job(conn, db_id, viewer)
+        meta = dict(job["metaData"] or {})
+        meta[key] = value
+        conn.execute(update(job_table).where(J.id == db_id).values(meta_data=orjson.dumps(meta).decode()))
+        job["metaData"] = meta
+        _sync_archive_meta(conn, archive, job, meta_data={key: value})
+        return job
+
+
+def edit_meta(engine: Engine, archive: Any, db_id: int, key: Any, value: Any, *,
+              viewer: Viewer | None = None) -> dict[str, Any]:
+    """Set one metaData key of a job (DB and, for non-running archived jobs, meta.json); returns the job JSON.
+
+    Unknown or invisible job -> NotFound; key/value not strings -> InvalidInput.
+    """
+    return _edit_meta(engine, archive, db_id, key, value, viewer)
+
+
+def edit_meta_by_job(engine: Engine, archive: Any, job_id: Any, cluster: str | None, start_time: int | None,
+                     key: Any, value: Any, *, viewer: Viewer | None = None) -> dict[str, Any]:
+    """edit_meta for the job found by jobId (+cluster, +startTime; newest first).
+
+    Not found -> Conflict (upstream answers 422 here).
+    """
+    jid = _opt_int({"jobId": job_id}, "jobId")
+    if jid is None:
+        raise InvalidInput("the field 'jobId' is required", field="jobId")
+    found = find_jobs(engine, jid, cluster, start_time, viewer=viewer)
+    if not found:
+        raise Conflict(f"finding job failed: no job with jobId {jid}", field="jobId")
+    return _edit_meta(engine, archive, found[0]["id"], key, value, viewer)
+
+
+# --- delete ---------------------------------------------------------------------------------------
+
+def delete_job(engine: Engine, db_id: int) -> int:
+    """Delete one job (and its tag links) from the database; the archive is untouched. Not found -> Conflict (422)."""
+    with engine.begin() as conn:
+        conn.execute(delete(jobtag_table).where(jobtag_table.c.job_id == db_id))
+        if not conn.execute(delete(job_table).where(J.id == db_id)).rowcount:
+            raise Conflict(f"deleting job failed: no job with id {db_id}", field="id")
+    return db_id
+
+
+def delete_job_by_key(engine: Engine, job_id: Any, cluster: str | None = None, start_time: int | None = None) -> int:
+    """Delete the job found by jobId (+cluster, +startTime; newest first); returns its database id."""
+    jid = _opt_int({"jobId": job_id}, "jobId")
+    if jid is None:
+        raise InvalidInput("the field 'jobId' is required", field="jobId")
+    found = find_jobs(engine, jid, cluster, start_time)
+    if not found:
+        raise Conflict(f"finding job failed: no job with jobId {jid}", field="jobId")
+    return delete_job(engine, found[0]["id"])
+
+
+def delete_jobs_before(engine: Engine, ts: int, omit_tagged: str = "none") -> int:
+    """Delete every job started before ``ts``; returns how many. Database only.
+
+    ``omit_tagged``: ``none`` deletes all, ``all`` keeps jobs with any tag, ``user`` keeps jobs with a
+    tag whose type is not one of the automatic ``app``/``jobClass`` types.
+    """
+    if omit_tagged not in OMIT_TAGGED:
+        raise InvalidInput(f"omit-tagged must be one of {', '.join(OMIT_TAGGED)}, got {omit_tagged!r}",
+                           field="omit-tagged")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise InvalidInput(f"timestamp must be an integer, got {ts!r}", field="ts")
+    conds = [J.start_time < ts]
+    JT = jobtag_table.c
+    if omit_tagged == "all":
+        conds.append(~exists().where(JT.job_id == J.id))
+    elif omit_tagged == "user":
+        conds.append(~exists().where(JT.job_id == J.id, JT.tag_id == T.id,
+                                     T.tag_type.notin_(AUTOMATIC_TAG_TYPES)))
+    with engine.begin() as conn:
+        ids = list(conn.execute(select(J.id).where(*conds)).scalars())
+        for i in range(0, len(ids), 5000):
+            chunk = ids[i:i + 5000]
+            conn.execute(delete(jobtag_table).where(JT.job_id.in_(chunk)))
+            conn.execute(delete(job_table).where(J.id.in_(chunk)))
+    return len(ids)
+
+
+# --- nodes ----------------------------------------------------------------------------------------
+
+def used_nodes(engine: Engine, ts: int) -> dict[str, list[str]]:
+    """Hostnames in use by running jobs that started before ``ts``, per cluster (sorted)."""
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise InvalidInput(f"ts must be an integer, got {ts!r}", field="ts")
+    out: dict[str, set[str]] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(J.cluster, J.resources).where(J.job_state == "running", J.start_time < ts))
+        for cluster, resources in rows:
+            hosts = out.setdefault(cluster, set())
+            for res in orjson.loads(resources) if resources else ():
+                if isinstance(res, dict) and res.get("hostname"):
+                    hosts.add(res["hostname"])
+    return {cluster: sorted(hosts) for cluster, hosts in sorted(out.items())}
+
+
+__all__ = [
+    "delete_job", "delete_job_by_key", "delete_jobs_before", "delete_tags", "edit_meta",
+    "edit_meta_by_job", "remove_job_tags", "start_job", "stop_job", "stop_job_by_id", "tag_job", "used_nodes",
+]
