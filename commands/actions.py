@@ -128,10 +128,6 @@ def run_init_db(runtime: Runtime, workers: int | None = None) -> None:
 
 
 def start_server(runtime: Runtime, *, dev: bool = False) -> None:
-    try:
-        from cc_backend.server import serve  # type: ignore[attr-defined]
-    except ImportError:
-        exc = click.ClickException("the HTTP server is not part of this version yet: nothing to serve")
-        exc.exit_code = 69  # EX_UNAVAILABLE; startDemo.sh relies on it
-        raise exc from None
+    from cc_backend.server import serve
+
     serve(runtime, dev=dev)

@@ -157,10 +157,40 @@ def test_gen_keypair_format(tmp_path):
     assert r.stdout.startswith('JWT_PUBLIC_KEY="')
 
 
-def test_bare_invocation_without_server_says_so(site):
+def test_bare_invocation_starts_the_server(site):
+    """A bare `cc-backend` (like `serve` and `--server`) serves HTTP until SIGTERM."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
     cli(site, "-migrate-db")
-    r = cli(site)
-    assert r.returncode != 0 and "server" in r.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = json.loads((site / "config.json").read_text())
+    cfg["main"]["addr"] = f"127.0.0.1:{port}"
+    (site / "config.json").write_text(json.dumps(cfg))
+    exe = Path(sys.executable).parent / "cc-backend"
+    proc = subprocess.Popen([str(exe), "--config", str(site / "config.json")], cwd=site,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    assert json.loads(response.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "server did not answer"
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
 
 
 def test_help_lists_every_command_without_importing_them(tmp_path):

@@ -182,7 +182,6 @@ def render_cli() -> str:
         0: ["Success"],
         1: ["Other errors (including `archive validate` finding invalid files)"],
         2: ["Usage error (unknown option, bad option value)"],
-        69: ["The HTTP server is not part of this version (`serve`, `--server`, bare `cc-backend`)"],
     }
     for code, name, doc in _exit_codes():
         codes.setdefault(code, []).append(_cell(f"`{name}`: {doc or name}"))
@@ -367,7 +366,7 @@ def render_configuration() -> str:
         "and the environment. Every key of every section is read and validated; at this version the keys",
         "that take effect are `main.db-driver`, `main.db`, `main.db-config`, `main.validate` (imports),",
         "`main.disable-authentication` (refuses user/token flags), `archive.kind`, `archive.path` and",
-        "`auth.jwts.max-age` (tokens). The other keys configure parts that are not built yet (HTTP server,",
+        "`auth.jwts.max-age` (tokens), and for `serve` the HTTP keys of `main` (addr, TLS, redirect, user/group, api-allowed-ips). The other keys configure parts that are not built yet (sessions,",
         "metric stores, NATS, background workers, archive retention) and are accepted so that an upstream",
         "configuration loads unchanged. Of the archive kinds only `\"file\"` can be opened so far;",
         "`\"s3\"` and `\"sqlite\"` pass validation but commands that need the archive stop with an error.",

@@ -1,0 +1,161 @@
+"""REST routes of ``/api`` and ``/userapi`` (upstream ``internal/api/rest.go``), plus ``/healthz``.
+
+Handlers parse the request, call one ``cc_backend`` function and return a dict or list (JsonPlugin
+serialises it); errors are raised as :class:`~cc_backend.errors.CCError` subclasses. Authentication
+happens before the handler runs (see :mod:`cc_backend.server.auth`); a handler that needs the caller
+names a ``viewer`` parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import bottle
+
+from cc_backend.db.tables import JOB_STATES
+from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cc_backend.errors import CCError
+from cc_backend.security import Viewer
+
+log = logging.getLogger("cc_backend.server")
+
+
+class Unavailable(CCError):
+    """A dependency (the database) does not answer."""
+
+    status = 503
+
+#: Query parameters of GET /api/jobs/ (upstream getJobs); anything else is a 400.
+JOB_LIST_PARAMS = frozenset({"state", "cluster", "project", "start-time", "page", "items-per-page", "with-metadata"})
+
+
+def mount(app: bottle.Bottle, runtime: Any) -> None:
+    """Every /api, /userapi and health route of ``runtime`` on ``app``."""
+    handlers = ApiHandlers(runtime)
+    app.route("/healthz", "GET", handlers.healthz, auth=None)
+    app.route("/api/clusters/", "GET", handlers.get_clusters)
+    app.route("/api/users/", "GET", handlers.get_users)
+    for prefix in ("/api", "/userapi"):
+        app.route(f"{prefix}/jobs/", "GET", handlers.get_jobs)
+        app.route(f"{prefix}/jobs/<id>", "GET", handlers.get_job)
+
+
+def mount_dev(app: bottle.Bottle) -> None:
+    """Development-only helpers (``serve --dev``)."""
+
+    def sleep(viewer: Viewer | None = None) -> dict[str, Any]:
+        seconds = min(float(bottle.request.query.get("seconds", "1")), 30.0)
+        time.sleep(seconds)
+        return {"slept": seconds}
+
+    app.route("/dev/sleep", "GET", sleep, auth=None)
+
+
+def _int_param(name: str, value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidInput(f"invalid query parameter value: {name}", field=name) from None
+    if number < minimum:
+        raise InvalidInput(f"invalid query parameter value: {name} (must be >= {minimum})", field=name)
+    return number
+
+
+def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
+    """GET /api/jobs/ parameters as (JobFilter, Page, with_metadata); InvalidInput (400) otherwise."""
+    from cc_backend.jobs.filter import JobFilter, Page
+
+    flt: dict[str, Any] = {}
+    page, per_page, with_metadata = 1, 25, False
+    for key in query.keys():
+        values = query.getall(key)
+        if key not in JOB_LIST_PARAMS:
+            raise InvalidInput(f"invalid query parameter: {key}", field=key)
+        first = values[0]
+        if key == "state":
+            for state in values:
+                if state not in JOB_STATES:
+                    raise InvalidInput("invalid query parameter value: state", field="state")
+            flt["state"] = list(values)
+        elif key == "cluster":
+            flt["cluster"] = {"eq": first}
+        elif key == "project":
+            flt["project"] = {"eq": first}
+        elif key == "start-time":
+            parts = first.split("-")
+            if len(parts) != 2:
+                raise InvalidInput("invalid query parameter value: startTime", field="start-time")
+            try:
+                flt["startTime"] = {"from": int(parts[0]), "to": int(parts[1])}
+            except ValueError:
+                raise InvalidInput("invalid query parameter value: startTime", field="start-time") from None
+        elif key == "page":
+            page = _int_param("page", first, 1)
+        elif key == "items-per-page":
+            per_page = _int_param("items-per-page", first, 1)
+        else:  # with-metadata: presence is enough
+            with_metadata = True
+    return JobFilter.model_validate(flt), Page(page=page, itemsPerPage=per_page), with_metadata
+
+
+class ApiHandlers:
+    """The handlers of one runtime (database engine, archive, config)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def healthz(self) -> dict[str, Any]:
+        """200 {"status": "ok"} when the database answers, else 503 in the error shape."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.runtime.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            log.warning("health check: database does not answer: %s", exc)
+            raise Unavailable("the database does not answer") from None
+        return {"status": "ok"}
+
+    def get_clusters(self, viewer: Viewer) -> dict[str, Any]:
+        archive = self.runtime.archive
+        names = archive.clusters()
+        wanted = bottle.request.query.decode().get("cluster")
+        if wanted is not None:
+            if wanted not in names:
+                raise InvalidInput(f"unknown cluster: {wanted}", field="cluster")
+            names = [wanted]
+        return {"clusters": [archive.load_cluster_raw(name) for name in names]}
+
+    def get_users(self, viewer: Viewer) -> list[dict[str, Any]]:
+        from cc_backend.users import list_users
+
+        if not viewer.has_role("admin"):
+            raise Forbidden("only admins are allowed to fetch a list of users")
+        not_just_user = bottle.request.query.get("not-just-user") == "true"
+        return [user.to_json() for user in list_users(self.runtime.engine, not_just_user=not_just_user)]
+
+    def get_jobs(self, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.jobs.query import list_jobs
+
+        flt, page, with_metadata = parse_job_list_query(bottle.request.query.decode())  # decode: UTF-8 values
+        jobs = list_jobs(self.runtime.engine, [flt], page=page, viewer=viewer)
+        if not with_metadata:
+            for job in jobs:
+                job.pop("metaData", None)
+        return {"jobs": jobs, "items": page.itemsPerPage, "page": page.page}
+
+    def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
+        from cc_backend.jobs.query import get_job
+
+        try:
+            db_id = int(id)
+        except ValueError:
+            raise InvalidInput(f"invalid job id: {id!r}", field="id") from None
+        try:
+            job = get_job(self.runtime.engine, db_id, viewer=viewer)
+        except NotFound as exc:
+            raise Conflict(f"finding job with db id {db_id} failed: {exc.message}", field="id") from None
+        return {"Meta": job, "Data": None}

@@ -1,0 +1,211 @@
+"""REST routes that change jobs, tags, users and node states (upstream ``internal/api/job.go``, ``node.go``).
+
+Every handler parses the request, calls one function of :mod:`cc_backend.jobs.store` (or users, nodes)
+and returns its result; the rules live there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bottle
+import orjson
+
+from cc_backend.errors import Forbidden, InvalidInput
+from cc_backend.security import Viewer
+
+
+def json_body() -> Any:
+    """The request body as JSON; a body that is not JSON is a 400 naming it."""
+    raw = bottle.request.body.read()
+    if not raw:
+        raise InvalidInput("the request body is empty; expected JSON", field="body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}", field="body") from None
+
+
+def json_object() -> dict[str, Any]:
+    body = json_body()
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object", field="body")
+    return body
+
+
+def json_list() -> list[Any]:
+    body = json_body()
+    if not isinstance(body, list):
+        raise InvalidInput("expected a JSON array", field="body")
+    return body
+
+
+def _int(value: str, field: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field} must be an integer, got {value!r}", field=field) from None
+
+
+def mount(app: bottle.Bottle, runtime: Any) -> None:
+    """The job-changing routes; REST start/stop are left out when jobs arrive over NATS (api-subjects)."""
+    h = JobHandlers(runtime)
+    if runtime.config.main.api_subjects is None:
+        app.route("/api/jobs/start_job/", ["POST", "PUT"], h.start_job)
+        app.route("/api/jobs/stop_job/", ["POST", "PUT"], h.stop_job)
+        app.route("/api/jobs/stop_job/<id>", ["POST", "PUT"], h.stop_job_by_id)  # v1.0 scripts
+    app.route("/api/jobs/used_nodes", "GET", h.used_nodes)
+    app.route("/api/jobs/tag_job/<id>", ["POST", "PATCH"], h.tag_job)
+    app.route("/api/jobs/tag_job/<id>", "DELETE", h.untag_job)
+    app.route("/api/jobs/edit_meta/<id>", "PATCH", h.edit_meta)
+    app.route("/api/jobs/edit_meta/", "PATCH", h.edit_meta_by_job)
+    app.route("/api/jobs/delete_job/", "DELETE", h.delete_job_by_key)
+    app.route("/api/jobs/delete_job/<id>", "DELETE", h.delete_job)
+    app.route("/api/jobs/delete_job_before/<ts>", "DELETE", h.delete_jobs_before)
+    app.route("/api/tags/", "DELETE", h.delete_tags)
+    app.route("/api/nodestate/", ["POST", "PUT"], h.node_state)
+    app.route("/api/healthcheck", "POST", h.node_state)
+    app.route("/api/healthcheck/", "POST", h.node_state)
+    app.route("/api/user/<username>", "POST", h.edit_user)
+
+
+class JobHandlers:
+    """Handlers over one runtime."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    @property
+    def engine(self) -> Any:
+        return self.runtime.engine
+
+    def start_job(self, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.jobs.store import start_job
+
+        job = start_job(self.engine, self.runtime.archive.registry(), json_object(), viewer=viewer)
+        bottle.response.status = 201
+        return {"msg": "success", "id": job["id"]}
+
+    def stop_job(self, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.jobs.store import stop_job
+
+        return stop_job(self.engine, json_object(), viewer=viewer)
+
+    def stop_job_by_id(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
+        from cc_backend.jobs.store import stop_job_by_id
+
+        return stop_job_by_id(self.engine, _int(id, "id"), json_object(), viewer=viewer)
+
+    def used_nodes(self, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.jobs.store import used_nodes
+
+        ts = bottle.request.query.get("ts")
+        if ts is None:
+            raise InvalidInput("missing query parameter ts", field="ts")
+        return {"usedNodes": used_nodes(self.engine, _int(ts, "ts"))}
+
+    def tag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
+        from cc_backend.jobs.store import tag_job
+
+        return tag_job(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
+
+    def untag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
+        from cc_backend.jobs.store import remove_job_tags
+
+        return remove_job_tags(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
+
+    def edit_meta(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
+        from cc_backend.jobs.store import edit_meta
+
+        body = json_object()
+        key, value = _key_value(body, "")
+        return edit_meta(self.engine, self.runtime.archive, _int(id, "id"), key, value, viewer=viewer)
+
+    def edit_meta_by_job(self, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.jobs.store import edit_meta_by_job
+
+        body = json_object()
+        unknown = sorted(set(body) - {"jobId", "cluster", "startTime", "payload"})
+        if unknown:
+            raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+        if "jobId" not in body:
+            raise InvalidInput("missing required field 'jobId'", field="jobId")
+        payload = body.get("payload")
+        if not isinstance(payload, dict):
+            raise InvalidInput("payload must be an object with key and value", field="payload")
+        key, value = _key_value(payload, "payload.")
+        return edit_meta_by_job(self.engine, self.runtime.archive, body["jobId"], body.get("cluster"),
+                                body.get("startTime"), key, value, viewer=viewer)
+
+    def delete_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
+        from cc_backend.jobs.store import delete_job
+
+        db_id = delete_job(self.engine, _int(id, "id"))
+        return {"msg": f"Successfully deleted job {db_id}"}
+
+    def delete_job_by_key(self, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.jobs.store import delete_job_by_key
+
+        body = json_object()
+        unknown = sorted(set(body) - {"jobId", "cluster", "startTime"})
+        if unknown:
+            raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+        if "jobId" not in body:
+            raise InvalidInput("missing required field 'jobId'", field="jobId")
+        db_id = delete_job_by_key(self.engine, body["jobId"], body.get("cluster"), body.get("startTime"))
+        return {"msg": f"Successfully deleted job {db_id}"}
+
+    def delete_jobs_before(self, ts: str, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.jobs.store import delete_jobs_before
+
+        omit = bottle.request.query.get("omit-tagged", "none")
+        if omit not in ("none", "all", "user"):
+            raise InvalidInput("omit-tagged must be none, all or user", field="omit-tagged")
+        count = delete_jobs_before(self.engine, _int(ts, "ts"), omit_tagged=omit)
+        return {"msg": f"Successfully deleted {count} jobs"}
+
+    def delete_tags(self, viewer: Viewer) -> str:
+        from cc_backend.jobs.store import delete_tags
+
+        deleted, requested = delete_tags(self.engine, json_list(), viewer=viewer)
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return f"Deleted Tags from DB: {deleted} successfull of {requested} requested\n"
+
+    def node_state(self, viewer: Viewer) -> str:
+        from cc_backend.nodes import update_node_states
+
+        update_node_states(self.engine, self.runtime.archive.registry(), json_body())
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return ""
+
+    def edit_user(self, username: str, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend import users
+
+        if not viewer.has_role("admin"):
+            raise Forbidden("only admins are allowed to change users")
+        body = json_object() if bottle.request.content_type.startswith("application/json") else dict(bottle.request.forms)
+        actions = (("add-role", users.add_role, "Add Role"), ("remove-role", users.remove_role, "Remove Role"),
+                   ("add-project", users.add_project, "Add Project"),
+                   ("remove-project", users.remove_project, "Remove Project"))
+        for key, action, label in actions:
+            if body.get(key):
+                try:
+                    action(self.engine, username, body[key])
+                except InvalidInput as exc:
+                    from cc_backend.errors import Conflict
+
+                    raise Conflict(exc.message, field=exc.field) from None
+                return {"msg": f"{label} Success for user {username}"}
+        raise InvalidInput("give one of add-role, remove-role, add-project, remove-project", field="body")
+
+
+def _key_value(body: dict[str, Any], where: str) -> tuple[str, str]:
+    unknown = sorted(set(body) - {"key", "value"})
+    if unknown:
+        raise InvalidInput(f"unknown field {where}{unknown[0]!r}", field=f"{where}{unknown[0]}")
+    key, value = body.get("key"), body.get("value")
+    if not isinstance(key, str) or not key:
+        raise InvalidInput(f"{where}key must be a non-empty string", field=f"{where}key")
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}value must be a string", field=f"{where}value")
+    return key, value

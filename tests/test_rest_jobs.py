@@ -1,0 +1,153 @@
+"""The job-changing REST API over real HTTP: a cc-slurm-adapter-like client and upstream's API cases."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from test_server import cli, start  # noqa: F401 - the fixture that starts a server
+
+HOST = "f0101"  # fritz, subcluster main, in the peer archive
+
+
+@pytest.fixture
+def api(start, site):
+    """(base URL, headers of an api-only token, headers of an admin+api token) of a running server."""
+    server = start()
+    for spec in ("adapter:api:pw", "boss:admin,api:pw"):
+        assert cli(site, "-add-user", spec).returncode == 0
+    tokens = {name: cli(site, "-jwt", name).stdout.strip() for name in ("adapter", "boss")}
+    headers = {name: {"X-AUTH-TOKEN": token, "accept": "application/ld+json"} for name, token in tokens.items()}
+    return server.url, headers["adapter"], headers["boss"]
+
+
+def start_payload(job_id: int, start_time: int, **extra) -> dict:
+    return {"jobId": job_id, "user": "testuser", "project": "testproj", "cluster": "fritz", "partition": "singlenode",
+            "walltime": 3600, "arrayJobId": 0, "numNodes": 1, "numHwthreads": 72, "numAcc": 0, "shared": "none",
+            "monitoringStatus": 1, "smt": 1, "resources": [{"hostname": HOST, "hwthreads": list(range(72))}],
+            "metaData": {"jobScript": "blablabla..."}, "startTime": start_time, **extra}
+
+
+def test_slurm_adapter_conversation(api):
+    url, headers, _ = api
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        r = client.get("/api/jobs/?state=running&items-per-page=9999999&page=1&with-metadata=false")
+        assert r.status_code == 200 and r.json()["jobs"] == []
+        assert client.post("/api/jobs/start_job/", json=start_payload(123, 123456789)).status_code == 201
+        r = client.post("/api/jobs/start_job/", json=start_payload(123, 123456789))
+        assert r.status_code == 422 and r.json()["status"] == "Unprocessable Entity"
+        running = client.get("/api/jobs/?state=running&items-per-page=9999999&page=1&with-metadata=false").json()
+        assert [(j["jobId"], j["subCluster"], j["jobState"]) for j in running["jobs"]] == [(123, "main", "running")]
+        stop = {"jobId": 123, "cluster": "fritz", "startTime": 123456789, "jobState": "completed", "stopTime": 123457789}
+        r = client.post("/api/jobs/stop_job/", json=stop)
+        assert r.status_code == 200
+        job = r.json()
+        assert job["jobState"] == "completed" and job["duration"] == 1000
+        assert job["metaData"] == {"jobScript": "blablabla..."}
+        assert client.post("/api/jobs/stop_job/", json=stop).status_code == 422
+        r = client.post("/api/nodestate/", json={"cluster": "fritz", "nodes": [
+            {"hostname": HOST, "states": ["idle"], "cpusAllocated": 0, "memoryAllocated": 0, "gpusAllocated": 0,
+             "jobsRunning": 0}]})
+        assert r.status_code == 200
+
+
+def test_upstream_cases_a5_to_a8(api):
+    url, headers, _ = api
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        minimal = {"jobId": 12345, "user": "testuser", "project": "testproj", "cluster": "fritz",
+                   "partition": "default", "walltime": 3600, "numNodes": 1, "shared": "none",
+                   "monitoringStatus": 1, "smt": 1, "resources": [{"hostname": HOST}], "startTime": 12345678}
+        assert client.post("/api/jobs/start_job/", json=minimal).status_code == 201  # A5
+        r = client.post("/api/jobs/stop_job/", json={"jobId": 12345, "cluster": "fritz", "jobState": "failed",
+                                                     "stopTime": 12355678})  # A6: no startTime
+        assert r.status_code == 200 and r.json()["jobState"] == "failed"
+        r = client.get("/api/jobs/used_nodes?ts=123456790")  # A7
+        assert r.status_code == 200 and r.json() == {"usedNodes": {}}
+        # A8: the same job id again later; the stop finds the new running job, not the old failed one
+        assert client.post("/api/jobs/start_job/", json=start_payload(999, 200000000)).status_code == 201
+        assert client.post("/api/jobs/stop_job/", json={"jobId": 999, "cluster": "fritz", "startTime": 200000000,
+                                                       "jobState": "failed", "stopTime": 200001000}).status_code == 200
+        assert client.post("/api/jobs/start_job/", json=start_payload(999, 300000000)).status_code == 201
+        r = client.post("/api/jobs/stop_job/", json={"jobId": 999, "cluster": "fritz", "startTime": 300000000,
+                                                     "jobState": "completed", "stopTime": 300001000})
+        assert r.status_code == 200 and r.json()["jobState"] == "completed" and r.json()["startTime"] == 300000000
+        r = client.get("/api/jobs/used_nodes?ts=400000000")
+        assert r.json() == {"usedNodes": {}}
+        assert client.post("/api/jobs/start_job/", json=start_payload(1000, 500000000)).status_code == 201
+        assert client.get("/api/jobs/used_nodes?ts=500000001").json() == {"usedNodes": {"fritz": [HOST]}}
+
+
+@pytest.mark.parametrize("payload,status,field", [
+    (start_payload(1, 100, colour="blue"), 400, "colour"),
+    (start_payload(1, 100, cluster="nosuch"), 400, "cluster"),
+    (start_payload(1, 100, numNodes=2), 400, "numNodes"),
+    (start_payload(1, 100, resources=[]), 400, "resources"),
+    ({"user": "x"}, 400, None),
+])
+def test_start_job_rejects_bad_input(api, payload, status, field):
+    url, headers, _ = api
+    r = httpx.post(url + "/api/jobs/start_job/", json=payload, headers=headers)
+    assert r.status_code == status
+    body = r.json()
+    assert body["status"] == "Bad Request" and isinstance(body["error"], str)
+    if field:
+        assert field in body["error"]
+
+
+def test_stop_job_errors(api):
+    url, headers, _ = api
+    with httpx.Client(base_url=url, headers=headers) as client:
+        assert client.post("/api/jobs/stop_job/", json={"cluster": "fritz", "stopTime": 5}).status_code == 400
+        assert client.post("/api/jobs/stop_job/", json={"jobId": 4242, "cluster": "fritz",
+                                                       "stopTime": 5}).status_code == 404
+        client.post("/api/jobs/start_job/", json=start_payload(77, 1000))
+        r = client.post("/api/jobs/stop_job/", json={"jobId": 77, "cluster": "fritz", "startTime": 1000,
+                                                    "stopTime": 999})
+        assert r.status_code == 400 and "stopTime" in r.json()["error"]
+        r = client.post("/api/jobs/stop_job/", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["status"] == "Bad Request"
+
+
+def test_tags_metadata_and_deletes(api):
+    url, headers, admin = api
+    with httpx.Client(base_url=url, headers=headers) as client:
+        client.post("/api/jobs/start_job/", json=start_payload(501, 5000))
+        client.post("/api/jobs/start_job/", json=start_payload(502, 5000))
+        jobs = {j["jobId"]: j for j in client.get("/api/jobs/").json()["jobs"] if j["jobId"] in (501, 502)}
+        db_id = jobs[501]["id"]
+        r = client.post(f"/api/jobs/tag_job/{db_id}", json=[{"type": "app", "name": "gromacs"},
+                                                           {"type": "review", "name": "slow", "scope": "admin"}])
+        assert r.status_code == 200
+        assert {(t["type"], t["name"]) for t in r.json()["tags"]} >= {("app", "gromacs")}
+        r = client.post(f"/api/jobs/tag_job/{db_id}", json=[{"type": "note", "name": "x", "scope": "someoneelse"}])
+        assert r.status_code == 403
+        r = client.request("DELETE", f"/api/jobs/tag_job/{db_id}", json=[{"type": "app", "name": "gromacs"}])
+        assert r.status_code == 200 and ("app", "gromacs") not in {(t["type"], t["name"]) for t in r.json()["tags"]}
+        r = client.patch(f"/api/jobs/edit_meta/{db_id}", json={"key": "message", "value": "hello"})
+        assert r.status_code == 200 and r.json()["metaData"]["message"] == "hello"
+        r = client.patch("/api/jobs/edit_meta/", json={"jobId": 502, "cluster": "fritz", "startTime": 5000,
+                                                      "payload": {"key": "k", "value": "v"}})
+        assert r.status_code == 200 and r.json()["metaData"]["k"] == "v"
+        r = client.patch("/api/jobs/edit_meta/", json={"jobId": 4242, "payload": {"key": "k", "value": "v"}})
+        assert r.status_code == 422
+        r = client.request("DELETE", "/api/tags/", json=[{"type": "review", "name": "slow", "scope": "admin"}])
+        assert r.status_code == 200 and r.text.startswith("Deleted Tags from DB: 1 successfull of 1 requested")
+        r = client.request("DELETE", f"/api/jobs/delete_job/{db_id}")
+        assert r.status_code == 200 and r.json() == {"msg": f"Successfully deleted job {db_id}"}
+        r = client.request("DELETE", "/api/jobs/delete_job/", json={"jobId": 502, "cluster": "fritz", "startTime": 5000})
+        assert r.status_code == 200
+        assert client.request("DELETE", f"/api/jobs/delete_job/{db_id}").status_code == 422
+        r = client.request("DELETE", "/api/jobs/delete_job_before/1000000000?omit-tagged=none")
+        assert r.status_code == 200 and r.json()["msg"].startswith("Successfully deleted")
+        remaining = client.get("/api/jobs/?items-per-page=1000").json()["jobs"]
+        assert all(j["startTime"] >= 1000000000 for j in remaining)
+
+
+def test_user_roles_via_api_need_admin(api, site):
+    url, headers, admin = api
+    r = httpx.post(url + "/api/user/adapter", json={"add-role": "support"}, headers=headers)
+    assert r.status_code == 403
+    r = httpx.post(url + "/api/user/adapter", json={"add-role": "support"}, headers=admin)
+    assert r.status_code == 200 and r.json() == {"msg": "Add Role Success for user adapter"}
+    r = httpx.post(url + "/api/user/adapter", json={"add-role": "wizard"}, headers=admin)
+    assert r.status_code == 422
