@@ -138,7 +138,6 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
     bound_host, bound_port = server.bind_addr[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"{'https' if https else 'http'}://{shown}:{bound_port}/"
-    log.info("HTTP server listening at %s", url)
     # Always shown, whatever the log level (upstream prints this line with cclog.Printf).
     print(f"cc-backend: HTTP server listening at {url}", file=sys.stderr, flush=True)
 
