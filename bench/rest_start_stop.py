@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -190,8 +191,8 @@ def main() -> None:
               f"still running: {running.stdout.strip()}")
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            server.send_signal(signal.SIGINT)  # py-spy (CC_BENCH_SERVER_PREFIX) writes its profile on SIGINT
+            server.wait(60)
         if info.get("mysql_db"):
             import pymysql
 
