@@ -224,9 +224,7 @@ def _tag_by_name(conn: Connection, ttype: str, tname: str) -> tuple[int, str] | 
 def _attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]], viewer: Viewer | None) -> None:
     """Create (if missing) and attach each tag after checking the viewer may write its scope."""
     for ttype, tname, scope in tags:
-        if not can_write_tag_scope(viewer, scope):
-            raise Forbidden(f"tag {ttype}:{tname}: cannot write tag scope {scope!r} with current authorization",
-                            field="scope")
+        _require_tag_write(viewer, ttype, tname, scope)
         found = _tag_by_name(conn, ttype, tname)
         if found is None:
             tag_id = int(conn.execute(insert(tag_table).values(tag_type=ttype, tag_name=tname, tag_scope=scope))
@@ -437,6 +435,18 @@ def tag_job(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: View
         return job
 
 
+def _shared_tag_id(conn: Connection, ttype: str, tname: str, scope: str) -> int | None:
+    """Id of the global or admin tag (type, name, scope), or None."""
+    return conn.execute(select(T.id).where(
+        and_(T.tag_type == ttype, T.tag_name == tname, T.tag_scope == scope))).scalar()
+
+
+def _require_tag_write(viewer: Viewer | None, ttype: str, tname: str, scope: str) -> None:
+    if not can_write_tag_scope(viewer, scope):
+        raise Forbidden(f"tag {ttype}:{tname}: cannot write tag scope {scope!r} with current authorization",
+                        field="scope")
+
+
 def remove_job_tags(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
     """Detach tags from a job; returns the job JSON with the remaining tags.
 
@@ -450,13 +460,10 @@ def remove_job_tags(engine: Engine, archive: Any, db_id: int, tags: Any, *, view
         for ttype, tname, scope in parsed:
             if scope not in ("global", "admin"):
                 continue
-            tag_id = conn.execute(select(T.id).where(
-                and_(T.tag_type == ttype, T.tag_name == tname, T.tag_scope == scope))).scalar()
+            tag_id = _shared_tag_id(conn, ttype, tname, scope)
             if tag_id is None:
                 raise NotFound(f"tag {ttype}:{tname} with scope {scope} does not exist", field="tags")
-            if not can_write_tag_scope(viewer, scope):
-                raise Forbidden(f"tag {ttype}:{tname}: cannot write tag scope {scope!r} with current authorization",
-                                field="scope")
+            _require_tag_write(viewer, ttype, tname, scope)
             conn.execute(delete(jobtag_table).where(
                 and_(jobtag_table.c.job_id == db_id, jobtag_table.c.tag_id == tag_id)))
         job = get_job(conn, db_id, viewer=viewer)
@@ -476,13 +483,10 @@ def delete_tags(engine: Engine, tags: Any, *, viewer: Viewer | None) -> tuple[in
         for ttype, tname, scope in parsed:
             if scope not in ("global", "admin"):
                 continue
-            tag_id = conn.execute(select(T.id).where(
-                and_(T.tag_type == ttype, T.tag_name == tname, T.tag_scope == scope))).scalar()
+            tag_id = _shared_tag_id(conn, ttype, tname, scope)
             if tag_id is None:
                 continue
-            if not can_write_tag_scope(viewer, scope):
-                raise Forbidden(f"tag {ttype}:{tname}: cannot write tag scope {scope!r} with current authorization",
-                                field="scope")
+            _require_tag_write(viewer, ttype, tname, scope)
             conn.execute(delete(jobtag_table).where(jobtag_table.c.tag_id == tag_id))
             conn.execute(delete(tag_table).where(T.id == tag_id))
             deleted += 1
