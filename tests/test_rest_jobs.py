@@ -151,3 +151,21 @@ def test_user_roles_via_api_need_admin(api, site):
     assert r.status_code == 200 and r.json() == {"msg": "Add Role Success for user adapter"}
     r = httpx.post(url + "/api/user/adapter", json={"add-role": "wizard"}, headers=admin)
     assert r.status_code == 422
+
+
+def test_a_cached_token_still_expires(start, site):
+    import time
+    from datetime import timedelta
+
+    from cc_backend.config import load_env
+    from cc_backend.keys import issue_jwt
+
+    server = start()
+    secrets = load_env(site / ".env", environ={})
+    token = issue_jwt("adapter", ["api"], secrets.JWT_PRIVATE_KEY, timedelta(seconds=2))
+    headers = {"X-Auth-Token": token}
+    assert httpx.get(server.url + "/api/jobs/", headers=headers).status_code == 200
+    assert httpx.get(server.url + "/api/jobs/", headers=headers).status_code == 200  # from the cache
+    time.sleep(2.5)
+    r = httpx.get(server.url + "/api/jobs/", headers=headers)
+    assert r.status_code == 401 and r.json()["status"] == "Unauthorized"
