@@ -48,20 +48,12 @@ class LoadSummary:
 
 def enrich(job: dict[str, Any], registry: ClusterRegistry) -> dict[str, Any]:
     """Fill subcluster, footprint, energy footprint and energy from the job's statistics (§6.1, §9)."""
-    cluster = registry.find(job.get("cluster", ""))
-    if cluster is None:
-        raise InvalidInput(f"cluster {job.get('cluster')!r} is not in the job archive", field="cluster")
     resources = job.get("resources") or []
-    sub_name = job.get("subCluster")
-    if sub_name:
-        sub = cluster.find_sub_cluster(sub_name)
-        if sub is None:
-            raise InvalidInput(f"subCluster {sub_name!r} is not part of cluster {cluster.name!r}", field="subCluster")
-    else:
-        if not resources or not isinstance(resources[0], Mapping):
-            raise InvalidInput("missing required field 'resources'", field="resources")
-        sub = registry.assign_subcluster(cluster.name, resources[0].get("hostname", ""))
-        job["subCluster"] = sub.name
+    if not job.get("subCluster") and (not resources or not isinstance(resources[0], Mapping)):
+        raise InvalidInput("missing required field 'resources'", field="resources")
+    host = resources[0].get("hostname") if resources and isinstance(resources[0], Mapping) else None
+    sub = registry.job_subcluster(job.get("cluster"), job.get("subCluster"), host)
+    job["subCluster"] = sub.name
     job["footprint"] = compute_footprint(job, sub)
     job["energyFootprint"], job["energy"] = compute_energy(job, sub)
     return job

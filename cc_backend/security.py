@@ -32,15 +32,6 @@ def sees_all_jobs(viewer: Viewer | None) -> bool:
     return viewer is None or viewer.is_admin_like
 
 
-def can_see_job(viewer: Viewer | None, hpc_user: str, project: str) -> bool:
-    if sees_all_jobs(viewer):
-        return True
-    assert viewer is not None
-    if viewer.has_role("manager") and viewer.projects:
-        return hpc_user == viewer.username or project in viewer.projects
-    return hpc_user == viewer.username
-
-
 def readable_tag_scopes(viewer: Viewer | None) -> tuple[str, ...] | None:
     """Scopes whose tags the viewer may see; None means every scope."""
     if viewer is None:

@@ -558,6 +558,25 @@ class ClusterRegistry:
     def assign_subcluster(self, cluster: str, hostname: str) -> SubCluster:
         return assign_subcluster(self.get(cluster), hostname)
 
+    def job_subcluster(self, cluster: Any, subcluster: Any, hostname: Any) -> SubCluster:
+        """The subcluster of a job: the one it names, or the one whose nodes include its first host.
+
+        Input errors name the job field: ``cluster``, ``subCluster`` or ``resources[0].hostname``.
+        """
+        found = self._clusters.get(cluster) if isinstance(cluster, str) else None
+        if found is None:
+            raise InvalidInput(f"cluster {cluster!r} is not in the job archive", field="cluster")
+        if subcluster:
+            sc = found.find_sub_cluster(subcluster) if isinstance(subcluster, str) else None
+            if sc is None:
+                raise InvalidInput(f"subCluster {subcluster!r} is not part of cluster {found.name!r}",
+                                   field="subCluster")
+            return sc
+        try:
+            return assign_subcluster(found, hostname if isinstance(hostname, str) else "")
+        except NotFound as exc:
+            raise InvalidInput(exc.message, field="resources[0].hostname") from None
+
     def global_metric_list(self) -> list[dict[str, Any]]:
         """Upstream's GlobalMetricList: each metric once, with the subclusters of each cluster offering it."""
         items: dict[str, dict[str, Any]] = {}

@@ -41,6 +41,7 @@ from cc_backend.db.tables import JOB_STATES, job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.model import job_to_row, row_to_job
 from cc_backend.jobs.query import find_jobs, get_job, scope_condition, tags_for_jobs
+from cc_backend.jobs.tags import attach_tag
 from cc_backend.security import Viewer, can_write_tag_scope
 
 J = job_table.c
@@ -234,10 +235,7 @@ def _attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]],
                            field="scope")
         else:
             tag_id = found[0]
-        linked = conn.execute(select(jobtag_table.c.job_id).where(
-            and_(jobtag_table.c.job_id == db_id, jobtag_table.c.tag_id == tag_id))).first()
-        if linked is None:
-            conn.execute(insert(jobtag_table).values(job_id=db_id, tag_id=tag_id))
+        attach_tag(conn, db_id, tag_id)
 
 
 def _sync_archive_meta(conn: Connection, archive: Any, job: Mapping[str, Any], *, tags: bool = False,
@@ -285,23 +283,14 @@ def start_job(engine: Engine, registry: ClusterRegistry, payload: Mapping[str, A
         job["monitoringStatus"] = 1
 
     cluster_name = _opt_str(job, "cluster")
-    cluster = registry.find(cluster_name) if cluster_name else None
-    if cluster is None:
-        raise InvalidInput(f"no such cluster: {cluster_name!r}", field="cluster")
+    if not cluster_name or cluster_name not in registry:
+        raise InvalidInput(f"cluster {cluster_name!r} is not in the job archive", field="cluster")
     if not _opt_str(job, "user"):
         raise InvalidInput("'user' must not be empty", field="user")
     _check_resources(job.get("resources"))
     _check_meta_data(job.get("metaData"))
-    sub_name = _opt_str(job, "subCluster")
-    if sub_name:
-        if cluster.find_sub_cluster(sub_name) is None:
-            raise InvalidInput(f"subcluster {sub_name!r} not found in cluster {cluster.name!r}", field="subCluster")
-    else:
-        host = job["resources"][0]["hostname"]
-        try:
-            job["subCluster"] = registry.assign_subcluster(cluster.name, host).name
-        except NotFound as exc:
-            raise InvalidInput(exc.message, field="resources[0].hostname") from None
+    job["subCluster"] = registry.job_subcluster(
+        cluster_name, _opt_str(job, "subCluster"), job["resources"][0]["hostname"]).name
     num_nodes = _opt_int(job, "numNodes")
     if num_nodes is None or num_nodes < 1:
         raise InvalidInput(f"numNodes must be at least 1, got {num_nodes}", field="numNodes")
