@@ -10,6 +10,14 @@ fi
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
 
+# Swagger UI for /swagger/: the npm package pinned in web/package-lock.json, into web/node_modules (git-ignored).
+if command -v npm >/dev/null 2>&1; then
+    npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
+        || echo "warning: npm ci in web/ failed; /swagger/ will show how to install Swagger UI" >&2
+else
+    echo "note: npm is not installed; /swagger/ will show how to install Swagger UI" >&2
+fi
+
 # OpenLDAP's slapd for the LDAP tests (they start their own server on a free loopback port).
 if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -13,6 +13,13 @@ if [ ! -x .venv/bin/cc-backend ]; then
 fi
 CC=.venv/bin/cc-backend
 
+# The API browser at /swagger/ (Swagger UI from npm, pinned in web/package-lock.json); optional.
+if [ ! -f web/node_modules/swagger-ui-dist/swagger-ui-bundle.js ] && command -v npm >/dev/null 2>&1; then
+    echo "==> installing Swagger UI into web/node_modules"
+    npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
+        || echo "    (failed: /swagger/ will say how to install it)"
+fi
+
 if [ ! -d var ]; then
     echo "==> creating config.json, .env (fresh keys), var/job.db, var/job-archive"
     $CC --init
@@ -26,5 +33,5 @@ else
     echo "==> ./var exists: reusing config.json, .env, var/job.db and var/job-archive"
 fi
 
-echo "==> starting the server on http://127.0.0.1:8080 (API token: $CC jwt demo; stop with Ctrl-C)"
+echo "==> starting the server on http://127.0.0.1:8080 (API token: $CC jwt demo; API browser: /swagger/; stop with Ctrl-C)"
 exec $CC --loglevel info serve

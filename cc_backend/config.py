@@ -401,7 +401,7 @@ class MainConfig(_Section):
     https_key_file: str | None = None
     """TLS private key file; with https-cert-file, serve HTTPS."""
     redirect_http_to: str | None = None
-    """When serving HTTPS, also listen on port 80 and redirect every request to this URL."""
+    """Also listen on port 80 (on main.addr's host) and redirect every request there to this URL, keeping path and query."""
     machine_state_dir: str | None = None
     """Directory for machine state files; enables /api/machine_state/."""
     stop_jobs_exceeding_walltime: int = Field(default=0, ge=0)

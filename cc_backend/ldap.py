@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cc_backend.errors import ConfigError, Forbidden
+from cc_backend.errors import CCError, ConfigError, Forbidden
 from cc_backend.users import AuthSource, User, add_user, delete_user, find_user, ldap_usernames, update_user
 
 if TYPE_CHECKING:
@@ -75,23 +75,36 @@ class LdapDirectory:
 
     def _search(self, extra_filter: str = "") -> list[DirectoryUser]:
         from ldap3 import SUBTREE
+        from ldap3.core.exceptions import LDAPException
 
         cfg = self.config
-        conn = self._admin()
+        query = f"(&{cfg.user_filter}{extra_filter})" if extra_filter else cfg.user_filter
         try:
-            query = f"(&{cfg.user_filter}{extra_filter})" if extra_filter else cfg.user_filter
-            conn.search(cfg.user_base, query, search_scope=SUBTREE, attributes=[cfg.uid_attr, cfg.username_attr])
-            users = []
-            for entry in conn.entries:
-                attrs = entry.entry_attributes_as_dict
-                uid = (attrs.get(cfg.uid_attr) or [None])[0]
-                if not uid:
-                    continue
-                name = (attrs.get(cfg.username_attr) or [""])[0]
-                users.append(DirectoryUser(str(uid), str(name)))
-            return users
-        finally:
-            conn.unbind()
+            conn = self._admin()
+            try:
+                conn.search(cfg.user_base, query, search_scope=SUBTREE, attributes=[cfg.uid_attr, cfg.username_attr])
+                entries = list(conn.entries)
+                result = conn.result or {}
+            finally:
+                conn.unbind()
+        except LDAPException as exc:
+            # An unreachable directory is an operational error, reported in one line (by -sync-ldap
+            # and the periodic sync), not a traceback.
+            raise CCError(f"LDAP: cannot search {cfg.url}: {exc}") from exc
+        if result.get("result", 0) != 0:
+            # A failed or truncated search (e.g. sizeLimitExceeded) must not look like a smaller
+            # directory: with sync-del-old-users the sync would delete the users it did not see.
+            raise CCError(f"LDAP: search of {cfg.user_base!r} with {query!r} failed: "
+                          f"{result.get('description')} {result.get('message') or ''}".rstrip())
+        users = []
+        for entry in entries:
+            attrs = entry.entry_attributes_as_dict
+            uid = (attrs.get(cfg.uid_attr) or [None])[0]
+            if not uid:
+                continue
+            name = (attrs.get(cfg.username_attr) or [""])[0]
+            users.append(DirectoryUser(str(uid), str(name)))
+        return users
 
     def find(self, username: str) -> DirectoryUser | None:
         from ldap3.utils.conv import escape_filter_chars
@@ -122,7 +135,8 @@ def sync_users(engine: "Engine", directory: LdapDirectory, *, delete_old: bool |
         for username in sorted(in_db - set(in_directory)):
             delete_user(engine, username)
             result.removed.append(username)
-    log.info("LDAP sync: %d added, %d removed", len(result.added), len(result.removed))
+    # debug: the callers (-sync-ldap, the periodic task) report the result themselves
+    log.debug("LDAP sync: %d added, %d removed", len(result.added), len(result.removed))
     return result
 
 

@@ -20,8 +20,9 @@ class Viewer:
 
     @property
     def is_admin_like(self) -> bool:
-        """admin, support and api users see every job."""
-        return bool({"admin", "support", "api"} & set(self.roles))
+        """admin, support and api-only users see every job; api plus user or manager sees as user or manager."""
+        roles = set(self.roles)
+        return bool({"admin", "support"} & roles) or roles == {"api"}
 
 
 #: The CLI acts as a local administrator.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from collections import deque
@@ -10,13 +11,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
-from cc_backend.errors import Forbidden, InvalidInput
-from cc_backend.users import AuthSource, User, check_password, find_user
+from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput
+from cc_backend.users import (
+    ASSIGNABLE_ROLES, AuthSource, User, add_user, check_password, find_user, get_user, update_user,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cc_backend.ldap import LdapDirectory
+
+log = logging.getLogger(__name__)
 
 MAX_FAILED_LOGINS = 5
 FAILED_LOGIN_WINDOW_S = 15 * 60
@@ -27,6 +32,16 @@ class TooManyAttempts(Forbidden):
     """Too many failed logins for this address and user name."""
 
     status = 429
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after_s: int = 0) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
+
+
+class DirectoryUnavailable(CCError):
+    """The LDAP server does not answer; the password could not be checked."""
+
+    status = 503
 
 
 def authenticate(engine: "Engine", username: str, password: str, *, ldap: "LdapDirectory | None" = None) -> User:
@@ -41,17 +56,25 @@ def authenticate(engine: "Engine", username: str, password: str, *, ldap: "LdapD
             return user
         raise Forbidden("wrong user name or password", field="password")
     if ldap is not None and (user is not None and user.auth_source == AuthSource.LDAP or user is None):
+        from ldap3.core.exceptions import LDAPException
+
         from cc_backend.ldap import login
 
         try:
             return login(engine, ldap, username, password)
         except Forbidden:
             pass
+        except LDAPException as exc:
+            log.warning("LDAP login of %r: the directory does not answer: %s", username, exc)
+            raise DirectoryUnavailable("the LDAP server cannot be reached; try again later") from None
     raise Forbidden("wrong user name or password", field="password")
 
 
 class LoginRateLimiter:
     """At most ``limit`` failed logins per (address, user name) within ``window`` seconds (upstream: 5 / 15 min)."""
+
+    #: Entries without a failure inside the window are dropped once the table has this many keys.
+    SWEEP_MIN_KEYS = 4096
 
     def __init__(self, limit: int = MAX_FAILED_LOGINS, window: float = FAILED_LOGIN_WINDOW_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -60,6 +83,7 @@ class LoginRateLimiter:
         self.clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
+        self._sweep_at = self.SWEEP_MIN_KEYS
 
     def _recent(self, key: tuple[str, str]) -> deque[float]:
         now = self.clock()
@@ -74,11 +98,22 @@ class LoginRateLimiter:
             failures = self._recent((address, username))
             if len(failures) >= self.limit:
                 retry = int(self.window - (self.clock() - failures[0])) + 1
-                raise TooManyAttempts(f"too many failed logins; try again in {retry} s", field="username")
+                raise TooManyAttempts(f"too many failed logins; try again in {retry} s", field="username",
+                                      retry_after_s=retry)
 
     def failed(self, address: str, username: str) -> None:
         with self._lock:
             self._recent((address, username)).append(self.clock())
+            if len(self._failures) >= self._sweep_at:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        # Guesses at many user names would otherwise grow the table for ever (upstream sweeps hourly).
+        now = self.clock()
+        stale = [key for key, times in self._failures.items() if not times or now - times[-1] > self.window]
+        for key in stale:
+            del self._failures[key]
+        self._sweep_at = max(self.SWEEP_MIN_KEYS, 2 * len(self._failures))
 
     def succeeded(self, address: str, username: str) -> None:
         with self._lock:
@@ -156,3 +191,43 @@ def verify_cross_login_token(token: str, hs_key_b64: str | None) -> dict[str, An
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise InvalidInput("login token has no subject", field="login-token")
     return claims
+
+
+def _token_name(claims: dict[str, Any]) -> str | None:
+    """The display name of a login token: a string, or upstream's ``{"values": [...]}`` (joined by blanks)."""
+    raw = claims.get("name")
+    if isinstance(raw, str):
+        return raw.strip() or None
+    if isinstance(raw, dict) and isinstance(raw.get("values"), list):
+        return " ".join(str(v) for v in raw["values"]).strip() or None
+    return None
+
+
+def user_for_login_token(engine: "Engine", claims: dict[str, Any], *, sync_user_on_login: bool = False,
+                         update_user_on_login: bool = False) -> User:
+    """The user a verified ``/jwt-login`` token logs in (``auth.jwts`` sync/update-user-on-login).
+
+    Existing users keep the roles and projects of the database, whatever the token claims. Unknown
+    users are created only with ``sync_user_on_login`` (auth source "token", the token's valid roles,
+    or "user" if it names none); ``update_user_on_login`` copies the token's name, as upstream's
+    UpdateUser does.
+    """
+    username = claims["sub"]
+    user = find_user(engine, username)
+    name = _token_name(claims)
+    if user is None:
+        if not sync_user_on_login:
+            raise Forbidden(f"unknown user {username!r} (auth.jwts.sync-user-on-login is not set)", field="login-token")
+        raw_roles = claims.get("roles")
+        roles = [r for r in raw_roles if isinstance(r, str) and r.lower() in ASSIGNABLE_ROLES] \
+            if isinstance(raw_roles, list) else []
+        roles = list(dict.fromkeys(r.lower() for r in roles)) or ["user"]
+        try:
+            user = add_user(engine, username, roles=roles, name=name, auth_source=AuthSource.TOKEN)
+            log.info("user %r created from a login token (roles %s)", username, ",".join(roles))
+        except Conflict:  # created by a concurrent login of the same user
+            user = get_user(engine, username)
+        return user
+    if update_user_on_login and name and name != user.name:
+        user = update_user(engine, username, name=name)
+    return user

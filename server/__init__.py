@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def serve(runtime: "Runtime", *, dev: bool = False) -> None:
-    """Check the database, bind main.addr, drop privileges, serve until SIGTERM/SIGINT."""
+    """Check the database, bind main.addr, drop privileges, start the background tasks, serve until SIGTERM/SIGINT."""
     from cc_backend.server.serving import run_server
 
     run_server(runtime, dev=dev)

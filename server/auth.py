@@ -1,18 +1,29 @@
-"""JWT admission for the API route groups (upstream ``internal/auth/auth.go`` AuthAPI / AuthUserAPI).
+"""Admission per route group (upstream ``internal/auth/auth.go``): JWTs for the APIs, session cookies for the web.
 
 * ``/api/*``: an Ed25519 JWT in ``X-Auth-Token`` or ``Authorization: Bearer``, verified with
   ``JWT_PUBLIC_KEY``; the caller's IP must pass ``main.api-allowed-ips``; the roles must be exactly
   ``["api"]``, or two or more including both ``admin`` and ``api``.
 * ``/userapi/*``: the same token; roles ``["api"]``, or ``api`` plus any of user/manager/support/admin.
+* ``/config/*`` (group ``admin-session``): the signed ``session`` cookie of a logged-in administrator;
+  a logged-in user without the admin role gets 403.
+* ``/frontend/*`` (group ``session``): the session cookie of any logged-in user.
 * Every failure is 401 ``{"status": "Unauthorized", "error": ...}``, as upstream's onfailure handler.
 * Roles come from the token's ``roles`` claim (unknown names dropped) unless ``auth.jwts.validate-user``
   is set; then the user must exist in the database and its stored roles and projects are used.
 * ``main.disable-authentication``: no checks at all, every request acts as :data:`DISABLED_AUTH_VIEWER`
   (an administrator with the ``api`` role), so handlers that check roles still work.
 
+Session users are looked up in the database on every request: their stored roles and projects count,
+and deleting a user ends their sessions at once.
+
 Handlers receive the resulting :class:`~cc_backend.security.Viewer` by naming a ``viewer`` parameter.
-Routes choose their group by prefix; ``route.config["auth"]`` (``"api"``, ``"userapi"`` or ``None``)
-overrides it, e.g. ``app.route("/healthz", callback=h, auth=None)``.
+Routes choose their group by prefix; ``route.config["auth"]`` (``"api"``, ``"userapi"``, ``"session"``,
+``"admin-session"`` or ``None``) overrides it, e.g. ``app.route("/healthz", callback=h, auth=None)``.
+
+Cross-site request forgery: state-changing requests (not GET/HEAD/OPTIONS) of the session groups, and
+of routes mounted with ``same_origin=True`` (login, logout), are refused with 403 when their ``Origin``
+(or, without one, ``Referer``) names another host than the request's ``Host``. The HTTP middleware
+already refuses ``Sec-Fetch-Site: cross-site``; the session cookie's ``SameSite=Lax`` is the last layer.
 """
 
 from __future__ import annotations
@@ -24,13 +35,17 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
 
 import bottle
 
-from cc_backend.errors import CCError
+from cc_backend.errors import CCError, Forbidden
 from cc_backend.keys import InvalidToken, load_public_key, verify_jwt
 from cc_backend.security import ROLE_LEVELS, Viewer
+
+if TYPE_CHECKING:
+    from cc_backend.sessions import Session, SessionCodec
 
 log = logging.getLogger("cc_backend.server.auth")
 
@@ -38,6 +53,13 @@ log = logging.getLogger("cc_backend.server.auth")
 DISABLED_AUTH_VIEWER = Viewer(username="", roles=("admin", "api"))
 
 _VALID_ROLES = frozenset(r for r in ROLE_LEVELS if r != "anonymous")
+
+#: Name of the session cookie (upstream's gorilla/scs store calls it "session" too).
+SESSION_COOKIE = "session"
+#: Route groups admitted by the session cookie; the others by a JWT.
+SESSION_GROUPS = frozenset({"session", "admin-session"})
+AUTH_GROUPS = frozenset({"api", "userapi"}) | SESSION_GROUPS
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Unauthorized(CCError):
@@ -91,6 +113,131 @@ def ip_allowed(allowed: list[str] | None, ip: str) -> bool:
     return False
 
 
+def request_is_tls(environ: dict[str, Any]) -> bool:
+    """The client talked HTTPS to us, or to the reverse proxy in front of us (X-Forwarded-Proto)."""
+    return environ.get("wsgi.url_scheme") == "https" or environ.get("HTTP_X_FORWARDED_PROTO", "").lower() == "https"
+
+
+def cookie_value(environ: dict[str, Any], name: str) -> str | None:
+    """The first cookie called ``name``; tolerant of malformed neighbours (SimpleCookie stops at them)."""
+    for part in environ.get("HTTP_COOKIE", "").split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"') or None
+    return None
+
+
+def _host_port(netloc: str, default_port: int) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit("//" + netloc.strip())
+        return (parts.hostname or "").lower(), parts.port or default_port
+    except ValueError:  # a port that is not a number
+        return None
+
+
+def check_same_origin(environ: dict[str, Any]) -> None:
+    """Refuse (403) a request whose Origin, or without one Referer, names another host than Host.
+
+    Browsers send Origin with every cross-origin POST, so a forged form submission from another site
+    always names that site. Requests with neither header come from scripts (curl), which CSRF cannot
+    drive. ``X-Forwarded-Host`` counts too: a reverse proxy may rewrite Host, and a browser cannot set
+    that header on a cross-site request.
+    """
+    source = environ.get("HTTP_ORIGIN") or environ.get("HTTP_REFERER")
+    if not source:
+        return
+    header = "Origin" if environ.get("HTTP_ORIGIN") else "Referer"
+    if source.strip() == "null":
+        raise Forbidden(f"cross-site request refused: {header} is null (sandboxed or privacy-restricted page)")
+    parts = urlsplit(source.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Forbidden(f"cross-site request refused: {header} {source!r} is not an http(s) URL")
+    default_port = 443 if parts.scheme == "https" else 80
+    claimed = _host_port(parts.netloc.rpartition("@")[2], default_port)
+    hosts = [environ.get("HTTP_HOST", ""), environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[0]]
+    if claimed is not None and any(h and _host_port(h, default_port) == claimed for h in hosts):
+        return
+    raise Forbidden(f"cross-site request refused: {header} {parts.scheme}://{parts.netloc} does not match "
+                    f"Host {environ.get('HTTP_HOST', '')!r}")
+
+
+class SessionCookies:
+    """The signed ``session`` cookie of one runtime: read it, issue it, expire it.
+
+    The cookie is HttpOnly, SameSite=Lax, Path=/, Secure when the request came over TLS, and lives
+    ``main.session-max-age`` (0: until the browser closes; the server then never expires it, as upstream).
+
+    The cookie carries the session itself, so logging out cannot delete it on the server. Logged-out
+    cookies are therefore remembered (in memory, until they would have expired anyway) and refused:
+    a copy taken before the logout stops working too. A restart forgets them; changing SESSION_KEY
+    ends every session.
+    """
+
+    #: Upper bound of remembered logged-out cookies; the oldest are forgotten first.
+    MAX_REVOKED = 100_000
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self._codec: "SessionCodec | None" = None
+        self._lock = threading.Lock()
+        self._revoked: OrderedDict[str, float] = OrderedDict()  # cookie -> time.monotonic() of the logout
+
+    @property
+    def max_age_s(self) -> int | None:
+        age = self.runtime.config.main.session_max_age
+        return int(age.total_seconds()) if age else None
+
+    def codec(self) -> "SessionCodec":
+        """The signer; ConfigError (500, naming SESSION_KEY) when no key is configured."""
+        if self._codec is None:
+            with self._lock:
+                if self._codec is None:
+                    from cc_backend.sessions import SessionCodec
+
+                    self._codec = SessionCodec(self.runtime.secrets.SESSION_KEY or "", self.max_age_s)
+        return self._codec
+
+    def read(self, environ: dict[str, Any]) -> "Session | None":
+        """The request's session; None without a cookie, Unauthorized for a forged, expired or broken one."""
+        raw = cookie_value(environ, SESSION_COOKIE)
+        if raw is None:
+            return None
+        session = self.codec().decode(raw)
+        if session is None:
+            raise Unauthorized("unauthorized: the session cookie is invalid or expired; log in again")
+        with self._lock:
+            if raw in self._revoked:
+                raise Unauthorized("unauthorized: this session was logged out; log in again")
+        return session
+
+    def revoke(self, environ: dict[str, Any]) -> None:
+        """Refuse the request's session cookie from now on (logout)."""
+        raw = cookie_value(environ, SESSION_COOKIE)
+        if raw is None or self.codec().decode(raw) is None:
+            return  # nothing valid to end; junk must not fill the list
+        now = time.monotonic()
+        with self._lock:
+            self._revoked[raw] = now
+            self._revoked.move_to_end(raw)
+            # A cookie older than the maximum age is refused by its signature anyway.
+            horizon = now - self.max_age_s if self.max_age_s else None
+            while self._revoked and (len(self._revoked) > self.MAX_REVOKED or
+                                     (horizon is not None and next(iter(self._revoked.values())) < horizon)):
+                self._revoked.popitem(last=False)
+
+    def _attributes(self, environ: dict[str, Any]) -> str:
+        return "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if request_is_tls(environ) else "")
+
+    def issue(self, session: "Session", environ: dict[str, Any]) -> str:
+        """The Set-Cookie value that starts ``session``."""
+        max_age = f"; Max-Age={self.max_age_s}" if self.max_age_s else ""
+        return f"{SESSION_COOKIE}={self.codec().encode(session)}{max_age}{self._attributes(environ)}"
+
+    def expire(self, environ: dict[str, Any]) -> str:
+        """The Set-Cookie value that makes the browser drop the session cookie."""
+        return f"{SESSION_COOKIE}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{self._attributes(environ)}"
+
+
 def token_from(environ: dict[str, Any]) -> str | None:
     token = environ.get("HTTP_X_AUTH_TOKEN")
     if token:
@@ -109,6 +256,7 @@ class Authenticator:
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
+        self.cookies = SessionCookies(runtime)
         self._key: Any = None
         self._lock = threading.Lock()
         # Batch-system adapters send the same token with every request; an Ed25519 check costs
@@ -170,10 +318,31 @@ class Authenticator:
                 self._verified.popitem(last=False)
         return claims
 
+    def viewer_from_session(self, environ: dict[str, Any]) -> Viewer:
+        """The logged-in user, with the roles and projects the database holds now."""
+        from cc_backend.users import find_user
+
+        session = self.cookies.read(environ)
+        if session is None:
+            raise Unauthorized("unauthorized: not logged in (log in at /login first)")
+        user = find_user(self.runtime.engine, session.username)
+        if user is None:
+            raise Unauthorized(f"unauthorized: the user {session.username!r} of this session no longer exists")
+        return Viewer(username=user.username, roles=tuple(user.roles), projects=tuple(user.projects))
+
     def admit(self, group: str, environ: dict[str, Any]) -> Viewer:
-        """The viewer of a request to route group ``group`` ("api" or "userapi"); raises Unauthorized."""
+        """The viewer of a request to route group ``group`` (one of :data:`AUTH_GROUPS`).
+
+        Raises Unauthorized (401), or Forbidden (403) for a logged-in non-admin in ``admin-session``.
+        """
         if self.disabled:
             return DISABLED_AUTH_VIEWER
+        if group in SESSION_GROUPS:
+            viewer = self.viewer_from_session(environ)
+            if group == "admin-session" and not viewer.has_role("admin"):
+                raise Forbidden(f"only admins are allowed to use the configuration API (user {viewer.username!r} "
+                                f"has roles: {', '.join(viewer.roles) or 'none'})")
+            return viewer
         viewer = self.viewer_from_token(environ)
         if group == "api":
             ip = client_ip(environ)
@@ -193,6 +362,10 @@ def route_group(route: bottle.Route) -> str | None:
         return "api"
     if route.rule.startswith("/userapi/"):
         return "userapi"
+    if route.rule.startswith("/config/"):
+        return "admin-session"
+    if route.rule.startswith("/frontend/"):
+        return "session"
     return None
 
 
@@ -209,7 +382,7 @@ def takes_viewer(callback: Callable[..., Any]) -> bool:
 
 
 class AuthPlugin:
-    """Admission per route group; passes the Viewer to handlers with a ``viewer`` parameter."""
+    """Admission per route group and the same-origin check; passes the Viewer to handlers with a ``viewer`` parameter."""
 
     name = "cc_auth"
     api = 2
@@ -219,17 +392,24 @@ class AuthPlugin:
 
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
         group = route_group(route)
+        if group is not None and group not in AUTH_GROUPS:
+            raise ValueError(f"route {route.method} {route.rule}: unknown auth group {group!r} "
+                             f"(known: {', '.join(sorted(AUTH_GROUPS))})")
+        same_origin = bool(route.config.get("same_origin", group in SESSION_GROUPS))
         wants_viewer = takes_viewer(route.callback)
-        if group is None and not wants_viewer:
+        if group is None and not wants_viewer and not same_origin:
             return callback
         auth = self.auth
 
         @functools.wraps(callback)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            environ = bottle.request.environ
+            if same_origin and environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:
+                check_same_origin(environ)
             if group is None:
                 viewer = DISABLED_AUTH_VIEWER if auth.disabled else None
             else:
-                viewer = auth.admit(group, bottle.request.environ)
+                viewer = auth.admit(group, environ)
             if wants_viewer:
                 kwargs["viewer"] = viewer
             return callback(*args, **kwargs)

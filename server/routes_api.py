@@ -18,6 +18,7 @@ from cc_backend.db.tables import JOB_STATES
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.errors import CCError
 from cc_backend.security import Viewer
+from cc_backend.server.routes_jobs import INT64_MAX  # SQL binds signed 64-bit integers: larger ones are a 400
 
 log = logging.getLogger("cc_backend.server")
 
@@ -40,6 +41,8 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
     for prefix in ("/api", "/userapi"):
         app.route(f"{prefix}/jobs/", "GET", handlers.get_jobs)
         app.route(f"{prefix}/jobs/<id>", "GET", handlers.get_job)
+        app.route(f"{prefix}/jobs/<id>", "POST", handlers.get_job_metrics_listed)
+        app.route(f"{prefix}/jobs/metrics/<id>", "GET", handlers.get_job_metrics)
 
 
 def mount_dev(app: bottle.Bottle) -> None:
@@ -60,6 +63,8 @@ def _int_param(name: str, value: str, minimum: int) -> int:
         raise InvalidInput(f"invalid query parameter value: {name}", field=name) from None
     if number < minimum:
         raise InvalidInput(f"invalid query parameter value: {name} (must be >= {minimum})", field=name)
+    if number > INT64_MAX:
+        raise InvalidInput(f"invalid query parameter value: {name} (out of range)", field=name)
     return number
 
 
@@ -88,8 +93,9 @@ def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
             if len(parts) != 2:
                 raise InvalidInput("invalid query parameter value: startTime", field="start-time")
             try:
-                flt["startTime"] = {"from": int(parts[0]), "to": int(parts[1])}
-            except ValueError:
+                flt["startTime"] = {"from": _int_param("start-time", parts[0], 0),
+                                    "to": _int_param("start-time", parts[1], 0)}
+            except InvalidInput:
                 raise InvalidInput("invalid query parameter value: startTime", field="start-time") from None
         elif key == "page":
             page = _int_param("page", first, 1)
@@ -97,6 +103,8 @@ def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
             per_page = _int_param("items-per-page", first, 1)
         else:  # with-metadata: presence is enough
             with_metadata = True
+    if page * per_page > INT64_MAX:  # the SQL OFFSET must fit in 64 bits too
+        raise InvalidInput("invalid query parameter value: page (page * items-per-page is out of range)", field="page")
     return JobFilter.model_validate(flt), Page(page=page, itemsPerPage=per_page), with_metadata
 
 
@@ -139,23 +147,97 @@ class ApiHandlers:
 
     def get_jobs(self, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.jobs.query import list_jobs
+        from cc_backend.metricdata import add_archived_statistics
 
         flt, page, with_metadata = parse_job_list_query(bottle.request.query.decode())  # decode: UTF-8 values
         jobs = list_jobs(self.runtime.engine, [flt], page=page, viewer=viewer)
+        add_archived_statistics(self.runtime.archive, jobs)
         if not with_metadata:
             for job in jobs:
                 job.pop("metaData", None)
         return {"jobs": jobs, "items": page.itemsPerPage, "page": page.page}
 
-    def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
+    def _job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
+        """The job with database id ``id`` as the viewer may see it; upstream answers 422 when it is not found."""
         from cc_backend.jobs.query import get_job
 
         try:
             db_id = int(id)
         except ValueError:
             raise InvalidInput(f"invalid job id: {id!r}", field="id") from None
+        if abs(db_id) > INT64_MAX:
+            raise InvalidInput(f"invalid job id: {id!r} (out of range)", field="id")
         try:
-            job = get_job(self.runtime.engine, db_id, viewer=viewer)
+            return get_job(self.runtime.engine, db_id, viewer=viewer)
         except NotFound as exc:
             raise Conflict(f"finding job with db id {db_id} failed: {exc.message}", field="id") from None
-        return {"Meta": job, "Data": None}
+
+    def _load(self, job: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        from cc_backend.metricdata import load_job_data
+
+        archive = self.runtime.archive
+        return load_job_data(archive, job, registry=archive.registry(), **kwargs)
+
+    def _minimum_points(self) -> int:
+        resampling = self.runtime.config.main.resampling
+        return resampling.minimum_points if resampling is not None else 1000
+
+    def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
+        """``{"Meta": job, "Data": JobData}``; Data only with ``all-metrics=true`` (every metric, native resolution)."""
+        from cc_backend.metricdata import default_scopes
+
+        job = self._job(id, viewer)
+        query = bottle.request.query
+        unknown = sorted(set(query.keys()) - {"all-metrics"})
+        if unknown:
+            raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
+        data = None
+        if query.get("all-metrics") == "true":
+            data = self._load(job, scopes=default_scopes(job))
+        return {"Meta": job, "Data": data}
+
+    def get_job_metrics_listed(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
+        """POST a JSON list of metric names: ``{"Meta": job, "Data": [{"name", "scope", "metric"}]}``."""
+        from cc_backend.metricdata import as_metric_list, default_scopes
+        from cc_backend.server.routes_jobs import json_body
+
+        job = self._job(id, viewer)
+        raw = bottle.request.body.read()
+        bottle.request.body.seek(0)
+        metrics = json_body() if raw.strip() else None
+        if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
+            raise InvalidInput("expected a JSON array of metric names", field="body")
+        data = self._load(job, metrics=metrics or None, scopes=default_scopes(job))
+        return {"Meta": job, "Data": as_metric_list(data)}
+
+    def get_job_metrics(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
+        """``?metric=a&scope=node``: ``{"data": {"jobMetrics": [...]}, "error": null}`` as upstream's GraphQL wrapper.
+
+        Resolution: the largest of ``main.resampling.resolutions`` (upstream's default), native without resampling.
+        """
+        from cc_backend.metricdata import as_metric_list, check_scopes
+
+        try:
+            return {"data": {"jobMetrics": self._job_metrics(id, viewer)}, "error": None}
+        except CCError as exc:
+            # upstream's body shape (clients read "error"), with an honest status instead of upstream's 200
+            bottle.response.status = exc.status
+            return {"data": None, "error": {"message": exc.message}}
+
+    def _job_metrics(self, id: str, viewer: Viewer) -> list[dict[str, Any]]:  # noqa: A002
+        from cc_backend.metricdata import as_metric_list, check_scopes
+
+        query = bottle.request.query.decode()
+        unknown = sorted(set(query.keys()) - {"metric", "scope", "resolution"})
+        if unknown:
+            raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
+        metrics = query.getall("metric") or None
+        scopes = check_scopes(query.getall("scope") or None)
+        resampling = self.runtime.config.main.resampling
+        resolution = max(resampling.resolutions) if resampling is not None and resampling.resolutions else 0
+        if "resolution" in query:
+            resolution = _int_param("resolution", query["resolution"], 0)
+        job = self._job(id, viewer)
+        data = self._load(job, metrics=metrics, scopes=scopes, resolution=resolution,
+                          minimum_points=self._minimum_points())
+        return as_metric_list(data)

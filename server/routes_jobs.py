@@ -15,15 +15,34 @@ from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.security import Viewer
 
 
+#: Integers are stored as signed 64-bit (SQLite INTEGER, MySQL BIGINT); upstream decodes them into Go's int64.
+INT64_MAX = 2**63 - 1
+
+
+def _check_numbers(value: Any, where: str = "body") -> None:
+    """Refuse numbers beyond 64 bits anywhere in a JSON document (the database cannot bind them: a 500 otherwise)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if abs(value) > INT64_MAX:
+            raise InvalidInput(f"{where}: the number {value!r} is out of range (64-bit)", field=where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(item, f"{where}.{key}" if where != "body" else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_numbers(item, f"{where}[{i}]")
+
+
 def json_body() -> Any:
-    """The request body as JSON; a body that is not JSON is a 400 naming it."""
+    """The request body as JSON; a body that is not JSON, or has numbers beyond 64 bits, is a 400 naming it."""
     raw = bottle.request.body.read()
     if not raw:
         raise InvalidInput("the request body is empty; expected JSON", field="body")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}", field="body") from None
+    _check_numbers(body)
+    return body
 
 
 def json_object() -> dict[str, Any]:
@@ -42,9 +61,24 @@ def json_list() -> list[Any]:
 
 def _int(value: str, field: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"{field} must be an integer, got {value!r}", field=field) from None
+    if abs(number) > INT64_MAX:
+        raise InvalidInput(f"{field} {value} is out of range (64-bit)", field=field)
+    return number
+
+
+def _job_key(body: dict[str, Any]) -> tuple[Any, str | None, int | None]:
+    """jobId (required), cluster and startTime of a by-key body, type-checked before they reach the SQL."""
+    if "jobId" not in body:
+        raise InvalidInput("missing required field 'jobId'", field="jobId")
+    for key, kinds in (("jobId", int), ("cluster", str), ("startTime", int)):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise InvalidInput(f"{key} must be {'a string' if kinds is str else 'an integer'}, got {value!r}",
+                               field=key)
+    return body["jobId"], body.get("cluster"), body.get("startTime")
 
 
 def mount(app: bottle.Bottle, runtime: Any) -> None:
@@ -128,14 +162,13 @@ class JobHandlers:
         unknown = sorted(set(body) - {"jobId", "cluster", "startTime", "payload"})
         if unknown:
             raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
-        if "jobId" not in body:
-            raise InvalidInput("missing required field 'jobId'", field="jobId")
+        job_id, cluster, start_time = _job_key(body)
         payload = body.get("payload")
         if not isinstance(payload, dict):
             raise InvalidInput("payload must be an object with key and value", field="payload")
         key, value = _key_value(payload, "payload.")
-        return edit_meta_by_job(self.engine, self.runtime.archive, body["jobId"], body.get("cluster"),
-                                body.get("startTime"), key, value, viewer=viewer)
+        return edit_meta_by_job(self.engine, self.runtime.archive, job_id, cluster, start_time, key, value,
+                                viewer=viewer)
 
     def delete_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         from cc_backend.jobs.store import delete_job
@@ -150,9 +183,7 @@ class JobHandlers:
         unknown = sorted(set(body) - {"jobId", "cluster", "startTime"})
         if unknown:
             raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
-        if "jobId" not in body:
-            raise InvalidInput("missing required field 'jobId'", field="jobId")
-        db_id = delete_job_by_key(self.engine, body["jobId"], body.get("cluster"), body.get("startTime"))
+        db_id = delete_job_by_key(self.engine, *_job_key(body))
         return {"msg": f"Successfully deleted job {db_id}"}
 
     def delete_jobs_before(self, ts: str, viewer: Viewer) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Run the app under cheroot: bind, TLS, HTTP->HTTPS redirect, privilege drop, graceful shutdown.
+"""Run the app under cheroot: bind, TLS, :80 redirect, privilege drop, background tasks, graceful shutdown.
 
 (Named ``serving`` rather than ``serve`` so that importing it cannot replace the package's
 ``serve`` function with a module attribute.)
@@ -13,6 +13,7 @@ import socket
 import ssl
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from cc_backend.errors import ConfigError
@@ -25,6 +26,8 @@ THREADS = 16
 SOCKET_TIMEOUT = 20
 #: How long shutdown waits for in-flight requests (upstream: HTTP shutdown <= 60 s).
 SHUTDOWN_TIMEOUT = 60
+#: The port of the main.redirect-http-to listener (upstream: ":80", fixed).
+REDIRECT_PORT = 80
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -63,26 +66,102 @@ def redirect_app(target: str) -> Callable[..., Iterable[bytes]]:
     return app
 
 
-def drop_privileges(user: str | None, group: str | None) -> None:
-    """Switch to main.user/main.group after binding; only when running as root."""
-    if not (user or group) or os.geteuid() != 0:
-        return
+@dataclass(frozen=True)
+class Identity:
+    """The user and group of main.user/main.group, resolved before anything is bound."""
+
+    user: str | None
+    group: str | None
+    uid: int | None
+    gid: int | None
+
+    def describe(self) -> str:
+        return f"user {self.user or '-'}, group {self.group or '-'}"
+
+
+def resolve_identity(user: str | None, group: str | None) -> Identity | None:
+    """Look main.user/main.group up now, so a typo stops ``serve`` before it listens; None if neither is set."""
+    if not (user or group):
+        return None
     import grp
     import pwd
 
-    try:
-        gid = grp.getgrnam(group).gr_gid if group else None
-        pw = pwd.getpwnam(user) if user else None
-    except KeyError as exc:
-        raise ConfigError(f"main.user/main.group: {exc.args[0]}", field="main.user") from None
-    if gid is None and pw is not None:
-        gid = pw.pw_gid
-    if gid is not None:
-        os.setgroups([gid])
-        os.setgid(gid)
-    if pw is not None:
-        os.setuid(pw.pw_uid)
-    log.info("dropped privileges to user %s, group %s", user or "-", group or "-")
+    uid = gid = None
+    if user:
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"main.user: no such user: {user!r}", field="main.user") from None
+        uid, gid = pw.pw_uid, pw.pw_gid
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"main.group: no such group: {group!r}", field="main.group") from None
+    return Identity(user, group, uid, gid)
+
+
+def drop_privileges(identity: Identity | None) -> bool:
+    """Switch to main.user/main.group after binding; True if the process changed its user or group.
+
+    Not running as root, the process must already be that user and group (as under a systemd unit
+    with ``User=``/``Group=``): it cannot switch, and silently going on as someone else would hide a
+    misconfiguration (upstream's setuid fails the same way).
+    """
+    if identity is None:
+        return False
+    if os.geteuid() != 0:
+        # main.user alone implies the user's primary group, but under a unit with another
+        # Group= that is no reason to refuse: only a group given explicitly must match.
+        same = ((identity.uid is None or identity.uid == os.geteuid())
+                and (identity.group is None or identity.gid == os.getegid()))
+        if same:
+            return False
+        import pwd
+
+        try:
+            me = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:  # a uid without a passwd entry (containers)
+            me = str(os.geteuid())
+        raise ConfigError(f"main.user/main.group: cannot switch to {identity.describe()}: cc-backend runs as "
+                          f"{me!r}, not as root (start it as root, or as that user and group)", field="main.user")
+    if identity.gid is not None:
+        if identity.user:
+            # The user's supplementary groups too (e.g. a group that may read the job archive).
+            os.initgroups(identity.user, identity.gid)
+        else:
+            os.setgroups([identity.gid])
+        os.setgid(identity.gid)
+    if identity.uid is not None:
+        os.setuid(identity.uid)
+    log.info("dropped privileges to %s", identity.describe())
+    return True
+
+
+def check_access(runtime: Any, identity: Identity) -> None:
+    """After the drop: the SQLite database must be writable and the archive readable by the new user.
+
+    Otherwise the server would start and fail in its first request that writes (or in a task).
+    """
+    who = identity.describe()
+    url = runtime.database_url
+    if url.startswith("sqlite:///"):
+        db = os.path.abspath(url.removeprefix("sqlite:///"))
+        folder = os.path.dirname(db)
+        # The folder too: SQLite creates its -wal, -shm and journal files beside the database.
+        for path, mode, what in ((db, os.R_OK | os.W_OK, "read and write"),
+                                 (folder, os.W_OK | os.X_OK, "create files in")):
+            if not os.access(path, mode):
+                raise ConfigError(f"main.db: after dropping privileges to {who}, cc-backend cannot {what} {path}; "
+                                  f"chown the database and its directory to that user", field="main.db")
+    archive = runtime.config.archive.path
+    if archive:
+        archive = os.path.abspath(archive)
+        if not os.access(archive, os.R_OK | os.X_OK):
+            raise ConfigError(f"archive.path: after dropping privileges to {who}, cc-backend cannot read "
+                              f"{archive}; chown the job archive to that user", field="archive.path")
+        if not os.access(archive, os.W_OK):
+            log.warning("archive.path %s is not writable by %s: stopped jobs cannot be archived", archive, who)
 
 
 def sd_notify(message: str) -> None:
@@ -110,8 +189,11 @@ def make_server(app: Any, host: str, port: int, *, threads: int = THREADS) -> An
 def run_server(runtime: Any, *, dev: bool = False) -> None:
     """Serve ``runtime`` on main.addr until SIGTERM or SIGINT, then finish in-flight requests and return."""
     from cc_backend.server.app import make_app
+    from cc_backend.tasks import STOP_GRACE_S, TaskRunner, server_tasks
 
     main = runtime.config.main
+    identity = resolve_identity(main.user, main.group)  # an unknown name fails before anything listens
+    runtime.load_env()  # now, while .env is readable: it is often root's only (chmod 600)
     runtime.engine  # noqa: B018 - refuses an outdated/dirty database before anything listens
     runtime.archive  # noqa: B018 - a missing or wrong-version archive fails now, not in a request
     if main.disable_authentication:
@@ -123,8 +205,13 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
     if https:
         server.ssl_adapter = tls_adapter(main.https_cert_file, main.https_key_file)
     servers = [server]
-    if https and main.redirect_http_to:
-        servers.append(make_server(redirect_app(main.redirect_http_to), host, 80, threads=2))
+    if main.redirect_http_to:
+        # As upstream: a second listener on port 80 whenever redirect-http-to is set, unless
+        # main.addr is port 80 itself (it would collide with the main listener).
+        if port == REDIRECT_PORT:
+            log.warning("main.redirect-http-to is ignored: main.addr already uses port %d", REDIRECT_PORT)
+        else:
+            servers.append(make_server(redirect_app(main.redirect_http_to), host, REDIRECT_PORT, threads=2))
     for srv in servers:
         try:
             srv.prepare()  # binds the port (may need root for :80/:443)
@@ -132,8 +219,16 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
             for other in servers:
                 other.stop()
             where = "%s:%s" % srv.bind_addr[:2]
-            raise ConfigError(f"main.addr: cannot listen on {where}: {exc}", field="main.addr") from None
-    drop_privileges(main.user, main.group)
+            key = "main.addr" if srv is server else "main.redirect-http-to"
+            raise ConfigError(f"{key}: cannot listen on {where}: {exc}", field=key) from None
+    try:
+        if drop_privileges(identity):
+            check_access(runtime, identity)
+        tasks = TaskRunner(server_tasks(runtime))
+    except BaseException:
+        for srv in servers:
+            srv.stop()
+        raise
 
     bound_host, bound_port = server.bind_addr[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -148,6 +243,7 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
             return
         log.warning("received %s: shutting down (waiting for in-flight requests)", signal.Signals(signum).name)
         sd_notify("STOPPING=1")
+        tasks.stopping.set()  # no task starts again; a running one is not waited for here
         thread = threading.Thread(target=lambda: [s.stop() for s in servers], name="shutdown")
         stopper.append(thread)
         thread.start()
@@ -156,12 +252,16 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
     extra = [threading.Thread(target=s.serve, name="redirect-http", daemon=True) for s in servers[1:]]
     for thread in extra:
         thread.start()
+    tasks.start()
     sd_notify("READY=1")
     try:
         server.serve()
     finally:
+        tasks.stopping.set()
         for thread in stopper:
             thread.join()
+        # In-flight requests are done; a task in the middle of a run gets a short grace, no more.
+        tasks.stop(timeout=STOP_GRACE_S)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         runtime.close()

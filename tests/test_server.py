@@ -274,10 +274,13 @@ def test_jobs_and_clusters(start, tokens, site):
     r = get("/api/clusters/", params={"cluster": "nope"})
     assert r.status_code == 400 and r.json() == {"status": "Bad Request", "error": "unknown cluster: nope"}
 
-    # /userapi/ needs the api role, and upstream's SecurityCheck lets the api role see every job,
-    # so a [user, api] token sees all jobs (upstream quirk, kept).
+    # Only an api-only token sees every job (§7.2); api plus user sees that user's jobs, which is
+    # what /userapi/ is for.
     mine = httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user", "api"], sub="nobody"))).json()
-    assert len(mine["jobs"]) == 2
+    assert mine["jobs"] == []
+    owner = job["user"]
+    mine = httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user", "api"], sub=owner))).json()
+    assert {j["user"] for j in mine["jobs"]} == {owner} and mine["jobs"]
 
 
 @SQLITE_ONLY

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -11,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 
 BUSY_TIMEOUT_MS = 60_000
-PAGE_SIZE = 16384
+PAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,32 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction: commit on success, roll back on error."""
     with engine.begin() as conn:
         yield conn
+
+
+_NAMED_PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+
+
+def execute_hot(conn: Connection, sql: str, params: Any = ()) -> Any:
+    """Run one of the few hot statements (start/stop, job lookup, tags) with the least overhead.
+
+    Building statements with SQLAlchemy Core and running them through ``Connection.execute`` cost
+    more than SQLite needs to execute them (bench/rest_start_stop.py). On SQLite the statement goes
+    straight to the sqlite3 connection; on MySQL through ``exec_driver_sql``, so that SQLAlchemy
+    keeps track of the transaction. Either result has ``fetchone``, ``fetchall``, ``lastrowid`` and
+    ``rowcount``; :func:`rows_as_dicts` reads rows by column name.
+    """
+    if conn.dialect.name == "sqlite":
+        return conn.connection.dbapi_connection.execute(sql, params)  # type: ignore[union-attr]
+    return conn.exec_driver_sql(_pyformat(sql), params)
+
+
+def rows_as_dicts(result: Any) -> list[dict[str, Any]]:
+    """Every row of an :func:`execute_hot` result as a dict by column name."""
+    description = getattr(result, "description", None)
+    names = [d[0] for d in description] if description is not None else list(result.keys())
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+@functools.lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    return _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))

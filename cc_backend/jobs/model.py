@@ -113,6 +113,13 @@ def job_to_row(job: Mapping[str, Any]) -> dict[str, Any]:
     meta = job.get("metaData")
     if meta is not None and not isinstance(meta, dict):
         raise InvalidInput("metaData must be an object of strings", field="metaData")
+    # Checked here because the database driver cannot bind anything else (a 500 instead of a 400).
+    for key in ("partition", "subCluster"):
+        if job.get(key) is not None and not isinstance(job[key], str):
+            raise InvalidInput(f"field {key!r} must be a string", field=key)
+    energy = job.get("energy")
+    if energy is not None and (isinstance(energy, bool) or not isinstance(energy, (int, float))):
+        raise InvalidInput("field 'energy' must be a number", field="energy")
     return {
         "job_id": _int(job, "jobId") if job.get("jobId") is not None else _require(job, "jobId"),
         "cluster": job["cluster"],

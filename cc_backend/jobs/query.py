@@ -10,13 +10,15 @@ from sqlalchemy import JSON, Float, String, Text, and_, cast, func, or_, select,
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
-from cc_backend.db.tables import job_table, jobtag_table, tag_table
+from cc_backend.db.engine import execute_hot, rows_as_dicts
+from cc_backend.db.tables import job_table, jobtag_table
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page, StringInput
 from cc_backend.jobs.model import COLUMN_NAMES, KEY_TO_COLUMN, row_to_job
 from cc_backend.security import Viewer, readable_tag_scopes, sees_all_jobs
 
 J = job_table.c
+_FIND_SQL = f"SELECT {', '.join(c.name for c in job_table.columns)} FROM job"
 # Upstream's Go driver stores JSON columns as BLOBs; LIKE and JSON functions need them as text.
 RESOURCES_TEXT = cast(J.resources, Text)
 DEFAULT_ORDER = OrderBy(field="startTime", type="col", order="DESC")
@@ -185,16 +187,17 @@ def tags_for_jobs(conn: Connection, job_ids: Iterable[int], viewer: Viewer | Non
     out: dict[int, list[dict]] = {i: [] for i in ids}
     if not ids:
         return out
-    stmt = (
-        select(jobtag_table.c.job_id, tag_table.c.id, tag_table.c.tag_type, tag_table.c.tag_name, tag_table.c.tag_scope)
-        .join(tag_table, tag_table.c.id == jobtag_table.c.tag_id)
-        .where(jobtag_table.c.job_id.in_(ids))
-        .order_by(jobtag_table.c.job_id, tag_table.c.tag_type, tag_table.c.tag_name)
-    )
+    # Plain SQL: this runs for every job list and every start/stop, and Core statement building
+    # cost more than the query (see db.engine.execute_hot).
+    params: dict[str, Any] = {f"j{i}": job_id for i, job_id in enumerate(ids)}
+    sql = ("SELECT jobtag.job_id, tag.id, tag.tag_type, tag.tag_name, tag.tag_scope FROM jobtag "
+           "JOIN tag ON tag.id = jobtag.tag_id WHERE jobtag.job_id IN (" + ", ".join(":" + k for k in params) + ")")
     scopes = readable_tag_scopes(viewer)
     if scopes is not None:
-        stmt = stmt.where(tag_table.c.tag_scope.in_(scopes))
-    for job_id, tag_id, ttype, tname, tscope in conn.execute(stmt):
+        params.update({f"s{i}": scope for i, scope in enumerate(scopes)})
+        sql += " AND tag.tag_scope IN (" + ", ".join(f":s{i}" for i in range(len(scopes))) + ")"
+    sql += " ORDER BY jobtag.job_id, tag.tag_type, tag.tag_name"
+    for job_id, tag_id, ttype, tname, tscope in execute_hot(conn, sql, params).fetchall():
         out[job_id].append({"id": tag_id, "type": ttype, "name": tname, "scope": tscope})
     return out
 
@@ -244,6 +247,21 @@ def get_job(bind: Engine | Connection, db_id: int, *, viewer: Viewer | None = No
 def find_jobs(bind: Engine | Connection, job_id: int, cluster: str | None = None, start_time: int | None = None,
               *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
     """Jobs by batch-system id (ids repeat across clusters and over time), newest first."""
+    if sees_all_jobs(viewer):
+        # stop_job's lookup, once per request of every batch-system adapter: plain SQL
+        sql = _FIND_SQL + " WHERE job_id = :job_id"
+        params: dict[str, Any] = {"job_id": job_id}
+        if cluster is not None:
+            sql += " AND cluster = :cluster"
+            params["cluster"] = cluster
+        if start_time is not None:
+            sql += " AND start_time = :start_time"
+            params["start_time"] = start_time
+        sql += " ORDER BY start_time DESC, id DESC"
+        with _connect(bind) as conn:
+            rows = rows_as_dicts(execute_hot(conn, sql, params))
+            tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer)
+        return [row_to_job(r, tags[r["id"]]) for r in rows]
     conds: list[ColumnElement] = [J.job_id == job_id]
     if cluster is not None:
         conds.append(J.cluster == cluster)

@@ -1,0 +1,235 @@
+"""Web logins (upstream ``server.go``): ``/login`` (form and POST), ``/logout`` and ``/jwt-login``.
+
+A successful login sets the signed ``session`` cookie (:class:`~cc_backend.server.auth.SessionCookies`)
+and redirects (302) to the form's relative ``redirect`` target or ``/``. Failures show the login page
+again with the reason: 400 for a missing user name, 401 for wrong credentials or a rejected token,
+429 after :data:`~cc_backend.sessions.MAX_FAILED_LOGINS` failures of one (client address, user name)
+within 15 minutes, 503 when the LDAP server does not answer.
+
+The rules (password check, LDAP, rate limit, redirect safety, login tokens) live in
+:mod:`cc_backend.sessions`; this module turns requests into calls and results into pages.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import bottle
+import orjson
+
+from cc_backend.errors import CCError, Forbidden, InvalidInput
+
+log = logging.getLogger("cc_backend.server.sessions")
+
+#: The login page; no third-party assets, every inserted value is HTML-escaped.
+LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Login - ClusterCockpit</title>
+<style>
+body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; }}
+main {{ max-width: 22rem; margin: 8vh auto; background: #fff; padding: 2rem; border-radius: .5rem;
+        box-shadow: 0 1px 4px rgba(0,0,0,.15); }}
+h1 {{ font-size: 1.4rem; margin-top: 0; }}
+label {{ display: block; margin: 1rem 0 .25rem; }}
+input {{ width: 100%; box-sizing: border-box; padding: .5rem; font-size: 1rem; }}
+button {{ margin-top: 1.5rem; width: 100%; padding: .6rem; font-size: 1rem; cursor: pointer; }}
+.message {{ padding: .6rem; border-radius: .3rem; background: #f8d7da; color: #58151c; }}
+</style>
+</head>
+<body>
+<main>
+<h1>ClusterCockpit</h1>
+{message}<form method="post" action="/login">
+<input type="hidden" name="redirect" value="{redirect}">
+<label for="username">Username</label>
+<input id="username" name="username" autocomplete="username" required autofocus value="{username}">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button>
+</form>
+</main>
+</body>
+</html>
+"""
+
+
+def login_page(message: str = "", *, username: str = "", redirect: str = "/") -> str:
+    """The login form, with ``message`` (why the last attempt failed) above it."""
+    shown = f'<p class="message" role="alert">{html.escape(message)}</p>\n' if message else ""
+    return LOGIN_PAGE.format(message=shown, username=html.escape(username, quote=True),
+                             redirect=html.escape(redirect, quote=True))
+
+
+def request_fields() -> dict[str, str]:
+    """The request's fields as Go's ``r.FormValue`` sees them: body first, then the query string.
+
+    The body may be urlencoded, multipart (the upstream frontend's FormData) or a JSON object of
+    strings; anything else is a 400 naming the field.
+    """
+    request = bottle.request
+    query = request.query.decode()
+    fields = {key: query.get(key) for key in query.keys()}
+    if request.content_type.startswith("application/json"):
+        raw = request.body.read()
+        try:
+            body = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"the request body is not valid JSON: {exc}", field="body") from None
+        if not isinstance(body, dict):
+            raise InvalidInput("the request body must be a JSON object of fields", field="body")
+        for key, value in body.items():
+            if not isinstance(value, str):
+                raise InvalidInput(f"{key} must be a string", field=key)
+        fields.update(body)
+    else:
+        try:
+            forms = request.forms.decode()
+        except (ValueError, bottle.MultipartError) as exc:  # a broken multipart body, control characters in its headers
+            raise InvalidInput(f"the form body cannot be parsed: {exc}", field="body") from None
+        fields.update({key: forms.get(key) for key in forms.keys()})
+    return fields
+
+
+def _bearer(environ: dict[str, Any]) -> str | None:
+    header = environ.get("HTTP_AUTHORIZATION", "").strip()
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None
+
+
+def mount(app: bottle.Bottle, runtime: Any) -> None:
+    """/login, /logout and /jwt-login of ``runtime`` on ``app``; one login rate limiter per app."""
+    from cc_backend.server.auth import AuthPlugin, SessionCookies
+
+    cookies = next((p.auth.cookies for p in app.plugins if isinstance(p, AuthPlugin)), None) or SessionCookies(runtime)
+    handlers = SessionHandlers(runtime, cookies)
+    app.route("/login", "GET", handlers.show_login, auth=None)
+    app.route("/login", "POST", handlers.login, auth=None, same_origin=True)
+    app.route("/logout", "POST", handlers.logout, auth=None, same_origin=True)
+    # Cross-login portals link here (GET); a POST is a state change and gets the same-origin check.
+    app.route("/jwt-login", "GET", handlers.jwt_login, auth=None)
+    app.route("/jwt-login", "POST", handlers.jwt_login, auth=None, same_origin=True)
+
+
+class SessionHandlers:
+    """The login handlers of one runtime, sharing one :class:`~cc_backend.sessions.LoginRateLimiter`."""
+
+    def __init__(self, runtime: Any, cookies: Any) -> None:
+        from cc_backend.sessions import LoginRateLimiter
+
+        self.runtime = runtime
+        self.cookies = cookies
+        self.limiter = LoginRateLimiter()
+
+    # ---------------------------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _page(status: int, message: str = "", **kwargs: Any) -> str:
+        response = bottle.response
+        response.status = status
+        response.content_type = "text/html; charset=utf-8"
+        response.set_header("Cache-Control", "no-store")
+        return login_page(message, **kwargs)
+
+    def _ldap(self) -> Any:
+        if self.runtime.config.auth.ldap is None:
+            return None
+        from cc_backend.admin import ldap_directory
+
+        return ldap_directory(self.runtime)
+
+    def _start_session(self, user: Any, target: str) -> str:
+        from cc_backend.sessions import Session
+
+        response = bottle.response
+        response.add_header("Set-Cookie", self.cookies.issue(Session.of(user), bottle.request.environ))
+        response.status = 302
+        response.set_header("Location", target)
+        response.set_header("Cache-Control", "no-store")
+        log.info("login: %r (roles: %s, projects: %s)", user.username, ",".join(user.roles), ",".join(user.projects))
+        return ""
+
+    # ---------------------------------------------------------------------------------- routes
+
+    def show_login(self) -> str:
+        from cc_backend.sessions import safe_redirect
+
+        return self._page(200, redirect=safe_redirect(bottle.request.query.decode().get("redirect")))
+
+    def login(self) -> str:
+        """POST /login: form fields username, password, redirect."""
+        from cc_backend.sessions import TooManyAttempts, authenticate, safe_redirect
+
+        try:
+            fields = request_fields()
+        except InvalidInput as exc:
+            return self._page(400, exc.message)
+        username, password = fields.get("username") or "", fields.get("password") or ""
+        target = safe_redirect(fields.get("redirect"))
+        if not username:
+            return self._page(400, "username: enter your user name", redirect=target)
+        # The peer address, not X-Real-Ip/X-Forwarded-For: those are set by the client itself unless a
+        # proxy rewrites them, and would let an attacker pick a fresh address for every guess.
+        address = bottle.request.environ.get("REMOTE_ADDR", "")
+        try:
+            self.limiter.check(address, username)
+        except TooManyAttempts as exc:
+            log.warning("login of %r from %s refused: too many failed attempts", username, address)
+            bottle.response.set_header("Retry-After", str(exc.retry_after_s))
+            return self._page(429, f"Too many failed logins for this user name from your address: {exc.message}.",
+                              username=username, redirect=target)
+        try:
+            self.cookies.codec()  # a missing SESSION_KEY is the admin's problem, not a failed attempt
+            user = authenticate(self.runtime.engine, username, password, ldap=self._ldap())
+        except Forbidden:
+            self.limiter.failed(address, username)
+            log.warning("login of %r from %s failed: wrong user name or password", username, address)
+            return self._page(401, "Wrong user name or password.", username=username, redirect=target)
+        except CCError as exc:  # LDAP unreachable (503), configuration missing (500)
+            log.error("login of %r failed: %s", username, exc.message)
+            return self._page(exc.status, f"Login failed: {exc.message}", username=username, redirect=target)
+        self.limiter.succeeded(address, username)
+        return self._start_session(user, target)
+
+    def logout(self) -> str:
+        """POST /logout: end the session (see SessionCookies.revoke), expire the cookie, back to the login page."""
+        environ = bottle.request.environ
+        if self.runtime.secrets.SESSION_KEY:
+            self.cookies.revoke(environ)
+        response = bottle.response
+        response.add_header("Set-Cookie", self.cookies.expire(environ))
+        response.status = 302
+        response.set_header("Location", "/login")
+        response.set_header("Cache-Control", "no-store")
+        return ""
+
+    def jwt_login(self) -> str:
+        """/jwt-login: an HS256/HS512 token (Authorization: Bearer, or ?login-token=) starts a session."""
+        from cc_backend.sessions import safe_redirect, user_for_login_token, verify_cross_login_token
+
+        query = bottle.request.query.decode()
+        target = safe_redirect(query.get("redirect"))
+        token = _bearer(bottle.request.environ) or query.get("login-token")
+        if not token:
+            return self._page(401, "login-token: no login token given (use ?login-token=... or "
+                                   "Authorization: Bearer ...)", redirect=target)
+        jwts = self.runtime.config.auth.jwts
+        try:
+            self.cookies.codec()
+            claims = verify_cross_login_token(token, self.runtime.secrets.CROSS_LOGIN_JWT_HS512_KEY)
+            user = user_for_login_token(
+                self.runtime.engine, claims,
+                sync_user_on_login=bool(jwts and jwts.sync_user_on_login),
+                update_user_on_login=bool(jwts and jwts.update_user_on_login))
+        except (Forbidden, InvalidInput) as exc:
+            log.warning("login with token failed: %s", exc.message)
+            return self._page(401, f"Login with token failed: {exc.message}", redirect=target)
+        except CCError as exc:
+            log.error("login with token failed: %s", exc.message)
+            return self._page(exc.status, f"Login with token failed: {exc.message}", redirect=target)
+        return self._start_session(user, target)
