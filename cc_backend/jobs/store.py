@@ -416,11 +416,12 @@ def start_job(engine: Engine, registry: ClusterRegistry, payload: Mapping[str, A
         except IntegrityError as exc:
             raise Conflict(f"a job with jobId {row['job_id']} on {row['cluster']} started at {start} "
                            f"already exists", field="jobId") from exc
-        if not tags:  # the common case: no second round trip for the job just written
-            return row_to_job({**row, "id": db_id}, [])
-        _attach_tags(conn, db_id, tags, viewer)
-        # Not limited by the viewer: the caller just created this job and named its tags.
-        return get_job(conn, db_id)
+        if tags:
+            _attach_tags(conn, db_id, tags, viewer)
+            # Not limited by the viewer: the caller just created this job and named its tags.
+            return get_job(conn, db_id)
+    # the common case, built outside the writer lock: no second round trip for the job just written
+    return row_to_job({**row, "id": db_id}, [])
 
 
 def _stop_request(payload: Mapping[str, Any], *,
