@@ -133,7 +133,7 @@ def jwt_cmd(username: str) -> None:
 
 
 @click.command("serve")
-@click.option("--dev", is_flag=True, help="Development mode (GraphQL playground, API docs).")
+@click.option("--dev", is_flag=True, help="Development mode: adds /dev/sleep for testing slow requests (the API docs at /swagger/ are always served).")
 def serve_cmd(dev: bool) -> None:
     """Start the HTTP server on main.addr."""
     from cc_backend.commands.actions import start_server

@@ -87,7 +87,7 @@ def setup_logging(level: str, logdate: bool) -> None:
 @click.option("--import-job", metavar="META:DATA[,META:DATA...]", help="Import jobs into archive and database.")
 @click.option("--server/--no-server", "server", default=None,
               help="Start the server after the actions (a bare `cc-backend` starts it).")
-@click.option("--dev", is_flag=True, help="Development mode for the server (playground, API docs).")
+@click.option("--dev", is_flag=True, help="Development mode for the server: adds /dev/sleep for testing slow requests (API docs at /swagger/ are always served).")
 @click.option("--gops", is_flag=True, hidden=True, help="Accepted for compatibility; does nothing.")
 @click.pass_context
 def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_init, migrate_db, revert_db,

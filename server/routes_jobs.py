@@ -18,8 +18,8 @@ from cc_backend.security import Viewer
 
 #: Integers are stored as signed 64-bit (SQLite INTEGER, MySQL BIGINT); upstream decodes them into Go's int64.
 INT64_MAX = 2**63 - 1
-#: 19 digits in a row: the shortest text of an integer beyond 64 bits (orjson reads up to 2**64 - 1 as int).
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+#: What a number beyond 64 bits must contain: 19 digits in a row, or an exponent (1e300).
+_LONG_NUMBER = re.compile(rb"[0-9]{19}|[0-9][eE]")
 
 
 def _check_numbers(value: Any, where: str = "body") -> None:
