@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from cc_backend.metricdata import lttb, node_scope_from, statistics_series
+from peerdata import PEER
 from test_server import SQLITE_ONLY, cli, start  # noqa: F401 - start is a fixture
 
-IMPORTER = Path(__file__).resolve().parents[2] / "shared" / "peer-data" / "importer"
+IMPORTER = PEER / "importer"
 
 
 # --- pure functions -------------------------------------------------------------------------------
