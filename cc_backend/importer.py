@@ -16,14 +16,13 @@ from cc_backend.db.engine import is_sqlite
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import CCError, Conflict, InvalidInput
 from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
-from cc_backend.jobs.model import job_to_row
+from cc_backend.jobs.model import MONITORING_ARCHIVED, job_to_row
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
 BULK_MMAP_BYTES = 1 << 30
 ROW_COLUMNS = tuple(c.name for c in job_table.columns)  # id first
-MONITORING_ARCHIVED = 3
 META_KEYS = frozenset({
     "id", "jobId", "user", "project", "cluster", "subCluster", "partition", "arrayJobId", "numNodes",
     "numHwthreads", "numAcc", "shared", "monitoringStatus", "smt", "walltime", "jobState", "startTime",

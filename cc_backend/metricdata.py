@@ -17,6 +17,8 @@ from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
 from cc_backend.errors import InvalidInput, NotFound
+from cc_backend.jobs.footprint import go_round, series_stats
+from cc_backend.jobs.model import MONITORING_ARCHIVED
 
 #: Metric scopes from coarse to fine (upstream schema.MetricScope); accelerator stands apart.
 SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
@@ -24,7 +26,6 @@ _GRANULARITY = {"node": 0, "socket": 1, "memoryDomain": 2, "core": 3, "hwthread"
 #: Upstream adds min/median/mean/max per timestep when a metric has this many series or more.
 STATISTICS_SERIES_MIN = 8
 DEFAULT_MINIMUM_POINTS = 1000
-MONITORING_ARCHIVED = 3
 
 
 def check_scopes(scopes: Iterable[str] | None) -> list[str] | None:
@@ -142,11 +143,9 @@ def statistics_series(series: Sequence[Mapping[str, Any]]) -> dict[str, list[flo
 
 
 def series_statistics(data: Sequence[Any]) -> dict[str, float]:
-    """min/avg/max of one series, as upstream rounds them (two decimals); NaN-free."""
-    values = _finite(data)
-    if not values:
-        return {"min": 0.0, "avg": 0.0, "max": 0.0}
-    return {"min": round(min(values), 2), "avg": round(sum(values) / len(values), 2), "max": round(max(values), 2)}
+    """min/avg/max of one series, rounded as upstream (two decimals); zeros for a series without samples."""
+    avg, low, high = series_stats({"data": data})
+    return {"min": go_round(low or 0.0), "avg": go_round(avg), "max": go_round(high or 0.0)}
 
 
 def node_scope_from(metric: Mapping[str, Any], aggregation: str) -> dict[str, Any]:

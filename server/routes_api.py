@@ -179,8 +179,10 @@ class ApiHandlers:
         return load_job_data(archive, job, registry=archive.registry(), **kwargs)
 
     def _minimum_points(self) -> int:
+        from cc_backend.metricdata import DEFAULT_MINIMUM_POINTS
+
         resampling = self.runtime.config.main.resampling
-        return resampling.minimum_points if resampling is not None else 1000
+        return resampling.minimum_points if resampling is not None else DEFAULT_MINIMUM_POINTS
 
     def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """``{"Meta": job, "Data": JobData}``; Data only with ``all-metrics=true`` (every metric, native resolution)."""
@@ -202,9 +204,7 @@ class ApiHandlers:
         from cc_backend.server.routes_jobs import json_body
 
         job = self._job(id, viewer)
-        raw = bottle.request.body.read()
-        bottle.request.body.seek(0)
-        metrics = json_body() if raw.strip() else None
+        metrics = json_body(required=False)
         if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
             raise InvalidInput("expected a JSON array of metric names", field="body")
         data = self._load(job, metrics=metrics or None, scopes=default_scopes(job))

@@ -35,9 +35,14 @@ def _check_numbers(value: Any, where: str = "body") -> None:
             _check_numbers(item, f"{where}[{i}]")
 
 
-def json_body() -> Any:
-    """The request body as JSON; a body that is not JSON, or has numbers beyond 64 bits, is a 400 naming it."""
+def json_body(*, required: bool = True) -> Any:
+    """The request body as JSON; a body that is not JSON, or has numbers beyond 64 bits, is a 400 naming it.
+
+    An empty body is a 400 too, or None when the body is optional.
+    """
     raw = bottle.request.body.read()
+    if not raw.strip() and not required:
+        return None
     if not raw:
         raise InvalidInput("the request body is empty; expected JSON", field="body")
     try:

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,16 +18,9 @@ import pytest
 import ldap_server as ldap
 from cc_backend.tasks import PeriodicTask, TaskRunner, server_tasks
 from conftest import run_cli
+from test_server import SQLITE_ONLY, Server, free_port
 
-EXE = Path(sys.executable).parent / "cc-backend"
-SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 LDAP_AUTH_SOURCE = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(condition, timeout: float = 15, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -41,46 +33,15 @@ def wait_until(condition, timeout: float = 15, what: str = "condition"):  # type
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
-class Serve:
-    """``cc-backend --loglevel info serve`` on a free port of ``site``; the log goes to site/server.log."""
+class Serve(Server):
+    """``cc-backend --loglevel info serve`` on a free port of ``site`` (info: each sync run is logged)."""
 
     def __init__(self, site: Path) -> None:
-        self.site = site
-        port = free_port()
-        config = json.loads((site / "config.json").read_text())
-        config["main"]["addr"] = f"127.0.0.1:{port}"
-        (site / "config.json").write_text(json.dumps(config, indent=2))
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(site / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([str(EXE), "--loglevel", "info", "--config", str(site / "config.json"), "serve"],
-                                     cwd=site, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, 20, f"/healthz of the server:\n{self.output()}")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output()}")
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.site / "server.log").read_text(errors="replace")
+        super().__init__(site, options=("--loglevel", "info"))
+        self.wait_ready()
 
     def sync_runs(self) -> int:
         return self.output().count("task ldap-sync: ")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 def configure_ldap(site: Path, url: str, **extra: object) -> None:

@@ -57,13 +57,14 @@ def configure(site: Path, **main: object) -> dict:
 class Server:
     """One ``cc-backend serve`` process; ``url`` is its base URL."""
 
-    def __init__(self, site: Path, *, https: bool = False, dev: bool = False, env: dict | None = None) -> None:
+    def __init__(self, site: Path, *, https: bool = False, dev: bool = False, env: dict | None = None,
+                 options: tuple[str, ...] = ()) -> None:
         self.site = site
         self.port = free_port()
         configure(site, addr=f"127.0.0.1:{self.port}")
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         self.log = open(site / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        args = [str(EXE), "--config", str(site / "config.json"), "serve"] + (["--dev"] if dev else [])
+        args = [str(EXE), *options, "--config", str(site / "config.json"), "serve"] + (["--dev"] if dev else [])
         self.proc = subprocess.Popen(args, cwd=site, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
 
@@ -337,8 +338,8 @@ def test_graceful_shutdown_and_disabled_auth(start, site, tmp_path_factory):
         httpx.get(srv.url + "/healthz", timeout=1)
 
 
-@SQLITE_ONLY
-def test_https(start, site):
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """cert.pem and key.pem for 127.0.0.1 in ``folder`` (a self-signed CA certificate, valid for a day)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -350,12 +351,20 @@ def test_https(start, site):
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
-    (site / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (site / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@SQLITE_ONLY
+def test_https(start, site):
+    self_signed(site)
     ctx = ssl.create_default_context(cafile=str(site / "cert.pem"))
     srv = start(https=True, verify=ctx, https_cert_file=str(site / "cert.pem"), https_key_file=str(site / "key.pem"))
     r = httpx.get(srv.url + "/healthz", verify=ctx)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import time
@@ -14,7 +12,7 @@ import httpx
 import jwt as pyjwt
 
 import ldap_server as ldap
-from test_server import SQLITE_ONLY, cli, start  # noqa: F401 - start is the fixture that runs a server
+from test_server import SQLITE_ONLY, cli, self_signed, start  # noqa: F401 - start is the fixture that runs a server
 
 HS_SECRET = bytes(range(64))  # 64 bytes: long enough for HS512 without PyJWT's key-length warning
 HS_KEY = base64.b64encode(HS_SECRET).decode()
@@ -105,24 +103,7 @@ def json_error(r: httpx.Response, status: int, reason: str) -> str:
 
 def self_signed_tls(site: Path) -> ssl.SSLContext:
     """cert.pem/key.pem for 127.0.0.1 in ``site``; the client context that trusts them."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    (site / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (site / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption()))
+    self_signed(site)
     return ssl.create_default_context(cafile=str(site / "cert.pem"))
 
 

@@ -120,7 +120,7 @@ def _int_field(job: Mapping[str, Any], key: str) -> int:
     return int(value)
 
 
-def _series_stats(series: Mapping[str, Any]) -> tuple[float, float | None, float | None]:
+def series_stats(series: Mapping[str, Any]) -> tuple[float, float | None, float | None]:
     """(avg, min, max) of one series; derived from its samples when it carries no statistics."""
     stats = series.get("statistics")
     if isinstance(stats, Mapping) and all(isinstance(stats.get(k), (int, float)) for k in ("avg", "min", "max")):
@@ -158,7 +158,7 @@ def statistics_from_data(
         lo: float | None = None
         hi: float | None = None
         for series in node.get("series") or ():
-            avg, smin, smax = _series_stats(series)
+            avg, smin, smax = series_stats(series)
             total += avg
             if smin is not None:
                 lo = smin if lo is None else min(lo, smin)

@@ -9,6 +9,9 @@ import orjson
 from cc_backend.db.tables import JOB_STATES, SHARED_MODES
 from cc_backend.errors import InvalidInput
 
+#: monitoringStatus of a job whose meta.json and data.json are in the archive (upstream MonitoringStatusArchivingSuccessful).
+MONITORING_ARCHIVED = 3
+
 # Columns in the order the API lists them: (column, JSON key).
 COLUMN_KEYS: tuple[tuple[str, str], ...] = (
     ("id", "id"),
