@@ -160,13 +160,9 @@ class ApiHandlers:
     def _job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """The job with database id ``id`` as the viewer may see it; upstream answers 422 when it is not found."""
         from cc_backend.jobs.query import get_job
+        from cc_backend.server.routes_jobs import _int
 
-        try:
-            db_id = int(id)
-        except ValueError:
-            raise InvalidInput(f"invalid job id: {id!r}", field="id") from None
-        if abs(db_id) > INT64_MAX:
-            raise InvalidInput(f"invalid job id: {id!r} (out of range)", field="id")
+        db_id = _int(id, "id")
         try:
             return get_job(self.runtime.engine, db_id, viewer=viewer)
         except NotFound as exc:
