@@ -199,14 +199,12 @@ def _write_transaction(engine: Engine, lock: str | None = None) -> Iterator[Conn
         with _group_commit(engine).write(engine) as conn:
             yield conn
         return
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="READ COMMITTED")
+    with engine.connect() as conn:  # READ COMMITTED: set for every MySQL connection by make_engine
         name = None
         if lock is not None:
             db = engine.url.database or ""
             name = "ccb:" + hashlib.sha1(f"{db}\x00{lock}".encode()).hexdigest()  # names are <= 64 chars
             got = conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": LOCK_TIMEOUT}).scalar()
-            conn.commit()
             if got != 1:
                 raise Conflict(f"timed out after {LOCK_TIMEOUT} s waiting for a concurrent change of {lock}")
         try:
@@ -218,8 +216,11 @@ def _write_transaction(engine: Engine, lock: str | None = None) -> Iterator[Conn
         finally:
             if name is not None:
                 try:
-                    conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-                    conn.commit()
+                    # On the driver's cursor: through SQLAlchemy it would open a transaction that
+                    # costs a COMMIT or ROLLBACK round trip more; a named lock is not transactional.
+                    cursor = conn.connection.dbapi_connection.cursor()
+                    cursor.execute("DO RELEASE_LOCK(%s)", (name,))
+                    cursor.close()
                 except Exception:
                     # Never hand a session that may still hold the lock back to the pool: closing
                     # it makes the server drop the lock. Keeps the original error, if any.
