@@ -11,14 +11,17 @@ which is an empty result, not an error.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import threading
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
-from cc_backend.errors import InvalidInput, NotFound
-from cc_backend.jobs.footprint import go_round, series_stats
+from cc_backend.errors import Forbidden, InvalidInput, NotFound
+from cc_backend.jobs.footprint import go_round, load_job_stat, series_stats
 from cc_backend.jobs.model import MONITORING_ARCHIVED
+from cc_backend.security import sees_nodes, sees_restricted_metrics
 
 #: Metric scopes from coarse to fine (upstream schema.MetricScope); accelerator stands apart.
 SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
@@ -124,6 +127,8 @@ def statistics_series(series: Sequence[Mapping[str, Any]]) -> dict[str, list[flo
     """Per timestep over all series: min, median, mean and max (missing samples ignored)."""
     columns = [s.get("data") or [] for s in series]
     length = max((len(c) for c in columns), default=0)
+    if length and all(len(c) == length and _without_nan(c) for c in columns):
+        return _statistics_series_aligned(columns)
     mins: list[float | None] = []
     medians: list[float | None] = []
     means: list[float | None] = []
@@ -138,6 +143,43 @@ def statistics_series(series: Sequence[Mapping[str, Any]]) -> dict[str, list[flo
         mins.append(values[0])
         medians.append(median)
         means.append(sum(values) / len(values))
+        maxs.append(values[-1])
+    return {"min": mins, "median": medians, "mean": means, "max": maxs}
+
+
+_is_sample = functools.partial(operator.is_not, None)
+
+
+def _without_nan(data: Sequence[Any]) -> bool:
+    """True if ``data`` holds numbers or None but no NaN (checked in C, not per sample in Python)."""
+    try:
+        total = sum(filter(_is_sample, data)) if None in data else sum(data)
+    except TypeError:  # not numbers: the general path decides
+        return False
+    return not math.isnan(total)  # a NaN sample (or +inf with -inf) makes the sum NaN
+
+
+def _statistics_series_aligned(columns: Sequence[Sequence[Any]]) -> dict[str, list[float | None]]:
+    """:func:`statistics_series` for equally long series without NaN, with the same arithmetic and results.
+
+    The general per-timestep loop costs ~0.3 s for a 64-node job's nine metrics; transposing with
+    zip and sorting with map keeps the per-sample work in C. Timesteps with missing samples are
+    filtered one by one (they are rare).
+    """
+    mins: list[float | None] = []
+    medians: list[float | None] = []
+    means: list[float | None] = []
+    maxs: list[float | None] = []
+    for column in zip(*columns):
+        values = sorted(filter(_is_sample, column)) if None in column else sorted(column)
+        if not values:
+            mins.append(None), medians.append(None), means.append(None), maxs.append(None)
+            continue
+        count = len(values)
+        mid = count // 2
+        mins.append(values[0])
+        medians.append(values[mid] if count % 2 else (values[mid - 1] + values[mid]) / 2)
+        means.append(sum(values) / count)
         maxs.append(values[-1])
     return {"min": mins, "median": medians, "mean": means, "max": maxs}
 
@@ -264,16 +306,7 @@ def load_job_data(
         by_scope = archived[name]
         if not isinstance(by_scope, Mapping) or not by_scope:
             continue
-        if scopes is None:
-            chosen = {scope: _copy_metric(m) for scope, m in by_scope.items()}
-        else:
-            chosen = {scope: _copy_metric(by_scope[scope]) for scope in scopes if scope in by_scope}
-            if "node" in scopes and "node" not in chosen:
-                finest = min(by_scope, key=lambda s: _GRANULARITY.get(s, 99))
-                chosen["node"] = node_scope_from(by_scope[finest], _aggregation(registry, job, name))
-            if not chosen:
-                coarsest = min(by_scope, key=lambda s: _GRANULARITY.get(s, 99))
-                chosen = {coarsest: _copy_metric(by_scope[coarsest])}
+        chosen = {scope: _copy_metric(m) for scope, m in _select_scopes(by_scope, scopes, registry, job, name).items()}
         for metric in chosen.values():
             if resolution:
                 resample(metric, resolution, minimum_points)
@@ -281,6 +314,25 @@ def load_job_data(
                 metric["statisticsSeries"] = statistics_series(metric["series"])
         out[name] = chosen
     return out
+
+
+def _select_scopes(by_scope: Mapping[str, Any], scopes: Sequence[str] | None, registry: Any,
+                   job: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The archived metrics of ``name`` at the requested scopes, not copied (see :func:`load_job_data`).
+
+    A node scope derived from a finer archived scope is computed here; without any requested scope
+    archived, the coarsest archived one stands in.
+    """
+    if scopes is None:
+        return dict(by_scope)
+    chosen = {scope: by_scope[scope] for scope in scopes if scope in by_scope}
+    if "node" in scopes and "node" not in chosen:
+        finest = min(by_scope, key=lambda s: _GRANULARITY.get(s, 99))
+        chosen["node"] = node_scope_from(by_scope[finest], _aggregation(registry, job, name))
+    if not chosen:
+        coarsest = min(by_scope, key=lambda s: _GRANULARITY.get(s, 99))
+        chosen = {coarsest: by_scope[coarsest]}
+    return chosen
 
 
 def _aggregation(registry: Any, job: Mapping[str, Any], metric: str) -> str:
@@ -318,3 +370,281 @@ def as_metric_list(data: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
         for scope in sorted(data[name], key=lambda s: _GRANULARITY.get(s, 99)):
             out.append({"name": name, "scope": scope, "metric": data[name][scope]})
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared results, statistics and visibility (GraphQL jobMetrics, jobStats, scopedJobStats, analyses)
+# --------------------------------------------------------------------------------------------------
+
+
+def default_resolution(resampling: Any) -> int:
+    """Upstream's default resolution of metric plots: the largest of ``main.resampling.resolutions``, else native (0)."""
+    resolutions = getattr(resampling, "resolutions", None) if resampling is not None else None
+    return max(resolutions) if resolutions else 0
+
+
+def minimum_points_of(resampling: Any) -> int:
+    """Series shorter than this are never resampled: ``main.resampling.minimum-points`` or upstream's 1000."""
+    return resampling.minimum_points if resampling is not None else DEFAULT_MINIMUM_POINTS
+
+
+class _ResultCache:
+    """Finished ``JobData`` results by request, bounded by their number of samples (upstream caches LoadData too).
+
+    A plot page asks for the same job's metrics again on every reload; resampling and statisticsSeries
+    of a 64-node job cost far more than the lookup. Entries are shared: callers must not modify them.
+    """
+
+    def __init__(self, max_samples: int = 4_000_000) -> None:
+        self.max_samples = max_samples
+        self._entries: OrderedDict[tuple, tuple[int, dict[str, Any]]] = OrderedDict()
+        self._samples = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple, data: dict[str, Any]) -> None:
+        samples = _sample_count(data)
+        if samples > self.max_samples:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = (samples, data)
+            self._samples += samples
+            while self._samples > self.max_samples and len(self._entries) > 1:
+                _, (old, _) = self._entries.popitem(last=False)
+                self._samples -= old
+
+
+def _sample_count(data: Mapping[str, Mapping[str, Any]]) -> int:
+    total = 0
+    for by_scope in data.values():
+        for metric in by_scope.values():
+            total += sum(len(s.get("data") or ()) for s in metric.get("series") or ())
+            stats = metric.get("statisticsSeries")
+            if isinstance(stats, Mapping):
+                total += sum(len(v) for v in stats.values() if isinstance(v, list))
+    return total
+
+
+_results = _ResultCache()
+
+
+def load_job_data_shared(
+    archive: Any,
+    job: Mapping[str, Any],
+    *,
+    metrics: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    resolution: int = 0,
+    minimum_points: int = DEFAULT_MINIMUM_POINTS,
+    registry: Any = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`load_job_data`, remembered per data file, request and cluster registry: treat the result as read-only."""
+    scopes = check_scopes(scopes)
+    if not is_archived(job):
+        return {}
+    path = archive.data_path(job["cluster"], job["jobId"], job["startTime"])
+    if path is None:
+        raise NotFound(f"job {job['jobId']} on {job['cluster']} started at {job['startTime']} has no archived metric data")
+    key = (str(path), path.stat().st_mtime, None if metrics is None else tuple(metrics),
+           None if scopes is None else tuple(scopes), resolution, minimum_points, id(registry))
+    data = _results.get(key)
+    if data is None:
+        data = load_job_data(archive, job, metrics=metrics, scopes=scopes, resolution=resolution,
+                             minimum_points=minimum_points, registry=registry)
+        _results.put(key, data)
+    return data
+
+
+def hidden_metrics(registry: Any, cluster: str, subcluster: str | None, viewer: Any) -> frozenset[str]:
+    """Metrics the viewer may not see on that (sub)cluster: those its metricConfig marks ``restrict``."""
+    if sees_restricted_metrics(viewer) or registry is None:
+        return frozenset()
+    found = registry.find(cluster)
+    if found is None:
+        return frozenset()
+    sub = found.find_sub_cluster(subcluster or "")
+    configs = sub.metric_config if sub is not None else found.metric_config
+    return frozenset(m.name for m in configs if m.restrict)
+
+
+def job_metric_list(
+    archive: Any,
+    job: Mapping[str, Any],
+    *,
+    viewer: Any = None,
+    metrics: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    resolution: int = 0,
+    minimum_points: int = DEFAULT_MINIMUM_POINTS,
+) -> list[dict[str, Any]]:
+    """GraphQL ``jobMetrics``: the job's series as ``JobMetricWithName`` items, restricted metrics left out.
+
+    Unknown metric names are skipped (as upstream); a job that is not archived has no series yet.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 0:
+        raise InvalidInput(f"resolution must be a non-negative number of seconds, got {resolution!r}", field="resolution")
+    registry = archive.registry()
+    data = load_job_data_shared(archive, job, metrics=metrics, scopes=scopes, resolution=resolution,
+                                minimum_points=minimum_points, registry=registry)
+    hidden = hidden_metrics(registry, job["cluster"], job.get("subCluster"), viewer)
+    if hidden:
+        data = {name: by_scope for name, by_scope in data.items() if name not in hidden}
+    return as_metric_list(data)
+
+
+def _statistics_of(entry: Mapping[str, Any]) -> dict[str, float]:
+    """``{avg, min, max}`` of a meta.json statistics entry, 0.0 for a missing value (as upstream)."""
+    holder = {"statistics": {"_": entry}}
+    return {stat: load_job_stat(holder, "_", stat) for stat in ("avg", "min", "max")}
+
+
+def job_stats(archive: Any, job: Mapping[str, Any], metrics: Sequence[str] | None = None, *,
+              hidden: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """GraphQL ``jobStats``: node-averaged ``[{name, data: {avg, min, max}}]`` from the archived meta.json.
+
+    ``metrics`` None means every metric with statistics (sorted by name); names the job has no
+    statistics for are skipped rather than reported as zeros; a job that is not archived has none yet.
+    """
+    if not is_archived(job):
+        return []
+    meta = archive.load_meta(job["cluster"], job["jobId"], job["startTime"])
+    statistics = meta.get("statistics")
+    if not isinstance(statistics, Mapping):
+        return []
+    names = sorted(statistics) if metrics is None else list(dict.fromkeys(metrics))
+    out = []
+    for name in names:
+        entry = statistics.get(name)
+        if name in hidden or not isinstance(entry, Mapping):
+            continue
+        out.append({"name": name, "data": _statistics_of(entry)})
+    return out
+
+
+def _series_statistics_kept(series: Mapping[str, Any]) -> dict[str, float]:
+    """A series' archived statistics as stored; derived (and rounded as upstream) when it has none."""
+    stats = series.get("statistics")
+    if isinstance(stats, Mapping) and all(isinstance(stats.get(k), (int, float)) for k in ("avg", "min", "max")):
+        return {"avg": float(stats["avg"]), "min": float(stats["min"]), "max": float(stats["max"])}
+    return series_statistics(series.get("data") or ())
+
+
+def scoped_job_stats(
+    archive: Any,
+    job: Mapping[str, Any],
+    metrics: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    *,
+    registry: Any = None,
+    hidden: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """GraphQL ``scopedJobStats``: per metric and scope, ``{hostname, id, data: {avg, min, max}}`` of each series.
+
+    Scopes are chosen as in :func:`load_job_data` (node derived from a finer scope when asked for);
+    sorted by metric name, then from coarse to fine scope.
+    """
+    scopes = check_scopes(scopes)
+    if not is_archived(job):
+        return []
+    archived = _archived_data(archive, job)
+    names = sorted(archived) if metrics is None else sorted(m for m in set(metrics) if m in archived)
+    out = []
+    for name in names:
+        by_scope = archived[name]
+        if name in hidden or not isinstance(by_scope, Mapping) or not by_scope:
+            continue
+        chosen = _select_scopes(by_scope, scopes, registry, job, name)
+        for scope in sorted(chosen, key=lambda s: _GRANULARITY.get(s, 99)):
+            stats = [{"hostname": s.get("hostname"), "id": s.get("id"), "data": _series_statistics_kept(s)}
+                     for s in chosen[scope].get("series") or ()]
+            out.append({"name": name, "scope": scope, "stats": stats})
+    return out
+
+
+def node_series(archive: Any, job: Mapping[str, Any], metrics: Sequence[str], *,
+                registry: Any = None) -> dict[str, dict[str, Any]]:
+    """Node-scope metrics of an archived job at native resolution, shared and unchanged (read-only).
+
+    For analyses over many jobs (roofline): no copies, no resampling, no statisticsSeries. A metric
+    archived only at a finer scope is summed or averaged per node; missing metrics are left out.
+    """
+    if not is_archived(job):
+        return {}
+    archived = _archived_data(archive, job)
+    out = {}
+    for name in metrics:
+        by_scope = archived.get(name)
+        if not isinstance(by_scope, Mapping) or not by_scope:
+            continue
+        chosen = _select_scopes(by_scope, ["node"], registry, job, name)
+        if "node" in chosen:
+            out[name] = chosen["node"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Node metrics (nodeMetrics, nodeMetricsList, clusterMetrics): from the metric store, which does not exist yet
+# --------------------------------------------------------------------------------------------------
+
+def check_node_metrics_access(viewer: Any) -> None:
+    """Node and cluster metrics are for admin and support (upstream); everyone else gets Forbidden."""
+    if not sees_nodes(viewer):
+        raise Forbidden("only admin and support users may query node metrics")
+
+
+def _check_time_range(start: int, end: int) -> None:
+    if end < start:
+        raise InvalidInput(f"'to' ({end}) lies before 'from' ({start})", field="to")
+
+
+def node_metrics(registry: Any, cluster: str, *, viewer: Any, scopes: Sequence[str] | None = None,
+                 start: int = 0, end: int = 0) -> list[dict[str, Any]]:
+    """GraphQL ``nodeMetrics``: series per node of ``cluster`` between ``start`` and ``end``.
+
+    Node series come only from the metric store; until it exists every node has none, which is an
+    empty list (input and permission are still checked).
+    """
+    check_node_metrics_access(viewer)
+    check_scopes(scopes)
+    _check_time_range(start, end)
+    registry.get(cluster)
+    return []
+
+
+def node_metrics_list(registry: Any, cluster: str, subcluster: str, *, viewer: Any,
+                      scopes: Sequence[str] | None = None, start: int = 0, end: int = 0,
+                      page: Any = None, resolution: int | None = None) -> dict[str, Any]:
+    """GraphQL ``nodeMetricsList``: a page of the subcluster's nodes with their series (none without a metric store).
+
+    ``totalNodes`` counts the nodes cluster.json gives the subcluster (all subclusters for ``""``).
+    """
+    check_node_metrics_access(viewer)
+    check_scopes(scopes)
+    _check_time_range(start, end)
+    if resolution is not None and resolution < 0:
+        raise InvalidInput(f"resolution must be a non-negative number of seconds, got {resolution!r}", field="resolution")
+    from cc_backend.clusters import number_of_nodes
+
+    found = registry.get(cluster)
+    subclusters = [found.sub_cluster(subcluster)] if subcluster else list(found.sub_clusters)
+    limit = page.itemsPerPage if page is not None else None
+    offset = (page.page - 1) * page.itemsPerPage if page is not None and page.itemsPerPage != -1 else 0
+    return {"items": [], "offset": offset, "limit": limit, "count": 0,
+            "totalNodes": sum(number_of_nodes(sc) for sc in subclusters), "hasNextPage": False}
+
+
+def cluster_metrics(registry: Any, cluster: str, *, viewer: Any, start: int = 0, end: int = 0) -> dict[str, Any]:
+    """GraphQL ``clusterMetrics``: node series summed over the cluster; none without a metric store."""
+    check_node_metrics_access(viewer)
+    _check_time_range(start, end)
+    registry.get(cluster)
+    return {"nodeCount": 0, "metrics": []}

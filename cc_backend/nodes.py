@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import orjson
-from sqlalchemy import Engine, and_, func, insert, select
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, select
 
 from cc_backend.archive.cluster import ClusterRegistry
-from cc_backend.db.tables import node_state_table, node_table
-from cc_backend.errors import InvalidInput, NotFound
+from cc_backend.db.tables import HEALTH_STATES, NODE_STATES, node_state_table, node_table
+from cc_backend.errors import Forbidden, InvalidInput, NotFound
+from cc_backend.jobs.filter import StringInput
+from cc_backend.jobs.query import string_condition  # the one StringInput-to-SQL rule of job and node filters
+from cc_backend.security import Viewer, sees_nodes
 
 NODE_KEYS = frozenset({"hostname", "states", "cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning"})
 REQUEST_KEYS = frozenset({"cluster", "nodes"})
@@ -131,3 +136,209 @@ def current_node_states(engine: Engine, cluster: str | None = None) -> list[dict
                 item["health_metrics"] = orjson.loads(item["health_metrics"]) if item["health_metrics"] else None
                 out[key] = item
     return list(out.values())
+
+
+# --- queries of the GraphQL node views (admin and support only) ------------------------------------
+
+#: Which node state column ``nodeStatesTimed`` counts, by its ``type`` argument.
+STATE_KINDS = {"node": "node_state", "health": "health_state"}
+_NODE_FILTER_KEYS = frozenset({"hostname", "cluster", "subCluster", "schedulerState", "healthState", "timeStart"})
+_STRING_FILTER_COLUMNS = {"hostname": node_table.c.hostname, "cluster": node_table.c.cluster,
+                          "subCluster": node_table.c.subcluster}
+#: Sort keys of ``nodes(order:)``: the Node type's field names.
+NODE_ORDER_COLUMNS = {
+    "hostname": node_table.c.hostname, "cluster": node_table.c.cluster, "subCluster": node_table.c.subcluster,
+    "schedulerState": node_state_table.c.node_state, "healthState": node_state_table.c.health_state,
+    "jobsRunning": node_state_table.c.jobs_running, "cpusAllocated": node_state_table.c.cpus_allocated,
+    "memoryAllocated": node_state_table.c.memory_allocated, "gpusAllocated": node_state_table.c.gpus_allocated,
+    "timeStamp": node_state_table.c.time_stamp,
+}
+
+
+@dataclass(frozen=True)
+class NodeFilter:
+    """One GraphQL NodeFilter: text matches on the node, a state, and the earliest time stamp of a state."""
+
+    strings: Mapping[str, StringInput] = field(default_factory=dict)
+    scheduler_state: str | None = None
+    health_state: str | None = None
+    time_start: int | None = None
+
+    def conditions(self) -> list[ColumnElement]:
+        ns = node_state_table.c
+        conds: list[ColumnElement] = []
+        for key, spec in self.strings.items():
+            conds += string_condition(_STRING_FILTER_COLUMNS[key], spec)
+        if self.scheduler_state is not None:
+            conds.append(ns.node_state == self.scheduler_state)
+        if self.health_state is not None:
+            conds.append(ns.health_state == self.health_state)
+        if self.time_start is not None:
+            conds.append(ns.time_stamp >= self.time_start)
+        return conds
+
+
+def check_node_access(viewer: Viewer | None) -> None:
+    """Node states are for admin and support (upstream's AccessCheck); everyone else gets Forbidden."""
+    if not sees_nodes(viewer):
+        raise Forbidden("only admin and support users may query node states")
+
+
+def parse_node_filters(raw: Any) -> list[NodeFilter]:
+    """GraphQL ``[NodeFilter!]`` dicts, checked; InvalidInput names ``filter[i].<key>``."""
+    if raw is None:
+        return []
+    items = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise InvalidInput("filter must be a list of node filters", field="filter")
+    parsed = []
+    for i, item in enumerate(items):
+        where = f"filter[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where} must be an object", field=where)
+        unknown = sorted(set(item) - _NODE_FILTER_KEYS)
+        if unknown:
+            raise InvalidInput(f"{where}: unknown field {unknown[0]!r}", field=f"{where}.{unknown[0]}")
+        strings = {}
+        for key in _STRING_FILTER_COLUMNS:
+            if item.get(key) is not None:
+                try:
+                    strings[key] = StringInput.model_validate(item[key])
+                except ValidationError as exc:
+                    error = exc.errors()[0]
+                    path = ".".join([where, key, *(str(p).rstrip("_") for p in error["loc"])])
+                    raise InvalidInput(f"{path}: {error['msg']}", field=path) from None
+        for key, allowed in (("schedulerState", NODE_STATES), ("healthState", HEALTH_STATES)):
+            value = item.get(key)
+            if value is not None and value not in allowed:
+                raise InvalidInput(f"{where}.{key} must be one of {', '.join(allowed)}, got {value!r}",
+                                   field=f"{where}.{key}")
+        time_start = item.get("timeStart")
+        if time_start is not None and (type(time_start) is not int or time_start < 0):
+            raise InvalidInput(f"{where}.timeStart must be epoch seconds, got {time_start!r}",
+                               field=f"{where}.timeStart")
+        parsed.append(NodeFilter(strings=strings, scheduler_state=item.get("schedulerState"),
+                                 health_state=item.get("healthState"), time_start=time_start))
+    return parsed
+
+
+def _latest_state_ids() -> Any:
+    """The id of each node's newest state row (the highest id breaks a tie of time stamps)."""
+    ns = node_state_table.c
+    newest = select(ns.node_id, func.max(ns.time_stamp).label("ts")).group_by(ns.node_id).subquery()
+    return (select(func.max(ns.id).label("id"))
+            .join(newest, and_(ns.node_id == newest.c.node_id, ns.time_stamp == newest.c.ts))
+            .group_by(ns.node_id).subquery())
+
+
+def _current_state_query(filters: Sequence[NodeFilter]) -> Any:
+    """Nodes joined to their newest state, filtered on that newest state (not on any older one)."""
+    n, ns = node_table.c, node_state_table.c
+    latest = _latest_state_ids()
+    stmt = (select(n.id, n.hostname, n.cluster, n.subcluster, n.meta_data, ns.node_state, ns.health_state,
+                   ns.health_metrics, ns.jobs_running, ns.cpus_allocated, ns.memory_allocated,
+                   ns.gpus_allocated, ns.time_stamp)
+            .select_from(node_table)
+            .join(node_state_table, ns.node_id == n.id)
+            .join(latest, latest.c.id == ns.id))
+    for flt in filters:
+        stmt = stmt.where(*flt.conditions())
+    return stmt
+
+
+def _json_object(text: Any) -> Any:
+    """A JSON column as a value; empty or missing as ``{}`` (upstream answers empty maps, not null)."""
+    if text is None or text == "" or text == b"":
+        return {}
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+
+
+def _graphql_node(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "hostname": row["hostname"],
+        "cluster": row["cluster"],
+        "subCluster": row["subcluster"],
+        "jobsRunning": row["jobs_running"],
+        "cpusAllocated": row["cpus_allocated"],
+        "memoryAllocated": row["memory_allocated"],
+        "gpusAllocated": row["gpus_allocated"],
+        "schedulerState": row["node_state"],
+        "healthState": row["health_state"],
+        "metaData": _json_object(row["meta_data"]),
+        "healthData": _json_object(row["health_metrics"]),
+        "timeStamp": row["time_stamp"],
+    }
+
+
+def _node_order(order: Mapping[str, Any] | None) -> list[ColumnElement]:
+    n = node_table.c
+    if order is None:
+        return [n.hostname, n.cluster]
+    name, direction = order.get("field"), order.get("order") or "ASC"
+    if name not in NODE_ORDER_COLUMNS:
+        raise InvalidInput(f"order.field must be one of {', '.join(NODE_ORDER_COLUMNS)}, got {name!r}",
+                           field="order.field")
+    if direction not in ("ASC", "DESC"):
+        raise InvalidInput(f"order.order must be ASC or DESC, got {direction!r}", field="order.order")
+    column = NODE_ORDER_COLUMNS[name]
+    # hostname and cluster keep the order of equal keys stable
+    return [column.desc() if direction == "DESC" else column.asc(), n.hostname, n.cluster]
+
+
+def query_nodes(engine: Engine, filters: Sequence[NodeFilter] = (), order: Mapping[str, Any] | None = None,
+                ) -> list[dict[str, Any]]:
+    """Every node with its newest state matching ``filters``, as GraphQL ``Node`` dicts (hostname order by default)."""
+    stmt = _current_state_query(filters).order_by(*_node_order(order))
+    with engine.connect() as conn:
+        return [_graphql_node(row) for row in conn.execute(stmt).mappings()]
+
+
+def get_node(engine: Engine, node_id: int) -> dict[str, Any]:
+    """One node by id with its newest state; NotFound if there is no such node or it never reported a state."""
+    stmt = _current_state_query(()).where(node_table.c.id == node_id)
+    with engine.connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound(f"no node with id {node_id}", field="id")
+    return _graphql_node(row)
+
+
+def count_node_states(engine: Engine, filters: Sequence[NodeFilter] = ()) -> list[dict[str, Any]]:
+    """Nodes per scheduler state, then per health state, of the newest states (``[{state, count}]``, by name)."""
+    current = _current_state_query(filters).subquery()
+    out = []
+    with engine.connect() as conn:
+        for column in (current.c.node_state, current.c.health_state):
+            rows = conn.execute(select(column, func.count()).group_by(column).order_by(column)).all()
+            out += [{"state": state, "count": int(count)} for state, count in rows]
+    return out
+
+
+def count_node_states_timed(engine: Engine, filters: Sequence[NodeFilter] = (), kind: str = "node",
+                            ) -> list[dict[str, Any]]:
+    """Per state, the number of nodes reported in it at each report time: ``[{state, counts, times}]``.
+
+    ``kind`` is "node" (scheduler states) or "health". Every state row counts, so a node reported
+    twice at one time stamp counts twice; a state missing from a report has no point there (not 0),
+    as upstream.
+    """
+    if kind not in STATE_KINDS:
+        raise InvalidInput(f"type must be one of {', '.join(STATE_KINDS)}, got {kind!r}", field="type")
+    n, ns = node_table.c, node_state_table.c
+    column = getattr(ns, STATE_KINDS[kind])
+    stmt = (select(column, ns.time_stamp, func.count())
+            .select_from(node_state_table).join(node_table, ns.node_id == n.id))
+    for flt in filters:
+        stmt = stmt.where(*flt.conditions())
+    stmt = stmt.group_by(column, ns.time_stamp).order_by(column, ns.time_stamp)
+    series: dict[str, dict[str, list[int]]] = {}
+    with engine.connect() as conn:
+        for state, stamp, count in conn.execute(stmt):
+            entry = series.setdefault(state, {"state": state, "counts": [], "times": []})
+            entry["counts"].append(int(count))
+            entry["times"].append(int(stamp))
+    return list(series.values())

@@ -52,3 +52,43 @@ def can_write_tag_scope(viewer: Viewer | None, scope: str) -> bool:
     if scope == "admin":
         return bool({"admin", "api"} & roles)
     return scope == viewer.username
+
+
+def may_assign_tag_scope(viewer: Viewer | None, scope: str) -> bool:
+    """Whether the viewer may create tags of ``scope`` and attach them to or detach them from jobs.
+
+    Upstream's GraphQL rule: ``admin`` scope for admins, ``global`` for admins and support, a private
+    scope for the user it names. Stricter than can_write_tag_scope (the REST rule), which
+    also lets an api token write global and admin tags: the web UI is not a batch-system adapter.
+    """
+    if viewer is None:
+        return True
+    if scope == "admin":
+        return viewer.has_role("admin")
+    if scope == "global":
+        return viewer.has_role("admin") or viewer.has_role("support")
+    return bool(viewer.username) and scope == viewer.username
+
+
+def may_delete_tag_scope(viewer: Viewer | None, scope: str) -> bool:
+    """Whether the viewer may delete tags of ``scope``: admins shared ones, anyone their private ones (upstream)."""
+    if viewer is None:
+        return True
+    if scope in ("global", "admin"):
+        return viewer.has_role("admin")
+    return bool(viewer.username) and scope == viewer.username
+
+
+def sees_nodes(viewer: Viewer | None) -> bool:
+    """Node states and node or cluster metrics are for admin and support (upstream's AccessCheck)."""
+    return viewer is None or bool({"admin", "support"} & set(viewer.roles))
+
+
+def sees_restricted_metrics(viewer: Viewer | None) -> bool:
+    """admin, support and api-only users see metrics marked ``restrict``; user and manager do not (§7.2)."""
+    return viewer is None or viewer.is_admin_like
+
+
+def may_look_up_user(viewer: Viewer | None, username: str) -> bool:
+    """Anyone may look up themselves; admin, support and manager anyone (upstream FetchUserInCtx)."""
+    return viewer is None or viewer.username == username or bool({"admin", "support", "manager"} & set(viewer.roles))

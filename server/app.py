@@ -243,7 +243,7 @@ class CCApp(bottle.Bottle):
 
 def make_app(runtime: Any, *, dev: bool = False) -> CCApp:
     """Build the app for one :class:`~cc_backend.runtime.Runtime`: plugins first, then every route group."""
-    from cc_backend.server import routes_api, routes_config, routes_jobs, routes_openapi, routes_session
+    from cc_backend.server import routes_api, routes_config, routes_graphql, routes_jobs, routes_openapi, routes_session
     from cc_backend.server.auth import AuthPlugin
 
     app = CCApp(runtime, dev=dev)
@@ -256,6 +256,7 @@ def make_app(runtime: Any, *, dev: bool = False) -> CCApp:
     routes_session.mount(app, runtime)
     routes_config.mount(app, runtime)
     routes_openapi.mount(app, runtime)
+    routes_graphql.mount(app, runtime)
     if dev:
         routes_api.mount_dev(app)
     return app

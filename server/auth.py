@@ -58,7 +58,9 @@ _VALID_ROLES = frozenset(r for r in ROLE_LEVELS if r != "anonymous")
 SESSION_COOKIE = "session"
 #: Route groups admitted by the session cookie; the others by a JWT.
 SESSION_GROUPS = frozenset({"session", "admin-session"})
-AUTH_GROUPS = frozenset({"api", "userapi"}) | SESSION_GROUPS
+#: GraphQL (/query): a JWT in the headers, else the session cookie (upstream's Auth middleware).
+TOKEN_OR_SESSION = "token-or-session"
+AUTH_GROUPS = frozenset({"api", "userapi", TOKEN_OR_SESSION}) | SESSION_GROUPS
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -343,6 +345,10 @@ class Authenticator:
                 raise Forbidden(f"only admins are allowed to use the configuration API (user {viewer.username!r} "
                                 f"has roles: {', '.join(viewer.roles) or 'none'})")
             return viewer
+        if group == TOKEN_OR_SESSION:
+            if token_from(environ) is not None:
+                return self.viewer_from_token(environ)
+            return self.viewer_from_session(environ)
         viewer = self.viewer_from_token(environ)
         if group == "api":
             ip = client_ip(environ)

@@ -81,7 +81,12 @@ def test_every_filter_field_narrows_consistently(peer_engine):
            lambda j: "flops_any_avg" in j["footprint"] and 10 <= j["footprint"]["flops_any_avg"] <= 500)
     expect({"metricStats": [{"metricName": "cpu_load_avg", "range": {"from": 0, "to": 1}}]},
            lambda j: "cpu_load_avg" in j["footprint"] and 0 <= j["footprint"]["cpu_load_avg"] <= 1)
-    expect({"energy": {"from": 0, "to": 0}}, lambda j: j["energy"] == 0)
+    # upstream's ranges: a bound of 0 is open, so both 0 is no condition at all
+    expect({"energy": {"from": 0, "to": 0}}, lambda j: True)
+    expect({"numNodes": {"from": 2, "to": 0}}, lambda j: j["numNodes"] >= 2)
+    expect({"duration": {"from": 0, "to": 600}}, lambda j: j["duration"] <= 600)
+    expect({"metricStats": [{"metricName": "flops_any", "range": {"from": 10, "to": 0}}]},
+           lambda j: "flops_any_avg" in j["footprint"] and j["footprint"]["flops_any_avg"] >= 10)
     expect({"schedule": "batch"}, lambda j: j["metaData"].get("jobName") != "interactive")
     tag_ids = resolve_tag_ids(peer_engine, ["app:vasp"])
     expect({"tags": tag_ids}, lambda j: any(t["name"] == "vasp" for t in j["tags"]))

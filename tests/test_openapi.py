@@ -28,6 +28,7 @@ GROUP_SECURITY = {
     "userapi": [{"XAuthToken": []}, {"BearerJWT": []}],
     "session": [{"SessionCookie": []}],
     "admin-session": [{"SessionCookie": []}],
+    "token-or-session": [{"XAuthToken": []}, {"BearerJWT": []}, {"SessionCookie": []}],
 }
 #: Examples per operation and generation phase: the whole file stays well under two minutes.
 #: CC_FUZZ_EXAMPLES=200 fuzzes deeper (minutes); CC_FUZZ_SEED=random (or a number) other inputs than CI's.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from contextlib import nullcontext
 from typing import Any, Iterable, Sequence
 
@@ -24,7 +25,7 @@ RESOURCES_TEXT = cast(J.resources, Text)
 DEFAULT_ORDER = OrderBy(field="startTime", type="col", order="DESC")
 
 
-def _string_condition(column: ColumnElement, spec: StringInput) -> list[ColumnElement]:
+def string_condition(column: ColumnElement, spec: StringInput) -> list[ColumnElement]:
     conds: list[ColumnElement] = []
     if spec.eq is not None:
         conds.append(column == spec.eq)
@@ -93,14 +94,14 @@ def filter_conditions(flt: JobFilter, now: int | None = None) -> list[ColumnElem
     for spec, column in ((flt.user, J.hpc_user), (flt.project, J.project), (flt.cluster, J.cluster),
                          (flt.subCluster, J.subcluster), (flt.partition, J.cluster_partition)):
         if spec is not None:
-            conds += _string_condition(column, spec)
+            conds += string_condition(column, spec)
     if flt.jobName is not None:
-        conds += _string_condition(_json_text(J.meta_data, "jobName"), flt.jobName)
+        conds += string_condition(_json_text(J.meta_data, "jobName"), flt.jobName)
     for rng, column in ((flt.duration, J.duration), (flt.numNodes, J.num_nodes),
                         (flt.numAccelerators, J.num_acc), (flt.numHWThreads, J.num_hwthreads),
                         (flt.energy, J.energy)):
         if rng is not None:
-            conds.append(column.between(rng.from_, rng.to))
+            conds += _range_condition(column, rng.from_, rng.to)
     if flt.startTime is not None:
         lo, hi = flt.startTime.bounds(now)
         if lo is not None:
@@ -110,7 +111,7 @@ def filter_conditions(flt: JobFilter, now: int | None = None) -> list[ColumnElem
     if flt.state:
         conds.append(J.job_state.in_(flt.state))
     for stat in flt.metricStats or ():
-        conds.append(footprint_value(stat.metricName).between(stat.range.from_, stat.range.to))
+        conds += _range_condition(footprint_value(stat.metricName), stat.range.from_, stat.range.to)
     if flt.shared is not None:
         conds.append(J.shared == flt.shared)
     if flt.schedule == "interactive":
@@ -121,6 +122,17 @@ def filter_conditions(flt: JobFilter, now: int | None = None) -> list[ColumnElem
     if flt.node is not None:
         conds += _node_condition(flt.node)
     return conds
+
+
+def _range_condition(column: ColumnElement, lo: float, hi: float) -> list[ColumnElement]:
+    """Upstream's range semantics: a bound of 0 is open (``{from: 2, to: 0}`` means at least 2)."""
+    if lo and hi:
+        return [column.between(lo, hi)]
+    if lo:
+        return [column >= lo]
+    if hi:
+        return [column <= hi]
+    return []
 
 
 def _job_id_condition(spec: StringInput) -> list[ColumnElement]:
@@ -139,7 +151,7 @@ def _job_id_condition(spec: StringInput) -> list[ColumnElement]:
     if spec.in_ is not None:
         conds.append(J.job_id.in_([number(v) for v in spec.in_]))
     pattern = StringInput(contains=spec.contains, startsWith=spec.startsWith, endsWith=spec.endsWith)
-    conds += _string_condition(cast(J.job_id, String(20)), pattern)
+    conds += string_condition(cast(J.job_id, String(20)), pattern)
     return conds
 
 
@@ -181,24 +193,29 @@ def _connect(bind: Engine | Connection):
     return bind.connect() if isinstance(bind, Engine) else nullcontext(bind)
 
 
+#: Job ids per tag query: SQLite allows 32,766 bound parameters per statement, and a page of every job
+#: (GraphQL ``itemsPerPage: -1``, REST exports) can hold millions.
+TAG_QUERY_CHUNK = 10_000
+
+
 def tags_for_jobs(conn: Connection, job_ids: Iterable[int], viewer: Viewer | None) -> dict[int, list[dict]]:
-    """Tags of many jobs in one query, limited to the scopes the viewer may read."""
+    """Tags of many jobs (one query per 10,000 jobs), limited to the scopes the viewer may read."""
     ids = list(job_ids)
     out: dict[int, list[dict]] = {i: [] for i in ids}
-    if not ids:
-        return out
-    # Plain SQL: this runs for every job list and every start/stop, and Core statement building
-    # cost more than the query (see db.engine.execute_hot).
-    params: dict[str, Any] = {f"j{i}": job_id for i, job_id in enumerate(ids)}
-    sql = ("SELECT jobtag.job_id, tag.id, tag.tag_type, tag.tag_name, tag.tag_scope FROM jobtag "
-           "JOIN tag ON tag.id = jobtag.tag_id WHERE jobtag.job_id IN (" + ", ".join(":" + k for k in params) + ")")
     scopes = readable_tag_scopes(viewer)
-    if scopes is not None:
-        params.update({f"s{i}": scope for i, scope in enumerate(scopes)})
-        sql += " AND tag.tag_scope IN (" + ", ".join(f":s{i}" for i in range(len(scopes))) + ")"
-    sql += " ORDER BY jobtag.job_id, tag.tag_type, tag.tag_name"
-    for job_id, tag_id, ttype, tname, tscope in execute_hot(conn, sql, params).fetchall():
-        out[job_id].append({"id": tag_id, "type": ttype, "name": tname, "scope": tscope})
+    for first in range(0, len(ids), TAG_QUERY_CHUNK):
+        chunk = ids[first:first + TAG_QUERY_CHUNK]
+        # Plain SQL: this runs for every job list and every start/stop, and Core statement building
+        # cost more than the query (see db.engine.execute_hot).
+        params: dict[str, Any] = {f"j{i}": job_id for i, job_id in enumerate(chunk)}
+        sql = ("SELECT jobtag.job_id, tag.id, tag.tag_type, tag.tag_name, tag.tag_scope FROM jobtag "
+               "JOIN tag ON tag.id = jobtag.tag_id WHERE jobtag.job_id IN (" + ", ".join(":" + k for k in params) + ")")
+        if scopes is not None:
+            params.update({f"s{i}": scope for i, scope in enumerate(scopes)})
+            sql += " AND tag.tag_scope IN (" + ", ".join(f":s{i}" for i in range(len(scopes))) + ")"
+        sql += " ORDER BY jobtag.job_id, tag.tag_type, tag.tag_name"
+        for job_id, tag_id, ttype, tname, tscope in execute_hot(conn, sql, params).fetchall():
+            out[job_id].append({"id": tag_id, "type": ttype, "name": tname, "scope": tscope})
     return out
 
 
@@ -213,13 +230,40 @@ def list_jobs(
     now: int | None = None,
 ) -> list[dict[str, Any]]:
     """Jobs matching every filter that the viewer may see, as REST-shaped dicts."""
+    limit = offset = None
+    if page is not None and page.itemsPerPage != -1:
+        limit, offset = page.itemsPerPage, (page.page - 1) * page.itemsPerPage
+    return _select_jobs(bind, filters, order, limit, offset, viewer, with_tags, now)
+
+
+def page_of_jobs(
+    bind: Engine | Connection,
+    filters: Sequence[JobFilter] = (),
+    *,
+    order: OrderBy | None = None,
+    page: Page | None = None,
+    viewer: Viewer | None = None,
+    now: int | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of :func:`list_jobs` and whether another page follows (one row more, not a second query)."""
+    page = page or Page()
+    if page.itemsPerPage == -1:
+        return _select_jobs(bind, filters, order, None, None, viewer, True, now), False
+    jobs = _select_jobs(bind, filters, order, page.itemsPerPage + 1, (page.page - 1) * page.itemsPerPage,
+                        viewer, True, now)
+    return jobs[:page.itemsPerPage], len(jobs) > page.itemsPerPage
+
+
+def _select_jobs(bind: Engine | Connection, filters: Sequence[JobFilter], order: OrderBy | None,
+                 limit: int | None, offset: int | None, viewer: Viewer | None, with_tags: bool,
+                 now: int | None) -> list[dict[str, Any]]:
     stmt = select(job_table)
     where = where_clause(filters, viewer, now)
     if where is not None:
         stmt = stmt.where(where)
     stmt = stmt.order_by(*order_clause(order))
-    if page is not None and page.itemsPerPage != -1:
-        stmt = stmt.limit(page.itemsPerPage).offset((page.page - 1) * page.itemsPerPage)
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset or 0)
     with _connect(bind) as conn:
         rows = conn.execute(stmt).mappings().all()
         tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer) if with_tags else {}
@@ -275,3 +319,41 @@ def find_jobs(bind: Engine | Connection, job_id: int, cluster: str | None = None
         rows = conn.execute(stmt).mappings().all()
         tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer)
     return [row_to_job(r, tags[r["id"]]) for r in rows]
+
+
+#: Seconds at either end of a job that do not count as overlap (upstream: jobs merely touching at the
+#: start or end are not "concurrent").
+CONCURRENCY_SLACK_START = 10
+CONCURRENCY_SLACK_END = 200
+
+
+def concurrent_jobs(bind: Engine | Connection, job: dict[str, Any], *, viewer: Viewer | None = None,
+                    now: int | None = None) -> dict[str, Any]:
+    """Jobs that ran on one of ``job``'s nodes at the same time (for shared nodes), as upstream's JobLinkResultList.
+
+    Only meaningful, as upstream, for jobs with ``shared != "none"`` that ran longer than 10 minutes;
+    the caller decides. ``listQuery`` is the job-list URL query that shows them all.
+    """
+    start = int(job["startTime"])
+    stop = start + int(job.get("duration") or 0)
+    if job.get("jobState") == "running":
+        stop = int(time.time()) if now is None else now
+    hosts = [r["hostname"] for r in job.get("resources") or () if isinstance(r, dict) and r.get("hostname")]
+    if not hosts:
+        return {"listQuery": "", "items": [], "count": 0}
+    overlap = or_(
+        and_(J.job_state != "running", J.start_time < stop - CONCURRENCY_SLACK_END,
+             (J.start_time + J.duration) > start + CONCURRENCY_SLACK_START),
+        and_(J.job_state == "running", J.start_time < stop - CONCURRENCY_SLACK_END),
+    )
+    conds = [J.cluster == job["cluster"], J.id != job["id"], overlap,
+             or_(*[RESOURCES_TEXT.contains(f'"hostname":"{h}"', autoescape=True) for h in hosts])]
+    scope = scope_condition(viewer)
+    if scope is not None:
+        conds.append(scope)
+    stmt = select(J.id, J.job_id).where(and_(*conds)).order_by(J.id)
+    with _connect(bind) as conn:
+        rows = conn.execute(stmt).all()
+    items = [{"id": r[0], "jobId": r[1]} for r in rows]
+    list_query = "&".join(f"jobId={item['jobId']}" for item in items)
+    return {"listQuery": list_query, "items": items, "count": len(items)}

@@ -1,4 +1,4 @@
-"""Aggregates over jobs: per-cluster overview (more statistics arrive with the GraphQL API)."""
+"""Aggregates over jobs for the command line (per-cluster overview); GraphQL statistics are jobs/statistics.py."""
 
 from __future__ import annotations
 

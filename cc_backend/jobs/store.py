@@ -25,6 +25,7 @@ Differences from upstream, on purpose:
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 from contextlib import contextmanager
@@ -41,8 +42,11 @@ from cc_backend.db.tables import JOB_STATES, job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.model import job_to_row, row_to_job
 from cc_backend.jobs.query import find_jobs, get_job, scope_condition, tags_for_jobs
-from cc_backend.jobs.tags import attach_tag
-from cc_backend.security import Viewer, can_write_tag_scope
+from cc_backend.jobs.tags import attach_tag, readable_tags_by_id, tag_dict
+from cc_backend.security import (Viewer, can_write_tag_scope, may_assign_tag_scope, may_delete_tag_scope,
+                                 readable_tag_scopes)
+
+log = logging.getLogger(__name__)
 
 J = job_table.c
 T = tag_table.c
@@ -572,6 +576,168 @@ def delete_tags(engine: Engine, tags: Any, *, viewer: Viewer | None) -> tuple[in
             conn.execute(delete(tag_table).where(T.id == tag_id))
             deleted += 1
     return deleted, len(parsed)
+
+
+# --- tags by id (the web UI's GraphQL mutations) --------------------------------------------------
+
+#: Longest tag type, name or scope the tag table holds (VARCHAR(255)).
+TAG_TEXT_MAX = 255
+
+
+class _MetaRewrites:
+    """The meta.json files a transaction rewrote, put back if the transaction does not commit.
+
+    The archive is no part of the database transaction: without this, a mutation failing after a
+    rewrite (a later meta.json unwritable, the commit refused) would leave those files changed.
+    """
+
+    def __init__(self, archive: Any) -> None:
+        self.archive = archive
+        self.originals: list[dict[str, Any]] = []
+
+    def sync_tags(self, conn: Connection, job: Mapping[str, Any]) -> None:
+        """Rewrite meta.json's tags of a non-running archived job to what the transaction holds (all scopes)."""
+        if self.archive is None or job["jobState"] == "running":
+            return
+        key = (job["cluster"], job["jobId"], job["startTime"])
+        if not self.archive.exists(*key):
+            return
+        self.originals.append(self.archive.load_meta(*key))
+        _sync_archive_meta(conn, self.archive, job, tags=True)
+
+    def restore(self) -> None:
+        for meta in reversed(self.originals):
+            try:
+                self.archive.store_meta(meta)
+            except Exception:  # keep the error that made us restore; this one goes to the log
+                log.exception("could not restore meta.json of job %s on %s", meta.get("jobId"), meta.get("cluster"))
+
+
+@contextmanager
+def _tag_transaction(engine: Engine, archive: Any) -> Iterator[tuple[Connection, _MetaRewrites]]:
+    """A write transaction whose meta.json rewrites are undone when it fails or does not commit."""
+    rewrites = _MetaRewrites(archive)
+    try:
+        with _write_transaction(engine) as conn:
+            yield conn, rewrites
+    except BaseException:
+        rewrites.restore()
+        raise
+
+
+def _tag_text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{field} must be a non-empty string", field=field)
+    if len(value) > TAG_TEXT_MAX:
+        raise InvalidInput(f"{field} is longer than {TAG_TEXT_MAX} characters", field=field)
+    return value
+
+
+def create_tag(engine: Engine, tag_type: Any, tag_name: Any, scope: Any, *, viewer: Viewer | None) -> dict[str, Any]:
+    """Create the tag (type, name, scope), or return the identical existing one: ``{id, type, name, scope}``.
+
+    Scopes follow security.may_assign_tag_scope (else Forbidden). The table holds one tag per (type,
+    name), so one that exists with another scope is a Conflict.
+    """
+    tag_type, tag_name, scope = _tag_text(tag_type, "type"), _tag_text(tag_name, "name"), _tag_text(scope, "scope")
+    if not may_assign_tag_scope(viewer, scope):
+        raise Forbidden(f"scope: not allowed to create tags with scope {scope!r}", field="scope")
+    # The named lock (MySQL) makes concurrent creators of one tag wait instead of failing on UNIQUE.
+    with _write_transaction(engine, lock=f"tag\x00{tag_type}\x00{tag_name}") as conn:
+        row = conn.execute(select(T.id, T.tag_type, T.tag_name, T.tag_scope)
+                           .where(and_(T.tag_type == tag_type, T.tag_name == tag_name))).first()
+        if row is None:
+            result = conn.execute(insert(tag_table).values(tag_type=tag_type, tag_name=tag_name, tag_scope=scope))
+            return {"id": int(result.inserted_primary_key[0]), "type": tag_type, "name": tag_name, "scope": scope}
+        existing = tag_dict(row)
+        if existing["scope"] != scope:
+            readable = readable_tag_scopes(viewer)
+            # Another user's private scope is their username: not named to someone who cannot read it.
+            other = repr(existing["scope"]) if readable is None or existing["scope"] in readable else "another scope"
+            raise Conflict(f"scope: tag {tag_type}:{tag_name} already exists with scope {other}", field="scope")
+        return existing
+
+
+def _visible_job_for_update(conn: Connection, db_id: int, viewer: Viewer | None) -> dict[str, Any]:
+    try:
+        return _locked_job(conn, db_id, viewer)
+    except NotFound:
+        raise NotFound(f"job: no job with id {db_id}", field="job") from None
+
+
+def _require_assignable(viewer: Viewer | None, tags: list[dict[str, Any]], action: str) -> None:
+    for tag in tags:
+        if not may_assign_tag_scope(viewer, tag["scope"]):
+            raise Forbidden(f"tagIds: not allowed to {action} tag {tag['id']} ({tag['type']}:{tag['name']}, "
+                            f"scope {tag['scope']!r})", field="tagIds")
+
+
+def add_tags_to_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int], *,
+                    viewer: Viewer | None) -> list[dict[str, Any]]:
+    """Attach existing tags by id to a job; returns the job's tags the viewer may read, after the change.
+
+    The job must be visible to the viewer (else NotFound naming ``job``), each tag readable (else
+    NotFound naming ``tagIds``) and of a scope the viewer may assign (else Forbidden). All or nothing;
+    meta.json of an archived, non-running job gets the job's tags, as tag_job writes them.
+    """
+    with _tag_transaction(engine, archive) as (conn, rewrites):
+        _visible_job_for_update(conn, db_id, viewer)
+        tags = readable_tags_by_id(conn, tag_ids, viewer, lock="share")  # not deleted under us (MySQL)
+        _require_assignable(viewer, tags, "add")
+        for tag in tags:
+            attach_tag(conn, db_id, tag["id"])
+        job = get_job(conn, db_id, viewer=viewer)
+        rewrites.sync_tags(conn, job)
+        return job["tags"]
+
+
+def remove_tags_from_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int], *,
+                         viewer: Viewer | None) -> list[dict[str, Any]]:
+    """Detach tags by id from a job; returns the job's remaining tags the viewer may read.
+
+    Same rules as add_tags_to_job; a tag that is not attached is no error. meta.json is rewritten.
+    """
+    with _tag_transaction(engine, archive) as (conn, rewrites):
+        _visible_job_for_update(conn, db_id, viewer)
+        tags = readable_tags_by_id(conn, tag_ids, viewer)
+        _require_assignable(viewer, tags, "remove")
+        if tags:
+            conn.execute(delete(jobtag_table).where(and_(
+                jobtag_table.c.job_id == db_id, jobtag_table.c.tag_id.in_([t["id"] for t in tags]))))
+        job = get_job(conn, db_id, viewer=viewer)
+        rewrites.sync_tags(conn, job)
+        return job["tags"]
+
+
+def delete_tags_by_id(engine: Engine, archive: Any, tag_ids: list[int], *, viewer: Viewer | None,
+                      field: str = "tagIds") -> list[int]:
+    """Delete tags by id with their job links and drop them from archived jobs' meta.json; returns the ids.
+
+    Each tag must be readable (else NotFound naming ``field``) and deletable by the viewer
+    (security.may_delete_tag_scope, else Forbidden). All or nothing. Unlike delete_tags (REST, as
+    upstream) the archive follows, so a later init-db does not bring the tag back.
+    """
+    with _tag_transaction(engine, archive) as (conn, rewrites):
+        tags = readable_tags_by_id(conn, tag_ids, viewer, field=field, lock="update")
+        for tag in tags:
+            if not may_delete_tag_scope(viewer, tag["scope"]):
+                raise Forbidden(f"{field}: not allowed to delete tag {tag['id']} ({tag['type']}:{tag['name']}, "
+                                f"scope {tag['scope']!r})", field=field)
+        ids = [tag["id"] for tag in tags]
+        if not ids:
+            return []
+        # Running jobs have no meta.json yet; they are archived with the tags the database has then.
+        archived = conn.execute(
+            select(J.id, J.cluster, J.job_id, J.start_time, J.job_state).distinct()
+            .join(jobtag_table, jobtag_table.c.job_id == J.id)
+            .where(jobtag_table.c.tag_id.in_(ids), J.job_state != "running")
+        ).all()
+        conn.execute(delete(jobtag_table).where(jobtag_table.c.tag_id.in_(ids)))
+        conn.execute(delete(tag_table).where(T.id.in_(ids)))
+        for job_id, cluster, batch_id, start_time, state in archived:
+            rewrites.sync_tags(conn, {"id": job_id, "cluster": cluster, "jobId": batch_id,
+                                      "startTime": start_time, "jobState": state})
+        return ids
 
 
 # --- metadata -------------------------------------------------------------------------------------

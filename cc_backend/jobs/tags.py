@@ -1,12 +1,13 @@
-"""Tags: listing with job counts, lookup by ``type:name``, creating and attaching them."""
+"""Tags: listing (with job counts or by id), lookup by ``type:name``, creating, attaching, who may use a scope."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection, Engine
 
+from cc_backend.db.engine import is_sqlite
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.security import Viewer, readable_tag_scopes
@@ -81,3 +82,43 @@ def attach_tag(conn: Connection, job_db_id: int, tag_id: int) -> None:
     ).first()
     if exists is None:
         conn.execute(jobtag_table.insert().values(job_id=job_db_id, tag_id=tag_id))
+
+
+# --- by id, for the web UI's tag mutations (GraphQL) ----------------------------------------------
+
+def tag_dict(row: Sequence) -> dict:
+    """A (id, type, name, scope) row as the tag shape every front end returns."""
+    return {"id": int(row[0]), "type": row[1], "name": row[2], "scope": row[3]}
+
+
+def readable_tags(engine: Engine, *, viewer: Viewer | None = None) -> list[dict]:
+    """Every tag the viewer may read, by type and name, without job counts (list_tags has those)."""
+    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(T.tag_type, T.tag_name, T.id)
+    scopes = readable_tag_scopes(viewer)
+    if scopes is not None:
+        stmt = stmt.where(T.tag_scope.in_(scopes))
+    with engine.connect() as conn:
+        return [tag_dict(row) for row in conn.execute(stmt)]
+
+
+def readable_tags_by_id(conn: Connection, tag_ids: Iterable[int], viewer: Viewer | None, *,
+                        field: str = "tagIds", lock: str | None = None) -> list[dict]:
+    """The tags with these ids in the given order; an unknown id or one the viewer may not read is NotFound.
+
+    An unreadable tag (another user's private one, an admin tag for a user) is reported as missing,
+    as invisible jobs are, so ids do not reveal what exists. ``lock`` ("share" or "update") locks the
+    rows on MySQL until the transaction ends (SQLite writers hold the database lock anyway).
+    """
+    wanted = list(dict.fromkeys(tag_ids))  # duplicates once, order kept
+    if not wanted:
+        return []
+    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).where(T.id.in_(wanted))
+    if lock is not None and not is_sqlite(conn):
+        stmt = stmt.with_for_update(read=lock == "share")
+    found = {int(row[0]): tag_dict(row) for row in conn.execute(stmt)}
+    scopes = readable_tag_scopes(viewer)
+    for tag_id in wanted:
+        tag = found.get(tag_id)
+        if tag is None or (scopes is not None and tag["scope"] not in scopes):
+            raise NotFound(f"{field}: no tag with id {tag_id}", field=field)
+    return [found[tag_id] for tag_id in wanted]

@@ -1,0 +1,320 @@
+"""The bridge from WSGI threads to tartiflette's asyncio engine, with request limits and error shaping.
+
+One engine per process (tartiflette registers resolvers per schema name at import time), cooked on
+first use, running on a dedicated event-loop thread. A WSGI thread submits its request to that loop
+and waits; resolvers hand their blocking database and archive work to a thread pool
+(:func:`run_blocking`), so concurrent requests do not queue behind each other's SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from cc_backend.errors import CCError, InvalidInput
+
+log = logging.getLogger("cc_backend.server.graphql")
+
+SCHEMA_NAME = "cc_backend"
+SCHEMA_FILE = Path(__file__).with_name("schema.graphqls")
+#: Modules whose decorators register resolvers and scalars for SCHEMA_NAME.
+MODULES = [
+    "cc_backend.server.graphql.scalars",
+    "cc_backend.server.graphql.resolvers_jobs",
+    "cc_backend.server.graphql.resolvers_meta",
+    "cc_backend.server.graphql.resolvers_stats",
+    "cc_backend.server.graphql.resolvers_metrics",
+    "cc_backend.server.graphql.resolvers_nodes",
+    "cc_backend.server.graphql.resolvers_tags",
+]
+#: Deepest selection nesting a request may have; the web UI's deepest query (jobMetrics) needs 5.
+MAX_DEPTH = 10
+#: Most fields a request may select once fragments are expanded (guards against alias flooding).
+MAX_FIELDS = 2000
+#: Seconds a request may take before the caller gets an error (the work is not interrupted).
+TIMEOUT_S = 300.0
+#: Threads for resolvers' blocking work: enough for the server's request threads to overlap.
+BLOCKING_THREADS = 8
+#: List fields of plain numbers or strings from the archive or the database, passed through as they are.
+#: tartiflette coerces list items one coroutine at a time: a 64-node job's metric samples (~830,000)
+#: took ~0.5 s per metric, a 50-job page's hwthread ids (~32,000) ~200 ms. It also rejects the nulls of
+#: missing samples in ``[NullableFloat!]!`` before asking the scalar, although NullableFloat exists to
+#: carry them; orjson writes NaN and infinities as null, which is what NullableFloat means.
+PASS_THROUGH_LISTS = (
+    "Series.data", "StatsSeries.mean", "StatsSeries.median", "StatsSeries.min", "StatsSeries.max",
+    "ClusterMetricWithName.data", "MetricFootprints.data",
+    "TimeWeights.nodeHours", "TimeWeights.accHours", "TimeWeights.coreHours",
+    "Resource.hwthreads", "Resource.accelerators",
+    "Topology.node", "Topology.socket", "Topology.memoryDomain", "Topology.die", "Topology.core",
+)
+
+
+async def _dict_first_resolver(parent: Any, args: Mapping[str, Any], ctx: Any, info: Any) -> Any:
+    """Fields of dict results by key (tartiflette's default tries getattr first: ``items`` would be dict.items)."""
+    if type(parent) is dict:
+        return parent.get(info.field_name)
+    return getattr(parent, info.field_name, None)
+
+
+async def _shape_error(exception: Exception, error: dict[str, Any]) -> dict[str, Any]:
+    """Our errors keep their message and gain a code; anything unexpected is logged, not leaked."""
+    original = getattr(exception, "original_error", None) or exception
+    if isinstance(original, CCError):
+        extensions = {"code": type(original).__name__, "status": original.status}
+        if getattr(original, "field", None):
+            extensions["field"] = original.field
+        error["extensions"] = {**(error.get("extensions") or {}), **extensions}
+        error["message"] = str(original)
+    elif original is not exception or not _is_graphql_error(exception):
+        log.error("GraphQL resolver failed: %r", original, exc_info=original)
+        error["message"] = f"internal error ({type(original).__name__}); the server log has the details"
+        error["extensions"] = {"code": "InternalError"}
+    return error
+
+
+def _is_graphql_error(exception: Exception) -> bool:
+    from tartiflette import TartifletteError
+
+    return isinstance(exception, TartifletteError)
+
+
+class _Executor:
+    """The process-wide loop thread, engine and blocking pool."""
+
+    def __init__(self) -> None:
+        from tartiflette import Engine
+
+        self.loop = asyncio.new_event_loop()
+        self.pool = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="graphql-work")
+        self.loop.set_default_executor(self.pool)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="graphql-loop", daemon=True)
+        self.thread.start()
+        self.engine = Engine(
+            SCHEMA_FILE.read_text(encoding="utf-8"),
+            schema_name=SCHEMA_NAME,
+            modules=MODULES,
+            custom_default_resolver=_dict_first_resolver,
+            error_coercer=_shape_error,
+            # Concurrent coercion of list items and fields costs ~2.5x on a 50-job page (calibration.md):
+            # our resolvers are already done when coercion runs, so there is nothing to overlap.
+            coerce_list_concurrently=False,
+            coerce_parent_concurrently=False,
+        )
+        asyncio.run_coroutine_threadsafe(self.engine.cook(), self.loop).result()
+        _pass_lists_through(self.engine._schema, PASS_THROUGH_LISTS)
+        _project_leaf_object_lists(self.engine._schema, PROJECTED_LISTS)
+
+    def execute(self, query: str, variables: dict | None, operation: str | None, context: dict) -> dict:
+        _check_limits(self.engine, query)
+        future = asyncio.run_coroutine_threadsafe(
+            self.engine.execute(query, operation_name=operation, context=context, variables=variables), self.loop)
+        return future.result(TIMEOUT_S)
+
+
+def _pass_lists_through(schema: Any, names: tuple[str, ...]) -> None:
+    """Let lists of these fields through uncoerced (see PASS_THROUGH_LISTS); anything else is coerced as usual.
+
+    tartiflette bakes each field's output coercer into ``field.resolver`` (a functools.partial) when the
+    engine is cooked; this wraps that coercer. tests/test_graphql_*.py cover every listed field.
+    """
+    for name in names:
+        field = schema.get_field_by_name(name)
+        bound = field.resolver
+        regular = bound.keywords["output_coercer"]
+
+        async def coerce(result: Any, info: Any, execution_context: Any, field_nodes: Any, path: Any,
+                         regular: Callable = regular) -> Any:
+            if type(result) is list:
+                return result
+            return await regular(result, info, execution_context, field_nodes, path)
+
+        field.resolver = functools.partial(bound.func, *bound.args, **{**bound.keywords, "output_coercer": coerce})
+
+
+#: Lists of small objects inside every job whose fields are all plain values: completed in one pass by
+#: projecting each dict onto the selection, instead of field by field through the engine (~14 us a
+#: field here; a 50-job page of fritz jobs has ~470 resources, ~200 footprint values and its tags).
+PROJECTED_LISTS = ("Job.resources", "Job.tags", "Job.footprint", "Job.energyFootprint")
+#: Selection plans kept per field (one per distinct query document in use).
+_MAX_PLANS = 1024
+
+
+def _unwrap(schema: Any, graphql_type: Any) -> tuple[Any, bool]:
+    """The named type under NonNull/List wrappers, and whether a list was among them."""
+    is_list = False
+    while getattr(graphql_type, "is_non_null_type", False) or getattr(graphql_type, "is_list_type", False):
+        is_list = is_list or getattr(graphql_type, "is_list_type", False)
+        graphql_type = graphql_type.gql_type
+    if isinstance(graphql_type, str):  # wrappers name the type they wrap
+        graphql_type = schema.find_type(graphql_type)
+    return graphql_type, is_list
+
+
+def _projection(schema: Any, object_type: Any, node: Any) -> list[tuple[str, str, Callable[[Any], Any]]] | None:
+    """(response key, dict key, value conversion) per selected field, or None when the selection needs the
+    engine: fragments, directives, arguments, sub-selections or fields with their own resolver."""
+    selection_set = getattr(node, "selection_set", None)
+    if selection_set is None:
+        return None
+    plan = []
+    for sel in selection_set.selections:
+        if type(sel).__name__ != "FieldNode" or sel.directives or sel.arguments or sel.selection_set is not None:
+            return None
+        name = sel.name.value
+        key = sel.alias.value if sel.alias else name
+        if name == "__typename":
+            type_name = object_type.name
+            plan.append((key, name, lambda _value, type_name=type_name: type_name))
+            continue
+        field = object_type.implemented_fields.get(name)
+        if field is None or field.raw_resolver is not None:
+            return None
+        leaf, is_list = _unwrap(schema, field.graphql_type)
+        coerce_output = getattr(leaf, "coerce_output", None)
+        if coerce_output is None:
+            return None
+        if is_list:  # lists of plain values from the archive or database (see PASS_THROUGH_LISTS)
+            plan.append((key, name, lambda value: value))
+        else:
+            plan.append((key, name, lambda value, coerce=coerce_output: None if value is None else coerce(value)))
+    return plan
+
+
+def _project_leaf_object_lists(schema: Any, names: tuple[str, ...]) -> None:
+    """Complete these list fields by projection where the selection allows it (see PROJECTED_LISTS)."""
+    for name in names:
+        field = schema.get_field_by_name(name)
+        object_type, _ = _unwrap(schema, field.graphql_type)
+        bound = field.resolver
+        regular = bound.keywords["output_coercer"]
+        plans: dict[int, tuple[Any, Any]] = {}
+
+        async def coerce(result: Any, info: Any, execution_context: Any, field_nodes: Any, path: Any,
+                         regular: Callable = regular, object_type: Any = object_type,
+                         plans: dict = plans, schema: Any = schema) -> Any:
+            if type(result) is list and len(field_nodes) == 1:
+                node = field_nodes[0]
+                entry = plans.get(id(node))
+                if entry is None or entry[0] is not node:
+                    if len(plans) >= _MAX_PLANS:
+                        plans.clear()
+                    entry = plans[id(node)] = (node, _projection(schema, object_type, node))
+                plan = entry[1]
+                if plan is not None and all(type(item) is dict for item in result):
+                    return [{key: convert(item.get(source)) for key, source, convert in plan} for item in result]
+            return await regular(result, info, execution_context, field_nodes, path)
+
+        field.resolver = functools.partial(bound.func, *bound.args, **{**bound.keywords, "output_coercer": coerce})
+
+
+_executor: _Executor | None = None
+_executor_lock = threading.Lock()
+
+
+def executor() -> _Executor:
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = _Executor()
+    return _executor
+
+
+async def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run database or archive work of a resolver on the blocking pool, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+
+def execute(runtime: Any, viewer: Any, body: Mapping[str, Any]) -> tuple[int, dict]:
+    """One GraphQL HTTP request body -> (HTTP status, response document).
+
+    422 for a request that does not parse or validate (as gqlgen answers), 200 otherwise, with
+    field errors in ``errors`` next to the data that could be resolved.
+    """
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput("the request needs a 'query' string", field="query")
+    variables = body.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise InvalidInput("'variables' must be an object", field="variables")
+    operation = body.get("operationName") or None
+    if operation is not None and not isinstance(operation, str):
+        raise InvalidInput("'operationName' must be a string", field="operationName")
+    context = {"runtime": runtime, "viewer": viewer}
+    try:
+        result = executor().execute(query, variables, operation, context)
+    except _LimitExceeded as exc:
+        return 422, {"data": None, "errors": [{"message": str(exc), "extensions": {"code": "QueryTooComplex"}}]}
+    errors = result.get("errors") or []
+    if result.get("data") is None and errors and all(_is_request_error(e) for e in errors):
+        return 422, result
+    return 200, result
+
+
+def _is_request_error(error: Mapping[str, Any]) -> bool:
+    """A syntax error (no path) or a validation error (tartiflette cites the spec rule), not a resolver's."""
+    return not error.get("path") or "rule" in (error.get("extensions") or {})
+
+
+# --- limits -----------------------------------------------------------------------------------------
+
+class _LimitExceeded(Exception):
+    pass
+
+
+def _check_limits(engine: Any, query: str) -> None:
+    """Reject deep or huge selections before any resolver runs; unparsable queries are left to the engine."""
+    problem = _limit_violation(engine, query)
+    if problem is not None:
+        raise _LimitExceeded(problem)
+
+
+@functools.lru_cache(maxsize=512)  # clients send the same few documents with new variables; parsing costs ~6 ms
+def _limit_violation(engine: Any, query: str) -> str | None:
+    from tartiflette.language.parsers.libgraphqlparser import parse_to_document
+
+    try:
+        document = parse_to_document(query, engine._schema)
+    except Exception:  # the engine reports the syntax error in GraphQL's own format
+        return None
+    try:
+        _walk_limits(document)
+    except _LimitExceeded as exc:
+        return str(exc)
+    return None
+
+
+def _walk_limits(document: Any) -> None:
+    fragments = {d.name.value: d for d in document.definitions if type(d).__name__ == "FragmentDefinitionNode"}
+    budget = [MAX_FIELDS]
+
+    def depth_of(selection_set: Any, level: int, expanding: frozenset[str]) -> int:
+        if selection_set is None:
+            return level
+        deepest = level
+        for sel in selection_set.selections:
+            kind = type(sel).__name__
+            if kind == "FieldNode":
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise _LimitExceeded(f"the query selects more than {MAX_FIELDS} fields")
+                deepest = max(deepest, depth_of(sel.selection_set, level + 1, expanding))
+            elif kind == "InlineFragmentNode":
+                deepest = max(deepest, depth_of(sel.selection_set, level, expanding))
+            elif kind == "FragmentSpreadNode":
+                name = sel.name.value
+                if name in expanding or name not in fragments:
+                    continue  # cycles and unknown fragments: validation reports them
+                deepest = max(deepest, depth_of(fragments[name].selection_set, level, expanding | {name}))
+            if deepest > MAX_DEPTH:
+                raise _LimitExceeded(f"the query is nested deeper than {MAX_DEPTH} levels")
+        return deepest
+
+    for definition in document.definitions:
+        if type(definition).__name__ == "OperationDefinitionNode":
+            depth_of(definition.selection_set, 0, frozenset())

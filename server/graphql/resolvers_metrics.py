@@ -1,0 +1,114 @@
+"""GraphQL resolvers of metric data: jobMetrics, jobStats, scopedJobStats, the job analyses and node/cluster metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tartiflette import Resolver
+
+from cc_backend import metricdata
+from cc_backend.jobs import analysis
+from cc_backend.jobs.filter import parse_filters, parse_page
+from cc_backend.jobs.query import get_job
+from cc_backend.server.graphql.common import SCHEMA_NAME, int_id, run_blocking, runtime_of, viewer_of
+
+# --- one job --------------------------------------------------------------------------------------
+
+def _job(ctx: dict, raw_id: Any) -> dict:
+    return get_job(runtime_of(ctx).engine, int_id(raw_id), viewer=viewer_of(ctx))
+
+
+def _hidden(runtime: Any, job: dict, viewer: Any) -> frozenset[str]:
+    return metricdata.hidden_metrics(runtime.archive.registry(), job["cluster"], job.get("subCluster"), viewer)
+
+
+@Resolver("Query.jobMetrics", schema_name=SCHEMA_NAME)
+async def resolve_job_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
+    runtime, viewer = runtime_of(ctx), viewer_of(ctx)
+    resampling = runtime.config.main.resampling
+    resolution = args.get("resolution")
+
+    def load() -> list[dict]:
+        job = _job(ctx, args["id"])
+        return metricdata.job_metric_list(
+            runtime.archive, job, viewer=viewer, metrics=args.get("metrics"), scopes=args.get("scopes"),
+            resolution=metricdata.default_resolution(resampling) if resolution is None else resolution,
+            minimum_points=metricdata.minimum_points_of(resampling))
+
+    return await run_blocking(load)
+
+
+@Resolver("Query.jobStats", schema_name=SCHEMA_NAME)
+async def resolve_job_stats(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
+    runtime, viewer = runtime_of(ctx), viewer_of(ctx)
+
+    def load() -> list[dict]:
+        job = _job(ctx, args["id"])
+        return metricdata.job_stats(runtime.archive, job, args.get("metrics"), hidden=_hidden(runtime, job, viewer))
+
+    return await run_blocking(load)
+
+
+@Resolver("Query.scopedJobStats", schema_name=SCHEMA_NAME)
+async def resolve_scoped_job_stats(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
+    runtime, viewer = runtime_of(ctx), viewer_of(ctx)
+
+    def load() -> list[dict]:
+        job = _job(ctx, args["id"])
+        return metricdata.scoped_job_stats(runtime.archive, job, args.get("metrics"), args.get("scopes"),
+                                           registry=runtime.archive.registry(), hidden=_hidden(runtime, job, viewer))
+
+    return await run_blocking(load)
+
+
+# --- many jobs ------------------------------------------------------------------------------------
+
+@Resolver("Query.jobsMetricStats", schema_name=SCHEMA_NAME)
+async def resolve_jobs_metric_stats(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
+    runtime = runtime_of(ctx)
+    return await run_blocking(analysis.jobs_metric_stats, runtime.engine, runtime.archive,
+                              parse_filters(args.get("filter")), args.get("metrics"), viewer=viewer_of(ctx))
+
+
+@Resolver("Query.jobsFootprints", schema_name=SCHEMA_NAME)
+async def resolve_jobs_footprints(parent: Any, args: dict, ctx: dict, info: Any) -> dict:
+    runtime = runtime_of(ctx)
+    return await run_blocking(analysis.jobs_footprints, runtime.engine, runtime.archive,
+                              parse_filters(args.get("filter")), args["metrics"], viewer=viewer_of(ctx))
+
+
+@Resolver("Query.rooflineHeatmap", schema_name=SCHEMA_NAME)
+async def resolve_roofline_heatmap(parent: Any, args: dict, ctx: dict, info: Any) -> list[list[float]]:
+    runtime = runtime_of(ctx)
+    return await run_blocking(
+        analysis.roofline_heatmap, runtime.engine, runtime.archive, parse_filters(args["filter"]),
+        rows=args["rows"], cols=args["cols"], min_x=args["minX"], min_y=args["minY"], max_x=args["maxX"],
+        max_y=args["maxY"], viewer=viewer_of(ctx))
+
+
+# --- nodes and clusters (metric store) ------------------------------------------------------------
+
+def _time_range(args: dict) -> dict[str, int]:
+    return {"start": args["from"], "end": args["to"]}
+
+
+@Resolver("Query.nodeMetrics", schema_name=SCHEMA_NAME)
+async def resolve_node_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
+    registry = await run_blocking(runtime_of(ctx).archive.registry)
+    return metricdata.node_metrics(registry, args["cluster"], viewer=viewer_of(ctx), scopes=args.get("scopes"),
+                                   **_time_range(args))
+
+
+@Resolver("Query.nodeMetricsList", schema_name=SCHEMA_NAME)
+async def resolve_node_metrics_list(parent: Any, args: dict, ctx: dict, info: Any) -> dict:
+    registry = await run_blocking(runtime_of(ctx).archive.registry)
+    page = parse_page(args.get("page"))
+    return metricdata.node_metrics_list(registry, args["cluster"], args["subCluster"], viewer=viewer_of(ctx),
+                                        scopes=args.get("scopes"), page=page, resolution=args.get("resolution"),
+                                        **_time_range(args))
+
+
+@Resolver("Query.clusterMetrics", schema_name=SCHEMA_NAME)
+async def resolve_cluster_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> dict:
+    registry = await run_blocking(runtime_of(ctx).archive.registry)
+    return metricdata.cluster_metrics(registry, args["cluster"], viewer=viewer_of(ctx), **_time_range(args))
