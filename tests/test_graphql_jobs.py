@@ -150,3 +150,19 @@ def test_every_query_and_mutation_has_a_resolver():
         assert len(names) == expected, (root, names)
         missing = [n for n in names if schema.get_field_by_name(f"{root}.{n}").raw_resolver is None]
         assert not missing, f"{root} fields without a resolver: {missing}"
+
+
+def test_a_web_session_works_and_is_protected_against_other_sites(graphql_site):
+    """The web UI's way in: the session cookie of /login, with writes from another site refused."""
+    login = httpx.post(graphql_site.url + "/login", data={"username": "gqlmanager", "password": "pw"})
+    assert login.status_code == 302
+    cookie = {"Cookie": "session=" + login.cookies["session"]}
+    query = {"query": "{ jobs(page: {itemsPerPage: 1, page: 1}) { count } }"}
+    r = httpx.post(graphql_site.url + "/query", json=query, headers=cookie)
+    assert r.status_code == 200 and r.json()["data"]["jobs"]["count"] == 65  # the manager's project
+    same_site = {**cookie, "Origin": graphql_site.url}
+    assert httpx.post(graphql_site.url + "/query", json=query, headers=same_site).status_code == 200
+    other_site = {**cookie, "Origin": "https://evil.example.org"}
+    refused = httpx.post(graphql_site.url + "/query", json=query, headers=other_site)
+    assert refused.status_code == 403 and "origin" in refused.json()["error"].lower()
+    assert httpx.post(graphql_site.url + "/query", json=query, headers={"Cookie": "session=forged"}).status_code == 401
