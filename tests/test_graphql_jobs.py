@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from graphql_support import graphql_site  # noqa: F401 - fixture
+from test_server import start  # noqa: F401 - fixture
 
 JOBS = """query($filter: [JobFilter!], $page: PageRequest, $order: OrderByInput) {
   jobs(filter: $filter, page: $page, order: $order) {
@@ -166,3 +167,39 @@ def test_a_web_session_works_and_is_protected_against_other_sites(graphql_site):
     refused = httpx.post(graphql_site.url + "/query", json=query, headers=other_site)
     assert refused.status_code == 403 and "origin" in refused.json()["error"].lower()
     assert httpx.post(graphql_site.url + "/query", json=query, headers={"Cookie": "session=forged"}).status_code == 401
+
+
+def test_concurrent_jobs_on_shared_nodes(start, site):
+    """Job.concurrentJobs: jobs that overlapped on a shared node; none for exclusive or short jobs."""
+    from graphql_support import GraphQLSite
+    from test_rest_jobs import start_payload
+    from test_server import cli
+
+    server = start()
+    assert cli(site, "--add-user", "boss:admin,api:pw").returncode == 0
+    token = cli(site, "--jwt", "boss").stdout.strip()
+    client = GraphQLSite(server=server, site=site, tokens={"boss": token})
+    headers = {"X-Auth-Token": token}
+    t0 = 1_700_000_000
+    plan = {  # jobId: (start, stop, shared, host)
+        501: (t0, t0 + 7200, "multi_user", "f0101"),
+        502: (t0 + 600, t0 + 4000, "multi_user", "f0101"),   # overlaps 501 on f0101
+        503: (t0 + 1000, t0 + 5000, "multi_user", "f0102"),  # another node
+        504: (t0 + 7150, t0 + 9000, "multi_user", "f0101"),  # starts within the last 200 s of 501: not counted
+    }
+    ids = {}
+    for job_id, (begin, end, shared, host) in plan.items():
+        body = start_payload(job_id, begin, shared=shared, resources=[{"hostname": host}], numHwthreads=1)
+        r = httpx.post(server.url + "/api/jobs/start_job/", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+        ids[job_id] = r.json()["id"]
+        r = httpx.post(server.url + "/api/jobs/stop_job/", headers=headers,
+                       json={"jobId": job_id, "cluster": "fritz", "startTime": begin, "stopTime": end})
+        assert r.status_code == 200, r.text
+
+    query = "query($id: ID!) { job(id: $id) { concurrentJobs { count listQuery items { id jobId } } } }"
+    first = client.query(query, {"id": ids[501]}, user="boss")["job"]["concurrentJobs"]
+    assert first == {"count": 1, "listQuery": "jobId=502", "items": [{"id": str(ids[502]), "jobId": 502}]}
+    second = client.query(query, {"id": ids[502]}, user="boss")["job"]["concurrentJobs"]
+    assert [item["jobId"] for item in second["items"]] == [501]
+    assert client.query(query, {"id": ids[503]}, user="boss")["job"]["concurrentJobs"]["count"] == 0
