@@ -54,6 +54,12 @@ PASS_THROUGH_LISTS = (
 )
 
 
+class QueryTimeout(CCError):
+    """A GraphQL request that ran longer than TIMEOUT_S: the caller stops waiting (the work is not interrupted)."""
+
+    status = 503
+
+
 async def _dict_first_resolver(parent: Any, args: Mapping[str, Any], ctx: Any, info: Any) -> Any:
     """Fields of dict results by key (tartiflette's default tries getattr first: ``items`` would be dict.items)."""
     if type(parent) is dict:
@@ -113,7 +119,11 @@ class _Executor:
         _check_limits(self.engine, query)
         future = asyncio.run_coroutine_threadsafe(
             self.engine.execute(query, operation_name=operation, context=context, variables=variables), self.loop)
-        return future.result(TIMEOUT_S)
+        try:
+            return future.result(TIMEOUT_S)
+        except TimeoutError:
+            raise QueryTimeout(f"the query did not finish within {TIMEOUT_S:.0f} s; narrow its filter or "
+                               f"ask for fewer fields") from None
 
 
 def _pass_lists_through(schema: Any, names: tuple[str, ...]) -> None:
