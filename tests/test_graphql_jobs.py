@@ -203,3 +203,29 @@ def test_concurrent_jobs_on_shared_nodes(start, site):
     second = client.query(query, {"id": ids[502]}, user="boss")["job"]["concurrentJobs"]
     assert [item["jobId"] for item in second["items"]] == [501]
     assert client.query(query, {"id": ids[503]}, user="boss")["job"]["concurrentJobs"]["count"] == 0
+
+
+def test_the_completion_shortcut_answers_as_the_engine_does(graphql_site):
+    """The same selection, once projected in one pass and once (inside inline fragments) by tartiflette itself."""
+    nested = {"tags": "Tag { id type name scope __typename }",
+              "resources": "Resource { hostname hwthreads accelerators configuration }",
+              "footprint": "FootprintValue { name stat value }",
+              "energyFootprint": "EnergyFootprintValue { hardware metric value }"}
+    plain = """id jobId user project cluster subCluster startTime duration walltime numNodes numHWThreads numAcc
+               energy SMT shared partition arrayJobId monitoringStatus state metaData __typename alias: jobId"""
+
+    def selection(fragments: bool) -> str:
+        parts = [plain] + [f"{field} {{ ... on {body} }}" if fragments else f"{field} {{ {body.split(' ', 1)[1][2:-2]} }}"
+                           for field, body in nested.items()]
+        inner = " ".join(parts)
+        return f"... on Job {{ {inner} }}" if fragments else inner
+
+    query = "query($f: [JobFilter!], $p: PageRequest) { jobs(filter: $f, page: $p) { items { %s } } }"
+    for flt in ([{"cluster": {"eq": "alex"}}], [{"tags": ["1", "2", "3", "4"]}]):  # the second: every tagged job
+        variables = {"f": flt, "p": {"itemsPerPage": 60, "page": 1}}
+        projected = graphql_site.query(query % selection(False), variables)
+        assert projected == graphql_site.query(query % selection(True), variables)
+        items = projected["jobs"]["items"]
+        assert items and all(isinstance(j["id"], str) and j["startTime"].endswith("Z") for j in items)
+        assert all(j["footprint"] and j["energyFootprint"] and j["resources"] for j in items)
+    assert any(j["tags"] for j in items)  # a tag of scope "demo" is private to user demo
