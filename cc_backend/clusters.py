@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from sqlalchemy import Engine, Text, cast, select
+from sqlalchemy import Engine, select
 
 from cc_backend.archive.cluster import Cluster, ClusterRegistry, MetricConfig, MetricValue, SubCluster, Topology, Unit
 from cc_backend.db.tables import job_table
 from cc_backend.errors import InvalidInput
+from cc_backend.jobs.query import hosts_of_running_jobs
 from cc_backend.security import Viewer, sees_restricted_metrics
 
 
@@ -118,16 +118,5 @@ def allocated_nodes(engine: Engine, registry: ClusterRegistry, cluster: str) -> 
     """Per subcluster with running jobs, the number of distinct hosts those jobs run on (``[{name, count}]``)."""
     if cluster not in registry:
         raise InvalidInput(f"cluster {cluster!r} is not in the job archive", field="cluster")
-    J = job_table.c
-    # Upstream's Go driver stores resources as a BLOB: read it as text on both databases.
-    stmt = (select(J.subcluster, cast(J.resources, Text))
-            .where(J.cluster == cluster, J.job_state == "running")
-            .order_by(J.subcluster))
-    hosts: dict[str, set[str]] = {}
-    with engine.connect() as conn:
-        for subcluster, resources in conn.execute(stmt):
-            found = hosts.setdefault(subcluster, set())
-            for resource in orjson.loads(resources or "[]") or ():
-                if isinstance(resource, dict) and isinstance(resource.get("hostname"), str):
-                    found.add(resource["hostname"])
+    hosts = hosts_of_running_jobs(engine, job_table.c.subcluster, job_table.c.cluster == cluster)
     return [{"name": name, "count": len(found)} for name, found in hosts.items()]

@@ -216,20 +216,19 @@ def node_scope_from(metric: Mapping[str, Any], aggregation: str) -> dict[str, An
 # --------------------------------------------------------------------------------------------------
 
 
-class _DataCache:
-    """Parsed data.json files by path and modification time, bounded by their compressed size.
+class _WeightedCache:
+    """An LRU map bounded by the summed weight of its values (bytes of a file, samples of a result).
 
-    Parsing a 64-node job's data.json.gz costs tens of milliseconds; job pages ask for the same
-    job's metrics several times (plots, statistics, roofline).
+    A value heavier than the whole bound is not kept. Values are shared: callers must not modify them.
     """
 
-    def __init__(self, max_bytes: int = 128 << 20) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, float], tuple[int, dict[str, Any]]] = OrderedDict()
-        self._bytes = 0
+    def __init__(self, max_weight: int) -> None:
+        self.max_weight = max_weight
+        self._entries: OrderedDict[tuple, tuple[int, dict[str, Any]]] = OrderedDict()
+        self._weight = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, float]) -> dict[str, Any] | None:
+    def get(self, key: tuple) -> dict[str, Any] | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -237,31 +236,40 @@ class _DataCache:
             self._entries.move_to_end(key)
             return entry[1]
 
-    def put(self, key: tuple[str, float], size: int, doc: dict[str, Any]) -> None:
+    def put(self, key: tuple, weight: int, value: dict[str, Any]) -> None:
+        if weight > self.max_weight:
+            return
         with self._lock:
             if key in self._entries:
                 return
-            self._entries[key] = (size, doc)
-            self._bytes += size
-            while self._bytes > self.max_bytes and len(self._entries) > 1:
-                _, (old_size, _) = self._entries.popitem(last=False)
-                self._bytes -= old_size
+            self._entries[key] = (weight, value)
+            self._weight += weight
+            while self._weight > self.max_weight and len(self._entries) > 1:
+                _, (old, _) = self._entries.popitem(last=False)
+                self._weight -= old
 
 
-_cache = _DataCache()
+#: Parsed data.json files by path and modification time, bounded by their size on disk. Parsing a
+#: 64-node job's data.json.gz costs tens of milliseconds; job pages ask for the same job's metrics
+#: several times (plots, statistics, roofline).
+_files = _WeightedCache(128 << 20)
+
+
+def _data_file(archive: Any, job: Mapping[str, Any]) -> tuple[str, Any]:
+    """(path, stat) of the job's data file; NotFound when the archive has none."""
+    path = archive.data_path(job["cluster"], job["jobId"], job["startTime"])
+    if path is None:
+        raise NotFound(f"job {job['jobId']} on {job['cluster']} started at {job['startTime']} has no archived metric data")
+    return str(path), path.stat()
 
 
 def _archived_data(archive: Any, job: Mapping[str, Any]) -> dict[str, Any]:
-    cluster, job_id, start = job["cluster"], job["jobId"], job["startTime"]
-    path = archive.data_path(cluster, job_id, start)
-    if path is None:
-        raise NotFound(f"job {job_id} on {cluster} started at {start} has no archived metric data")
-    stat = path.stat()
-    key = (str(path), stat.st_mtime)
-    doc = _cache.get(key)
+    path, stat = _data_file(archive, job)
+    key = (path, stat.st_mtime)
+    doc = _files.get(key)
     if doc is None:
-        doc = archive.load_data(cluster, job_id, start)
-        _cache.put(key, stat.st_size, doc)
+        doc = archive.load_data(job["cluster"], job["jobId"], job["startTime"])
+        _files.put(key, stat.st_size, doc)
     return doc
 
 
@@ -388,41 +396,6 @@ def minimum_points_of(resampling: Any) -> int:
     return resampling.minimum_points if resampling is not None else DEFAULT_MINIMUM_POINTS
 
 
-class _ResultCache:
-    """Finished ``JobData`` results by request, bounded by their number of samples (upstream caches LoadData too).
-
-    A plot page asks for the same job's metrics again on every reload; resampling and statisticsSeries
-    of a 64-node job cost far more than the lookup. Entries are shared: callers must not modify them.
-    """
-
-    def __init__(self, max_samples: int = 4_000_000) -> None:
-        self.max_samples = max_samples
-        self._entries: OrderedDict[tuple, tuple[int, dict[str, Any]]] = OrderedDict()
-        self._samples = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> dict[str, Any] | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: tuple, data: dict[str, Any]) -> None:
-        samples = _sample_count(data)
-        if samples > self.max_samples:
-            return
-        with self._lock:
-            if key in self._entries:
-                return
-            self._entries[key] = (samples, data)
-            self._samples += samples
-            while self._samples > self.max_samples and len(self._entries) > 1:
-                _, (old, _) = self._entries.popitem(last=False)
-                self._samples -= old
-
-
 def _sample_count(data: Mapping[str, Mapping[str, Any]]) -> int:
     total = 0
     for by_scope in data.values():
@@ -434,7 +407,10 @@ def _sample_count(data: Mapping[str, Mapping[str, Any]]) -> int:
     return total
 
 
-_results = _ResultCache()
+#: Finished ``JobData`` results by request, bounded by their number of samples (upstream caches LoadData
+#: too). A plot page asks for the same job's metrics again on every reload; resampling and
+#: statisticsSeries of a 64-node job cost far more than the lookup.
+_results = _WeightedCache(4_000_000)
 
 
 def load_job_data_shared(
@@ -451,16 +427,14 @@ def load_job_data_shared(
     scopes = check_scopes(scopes)
     if not is_archived(job):
         return {}
-    path = archive.data_path(job["cluster"], job["jobId"], job["startTime"])
-    if path is None:
-        raise NotFound(f"job {job['jobId']} on {job['cluster']} started at {job['startTime']} has no archived metric data")
-    key = (str(path), path.stat().st_mtime, None if metrics is None else tuple(metrics),
+    path, stat = _data_file(archive, job)
+    key = (path, stat.st_mtime, None if metrics is None else tuple(metrics),
            None if scopes is None else tuple(scopes), resolution, minimum_points, id(registry))
     data = _results.get(key)
     if data is None:
         data = load_job_data(archive, job, metrics=metrics, scopes=scopes, resolution=resolution,
                              minimum_points=minimum_points, registry=registry)
-        _results.put(key, data)
+        _results.put(key, _sample_count(data), data)
     return data
 
 

@@ -117,25 +117,16 @@ def update_node_states(engine: Engine, registry: ClusterRegistry, payload: Any, 
 
 def current_node_states(engine: Engine, cluster: str | None = None) -> list[dict[str, Any]]:
     """The newest state of every node (optionally of one cluster), ordered by cluster and hostname."""
-    latest = (select(node_state_table.c.node_id, func.max(node_state_table.c.time_stamp).label("ts"))
-              .group_by(node_state_table.c.node_id).subquery())
-    ns, n = node_state_table.c, node_table.c
-    stmt = (select(n.hostname, n.cluster, n.subcluster, ns.node_state, ns.health_state, ns.health_metrics,
-                   ns.cpus_allocated, ns.memory_allocated, ns.gpus_allocated, ns.jobs_running, ns.time_stamp)
-            .join(latest, latest.c.node_id == n.id)
-            .join(node_state_table, and_(ns.node_id == n.id, ns.time_stamp == latest.c.ts))
-            .order_by(n.cluster, n.hostname, ns.id.desc()))
+    stmt = _current_state_query(()).order_by(node_table.c.cluster, node_table.c.hostname)
     if cluster is not None:
-        stmt = stmt.where(n.cluster == cluster)
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+        stmt = stmt.where(node_table.c.cluster == cluster)
+    keys = ("hostname", "cluster", "subcluster", "node_state", "health_state", "cpus_allocated",
+            "memory_allocated", "gpus_allocated", "jobs_running", "time_stamp")
     with engine.connect() as conn:
-        for row in conn.execute(stmt).mappings():
-            key = (row["cluster"], row["hostname"])
-            if key not in out:  # two rows with the same time stamp: the newest id wins
-                item = dict(row)
-                item["health_metrics"] = orjson.loads(item["health_metrics"]) if item["health_metrics"] else None
-                out[key] = item
-    return list(out.values())
+        rows = conn.execute(stmt).mappings().all()
+    return [{**{key: row[key] for key in keys},
+             "health_metrics": orjson.loads(row["health_metrics"]) if row["health_metrics"] else None}
+            for row in rows]
 
 
 # --- queries of the GraphQL node views (admin and support only) ------------------------------------

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from cc_backend.db.engine import connection_for
 from cc_backend.db.tables import configuration_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
 
@@ -286,14 +287,19 @@ def find_user(engine: Engine, username: str) -> User | None:
         return None
 
 
-def find_users(engine: Engine, usernames: Iterable[str]) -> dict[str, User]:
-    """The users of these names that exist, in one query (a page of jobs names up to 50 owners)."""
+#: Usernames per IN list: far below SQLite's bound-parameter limit.
+_NAME_CHUNK = 500
+
+
+def find_users(bind: Engine | Connection, usernames: Iterable[str]) -> dict[str, User]:
+    """The users of these names that exist, one query per 500 names (the owners of a job page, statistics rows)."""
     names = sorted(set(usernames))
-    if not names:
-        return {}
-    with engine.connect() as conn:
-        rows = conn.execute(select(user_table).where(user_table.c.username.in_(names))).all()
-    return {user.username: user for user in map(_row_to_user, rows)}
+    found: dict[str, User] = {}
+    with connection_for(bind) as conn:
+        for i in range(0, len(names), _NAME_CHUNK):
+            stmt = select(user_table).where(user_table.c.username.in_(names[i:i + _NAME_CHUNK]))
+            found.update({user.username: user for user in map(_row_to_user, conn.execute(stmt))})
+    return found
 
 
 def list_users(engine: Engine, *, not_just_user: bool = False) -> list[User]:

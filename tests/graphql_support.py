@@ -68,10 +68,28 @@ class GraphQLSite:
         return errors
 
 
+def write_site(folder: Path, main: dict, archive: Path) -> None:
+    """config.json (JWTs with validate-user) and .env with a fresh key pair for a GraphQL test site."""
+    from cc_backend.keys import generate_keypair
+
+    config = {"main": main, "archive": {"kind": "file", "path": str(archive)},
+              "auth": {"jwts": {"max-age": "2h", "validate-user": True}}}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    public, private = generate_keypair()
+    (folder / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
+
+
+def add_users(site: Path, users: dict[str, list[str]]) -> dict[str, str]:
+    """Add local users (password "pw") with the CLI, as an admin would; returns a JWT per user."""
+    for name, roles in users.items():
+        r = cli(site, "--add-user", f"{name}:{','.join(roles)}:pw")
+        assert r.returncode == 0, r.stderr
+    return {name: cli(site, "--jwt", name).stdout.strip() for name in users}
+
+
 def _make_site(folder: Path, backend: str, mysql_url: str | None) -> tuple[Path, str | None]:
     from cc_backend.db.engine import make_engine
     from cc_backend.db.migrate import migrate
-    from cc_backend.keys import generate_keypair
 
     archive = copy_archive(folder, "job-archive")
     db_file = folder / "job.db"
@@ -90,10 +108,7 @@ def _make_site(folder: Path, backend: str, mysql_url: str | None) -> tuple[Path,
         engine.dispose()
         copy_database(sqlite_url, url)
         main = {"addr": "127.0.0.1:0", "db-driver": "mysql", "db": url}
-    config = {"main": main, "archive": {"kind": "file", "path": str(archive)}, "auth": {"jwts": {"max-age": "2h", "validate-user": True}}}
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    public, private = generate_keypair()
-    (folder / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
+    write_site(folder, main, archive)
     return folder, mysql_name
 
 
@@ -103,12 +118,9 @@ def graphql_site(request, tmp_path_factory) -> GraphQLSite:
     mysql_url = request.getfixturevalue("mysql_server") if request.param == "mysql" else None
     site, mysql_name = _make_site(folder, request.param, mysql_url)
     try:
-        for name, roles in USERS.items():
-            r = cli(site, "--add-user", f"{name}:{','.join(roles)}:pw")
-            assert r.returncode == 0, r.stderr
+        tokens = add_users(site, USERS)
         r = cli(site, "user", "add-project", "gqlmanager", "caph")
         assert r.returncode == 0, r.stderr
-        tokens = {name: cli(site, "--jwt", name).stdout.strip() for name in USERS}
         server = Server(site)
         server.wait_ready()
         try:

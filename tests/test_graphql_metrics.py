@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import _drop_mysql_database, _fresh_mysql_database
-from graphql_support import GraphQLSite
+from graphql_support import GraphQLSite, add_users, write_site
 from peerdata import copy_archive
 from test_server import Server, cli
 
@@ -56,8 +56,6 @@ def _prepare_archive(folder: Path) -> Path:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def metrics_site(request, tmp_path_factory) -> GraphQLSite:
-    from cc_backend.keys import generate_keypair
-
     folder = tmp_path_factory.mktemp(f"graphql-metrics-{request.param}")
     archive = _prepare_archive(folder)
     mysql_name = None
@@ -67,18 +65,11 @@ def metrics_site(request, tmp_path_factory) -> GraphQLSite:
         mysql_name, url = _fresh_mysql_database(request.getfixturevalue("mysql_server"))
         main = {"addr": "127.0.0.1:0", "db-driver": "mysql", "db": url}
     main["resampling"] = {"minimum-points": 600, "trigger": 30, "resolutions": [DEFAULT_RESOLUTION, 300, 60]}
-    config = {"main": main, "archive": {"kind": "file", "path": str(archive)},
-              "auth": {"jwts": {"max-age": "2h", "validate-user": True}}}
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    public, private = generate_keypair()
-    (folder / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
+    write_site(folder, main, archive)
     try:
         r = cli(folder, "--init-db")
         assert r.returncode == 0, r.stderr
-        for name, roles in USERS.items():
-            r = cli(folder, "--add-user", f"{name}:{','.join(roles)}:pw")
-            assert r.returncode == 0, r.stderr
-        tokens = {name: cli(folder, "--jwt", name).stdout.strip() for name in USERS}
+        tokens = add_users(folder, USERS)
         server = Server(folder)
         server.wait_ready()
         try:

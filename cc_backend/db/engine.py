@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterator
@@ -87,6 +87,11 @@ def _rollback_if_in_transaction(dbapi_connection: Any, connection_record: Any, r
 
     if getattr(dbapi_connection, "server_status", SERVER_STATUS_IN_TRANS) & SERVER_STATUS_IN_TRANS:
         dbapi_connection.rollback()
+
+
+def connection_for(bind: Engine | Connection):
+    """A connection for the duration of one call: a new one from an engine, or the caller's own."""
+    return bind.connect() if isinstance(bind, Engine) else nullcontext(bind)
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

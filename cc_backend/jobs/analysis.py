@@ -82,7 +82,10 @@ def jobs_metric_stats(engine: Engine, archive: Any, filters: Sequence[JobFilter]
 
 
 def footprint_of(footprint: dict[str, Any], metric: str) -> float | None:
-    """The job's footprint value of ``metric``: ``<metric>_avg``, else its configured stat; None without one."""
+    """The job's footprint value of ``metric``: ``<metric>_avg``, else ``_max``, else ``_min``; None without one.
+
+    The Python side of jobs.query.footprint_value (the same keys in the same order), for rows already read.
+    """
     value = footprint.get(f"{metric}_avg")
     if value is None:
         value = next((footprint[f"{metric}_{stat}"] for stat in ("max", "min") if f"{metric}_{stat}" in footprint), None)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import nullcontext
 from typing import Any, Iterable, Sequence
 
+import orjson
 from sqlalchemy import JSON, Float, String, Text, and_, cast, func, or_, select, type_coerce
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
-from cc_backend.db.engine import execute_hot, rows_as_dicts
+from cc_backend.db.engine import connection_for, execute_hot, rows_as_dicts
 from cc_backend.db.tables import job_table, jobtag_table
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page, StringInput
@@ -188,11 +188,6 @@ def order_clause(order: OrderBy | None) -> list[ColumnElement]:
     return [primary, J.id.desc() if order.order == "DESC" else J.id.asc()]
 
 
-def _connect(bind: Engine | Connection):
-    """A connection for the duration of one call: a new one from an engine, or the caller's own."""
-    return bind.connect() if isinstance(bind, Engine) else nullcontext(bind)
-
-
 #: Job ids per tag query: SQLite allows 32,766 bound parameters per statement, and a page of every job
 #: (GraphQL ``itemsPerPage: -1``, REST exports) can hold millions.
 TAG_QUERY_CHUNK = 10_000
@@ -264,7 +259,7 @@ def _select_jobs(bind: Engine | Connection, filters: Sequence[JobFilter], order:
     stmt = stmt.order_by(*order_clause(order))
     if limit is not None:
         stmt = stmt.limit(limit).offset(offset or 0)
-    with _connect(bind) as conn:
+    with connection_for(bind) as conn:
         rows = conn.execute(stmt).mappings().all()
         tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer) if with_tags else {}
     return [row_to_job(r, tags.get(r["id"], [])) for r in rows]
@@ -276,7 +271,7 @@ def count_jobs(bind: Engine | Connection, filters: Sequence[JobFilter] = (), *, 
     where = where_clause(filters, viewer, now)
     if where is not None:
         stmt = stmt.where(where)
-    with _connect(bind) as conn:
+    with connection_for(bind) as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
@@ -302,7 +297,7 @@ def find_jobs(bind: Engine | Connection, job_id: int, cluster: str | None = None
             sql += " AND start_time = :start_time"
             params["start_time"] = start_time
         sql += " ORDER BY start_time DESC, id DESC"
-        with _connect(bind) as conn:
+        with connection_for(bind) as conn:
             rows = rows_as_dicts(execute_hot(conn, sql, params))
             tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer)
         return [row_to_job(r, tags[r["id"]]) for r in rows]
@@ -315,7 +310,7 @@ def find_jobs(bind: Engine | Connection, job_id: int, cluster: str | None = None
     if scope is not None:
         conds.append(scope)
     stmt = select(job_table).where(and_(*conds)).order_by(J.start_time.desc(), J.id.desc())
-    with _connect(bind) as conn:
+    with connection_for(bind) as conn:
         rows = conn.execute(stmt).mappings().all()
         tags = tags_for_jobs(conn, [r["id"] for r in rows], viewer)
     return [row_to_job(r, tags[r["id"]]) for r in rows]
@@ -352,8 +347,24 @@ def concurrent_jobs(bind: Engine | Connection, job: dict[str, Any], *, viewer: V
     if scope is not None:
         conds.append(scope)
     stmt = select(J.id, J.job_id).where(and_(*conds)).order_by(J.id)
-    with _connect(bind) as conn:
+    with connection_for(bind) as conn:
         rows = conn.execute(stmt).all()
     items = [{"id": r[0], "jobId": r[1]} for r in rows]
     list_query = "&".join(f"jobId={item['jobId']}" for item in items)
     return {"listQuery": list_query, "items": items, "count": len(items)}
+
+
+def hosts_of_running_jobs(bind: Engine | Connection, key: ColumnElement,
+                          *conditions: ColumnElement) -> dict[Any, set[str]]:
+    """Per value of ``key`` (cluster, subcluster), in its order, the hostnames that running jobs use."""
+    stmt = select(key, J.resources).where(J.job_state == "running", *conditions).order_by(key)
+    hosts: dict[Any, set[str]] = {}
+    with connection_for(bind) as conn:
+        for value, resources in conn.execute(stmt):
+            found = hosts.setdefault(value, set())
+            # text, or bytes where upstream's Go driver stored a BLOB: orjson reads both
+            for resource in orjson.loads(resources) if resources else ():
+                if isinstance(resource, dict) and isinstance(resource.get("hostname"), str) and resource["hostname"]:
+                    found.add(resource["hostname"])
+    return hosts
+

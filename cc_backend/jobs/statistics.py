@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -15,9 +14,10 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from cc_backend.archive.cluster import ClusterRegistry
-from cc_backend.db.tables import job_table, user_table
+from cc_backend.db.tables import job_table
 from cc_backend.errors import InvalidInput
 from cc_backend.jobs.filter import JobFilter, Page
+from cc_backend.db.engine import connection_for
 from cc_backend.jobs.query import footprint_value, where_clause
 from cc_backend.security import Viewer
 
@@ -98,7 +98,7 @@ def job_statistics(engine: Engine | Connection, filters: Sequence[JobFilter], vi
     # Metric names are checked whenever the clusters are at hand, not only when histMetrics is asked for.
     checks_metrics = bool(options.metrics) and ("histMetrics" in options.fields or options.clusters is not None)
     metric_scales = _metric_scales(options, filters) if checks_metrics else {}
-    with _connect(engine) as conn:
+    with connection_for(engine) as conn:
         if options.group_by is not None:
             return _grouped_totals(conn, where, options, now)
         stats: dict[str, Any] = {"id": "", "name": ""}
@@ -242,18 +242,11 @@ def _grouped_totals(conn: Connection, where: ColumnElement | None, options: Stat
     return out
 
 
-#: Usernames per IN list: far below SQLite's bound-parameter limit.
-_NAME_CHUNK = 500
-
-
 def _display_names(conn: Connection, usernames: list[str]) -> dict[str, str]:
     """hpc_user.name of the users that have one (looked up for the result rows only, not joined per job)."""
-    names: dict[str, str] = {}
-    for i in range(0, len(usernames), _NAME_CHUNK):
-        chunk = usernames[i:i + _NAME_CHUNK]
-        stmt = select(user_table.c.username, user_table.c.name).where(user_table.c.username.in_(chunk))
-        names.update({username: name for username, name in conn.execute(stmt) if name})
-    return names
+    from cc_backend.users import find_users
+
+    return {name: user.name for name, user in find_users(conn, usernames).items() if user.name}
 
 
 # --- histograms -------------------------------------------------------------------------------------
@@ -394,8 +387,3 @@ def _metric_histogram(conn: Connection, where: ColumnElement | None, metric: str
     data = [{"bin": i, "count": counts.get(i, 0), "min": math.floor(peak * (i - 1) / bins),
              "max": math.floor(peak * i / bins)} for i in range(1, bins + 1)]
     return {"metric": metric, "unit": scale.unit, "stat": scale.stat, "data": data}
-
-
-def _connect(bind: Engine | Connection):
-    """A connection for the duration of one call: a new one from an engine, or the caller's own."""
-    return bind.connect() if isinstance(bind, Engine) else nullcontext(bind)

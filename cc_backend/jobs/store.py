@@ -41,7 +41,7 @@ from cc_backend.db.engine import execute_hot, is_sqlite
 from cc_backend.db.tables import JOB_STATES, job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.model import job_to_row, row_to_job
-from cc_backend.jobs.query import find_jobs, get_job, scope_condition, tags_for_jobs
+from cc_backend.jobs.query import find_jobs, get_job, hosts_of_running_jobs, scope_condition, tags_for_jobs
 from cc_backend.jobs.tags import attach_tag, readable_tags_by_id, tag_dict
 from cc_backend.security import (Viewer, can_write_tag_scope, may_assign_tag_scope, may_delete_tag_scope,
                                  readable_tag_scopes)
@@ -331,14 +331,18 @@ def _attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]],
 
 
 def _sync_archive_meta(conn: Connection, archive: Any, job: Mapping[str, Any], *, tags: bool = False,
-                       meta_data: Mapping[str, str] | None = None) -> None:
-    """Rewrite meta.json of a non-running, archived job (upstream UpdateTags / UpdateMetadata)."""
+                       meta_data: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """Rewrite meta.json of a non-running, archived job (upstream UpdateTags / UpdateMetadata).
+
+    Returns the document as it was before (None when nothing was written), for undoing the rewrite.
+    """
     if archive is None or job["jobState"] == "running":
-        return
+        return None
     key = (job["cluster"], job["jobId"], job["startTime"])
     if not archive.exists(*key):
-        return
+        return None
     meta = archive.load_meta(*key)
+    original = dict(meta)  # shallow is enough: "tags" and "metaData" are replaced below, not changed in place
     if tags:
         meta["tags"] = [{"id": t["id"], "type": t["type"], "name": t["name"], "scope": t["scope"]}
                         for t in tags_for_jobs(conn, [job["id"]], None)[job["id"]]]
@@ -347,6 +351,7 @@ def _sync_archive_meta(conn: Connection, archive: Any, job: Mapping[str, Any], *
         merged.update(meta_data)
         meta["metaData"] = merged
     archive.store_meta(meta)
+    return original
 
 
 # --- start / stop ---------------------------------------------------------------------------------
@@ -597,13 +602,9 @@ class _MetaRewrites:
 
     def sync_tags(self, conn: Connection, job: Mapping[str, Any]) -> None:
         """Rewrite meta.json's tags of a non-running archived job to what the transaction holds (all scopes)."""
-        if self.archive is None or job["jobState"] == "running":
-            return
-        key = (job["cluster"], job["jobId"], job["startTime"])
-        if not self.archive.exists(*key):
-            return
-        self.originals.append(self.archive.load_meta(*key))
-        _sync_archive_meta(conn, self.archive, job, tags=True)
+        original = _sync_archive_meta(conn, self.archive, job, tags=True)
+        if original is not None:
+            self.originals.append(original)
 
     def restore(self) -> None:
         for meta in reversed(self.originals):
@@ -836,15 +837,8 @@ def used_nodes(engine: Engine, ts: int) -> dict[str, list[str]]:
     """Hostnames in use by running jobs that started before ``ts``, per cluster (sorted)."""
     if isinstance(ts, bool) or not isinstance(ts, int):
         raise InvalidInput(f"ts must be an integer, got {ts!r}", field="ts")
-    out: dict[str, set[str]] = {}
-    with engine.connect() as conn:
-        rows = conn.execute(select(J.cluster, J.resources).where(J.job_state == "running", J.start_time < ts))
-        for cluster, resources in rows:
-            hosts = out.setdefault(cluster, set())
-            for res in orjson.loads(resources) if resources else ():
-                if isinstance(res, dict) and res.get("hostname"):
-                    hosts.add(res["hostname"])
-    return {cluster: sorted(hosts) for cluster, hosts in sorted(out.items())}
+    hosts = hosts_of_running_jobs(engine, J.cluster, J.start_time < ts)
+    return {cluster: sorted(found) for cluster, found in hosts.items()}
 
 
 __all__ = [

@@ -15,32 +15,33 @@ from cc_backend.security import Viewer, readable_tag_scopes
 T = tag_table.c
 
 
-def list_tags(engine: Engine, *, viewer: Viewer | None = None) -> list[dict]:
-    """Every tag the viewer may read, with the number of the viewer's visible jobs carrying it."""
+def list_tags(engine: Engine, *, viewer: Viewer | None = None, with_counts: bool = True) -> list[dict]:
+    """Every tag the viewer may read, by type and name, with the number of the viewer's visible jobs carrying it.
+
+    ``with_counts=False`` leaves the count out (and the join over every tagged job that computes it).
+    """
     from cc_backend.jobs.query import scope_condition
 
-    count_stmt = (
-        select(jobtag_table.c.tag_id, func.count().label("n"))
-        .join(job_table, job_table.c.id == jobtag_table.c.job_id)
-        .group_by(jobtag_table.c.tag_id)
-    )
-    scope = scope_condition(viewer)
-    if scope is not None:
-        count_stmt = count_stmt.where(scope)
-    counts = count_stmt.subquery()
-    stmt = (
-        select(T.id, T.tag_type, T.tag_name, T.tag_scope, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.tag_id == T.id)
-        .order_by(T.tag_type, T.tag_name)
-    )
+    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(T.tag_type, T.tag_name)
+    if with_counts:
+        count_stmt = (
+            select(jobtag_table.c.tag_id, func.count().label("n"))
+            .join(job_table, job_table.c.id == jobtag_table.c.job_id)
+            .group_by(jobtag_table.c.tag_id)
+        )
+        scope = scope_condition(viewer)
+        if scope is not None:
+            count_stmt = count_stmt.where(scope)
+        counts = count_stmt.subquery()
+        stmt = stmt.add_columns(func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.tag_id == T.id)
     scopes = readable_tag_scopes(viewer)
     if scopes is not None:
         stmt = stmt.where(T.tag_scope.in_(scopes))
     with engine.connect() as conn:
-        return [
-            {"id": i, "type": t, "name": n, "scope": s, "count": int(c)}
-            for i, t, n, s, c in conn.execute(stmt)
-        ]
+        rows = conn.execute(stmt).all()
+    if not with_counts:
+        return [tag_dict(row) for row in rows]
+    return [{**tag_dict(row), "count": int(row[4])} for row in rows]
 
 
 def resolve_tag_ids(engine: Engine, specs: Iterable[str], *, viewer: Viewer | None = None) -> list[int]:
@@ -89,16 +90,6 @@ def attach_tag(conn: Connection, job_db_id: int, tag_id: int) -> None:
 def tag_dict(row: Sequence) -> dict:
     """A (id, type, name, scope) row as the tag shape every front end returns."""
     return {"id": int(row[0]), "type": row[1], "name": row[2], "scope": row[3]}
-
-
-def readable_tags(engine: Engine, *, viewer: Viewer | None = None) -> list[dict]:
-    """Every tag the viewer may read, by type and name, without job counts (list_tags has those)."""
-    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(T.tag_type, T.tag_name, T.id)
-    scopes = readable_tag_scopes(viewer)
-    if scopes is not None:
-        stmt = stmt.where(T.tag_scope.in_(scopes))
-    with engine.connect() as conn:
-        return [tag_dict(row) for row in conn.execute(stmt)]
 
 
 def readable_tags_by_id(conn: Connection, tag_ids: Iterable[int], viewer: Viewer | None, *,

@@ -7,7 +7,7 @@ from typing import Any
 from tartiflette import Resolver
 
 from cc_backend.jobs.store import add_tags_to_job, create_tag, delete_tags_by_id, remove_tags_from_job
-from cc_backend.jobs.tags import readable_tags
+from cc_backend.jobs.tags import list_tags
 from cc_backend.server.graphql.common import SCHEMA_NAME, int_id, run_blocking, runtime_of, viewer_of
 
 
@@ -17,7 +17,7 @@ def _tag_ids(values: list[Any]) -> list[int]:
 
 @Resolver("Query.tags", schema_name=SCHEMA_NAME)
 async def resolve_tags(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
-    return await run_blocking(readable_tags, runtime_of(ctx).engine, viewer=viewer_of(ctx))
+    return await run_blocking(list_tags, runtime_of(ctx).engine, viewer=viewer_of(ctx), with_counts=False)
 
 
 @Resolver("Mutation.createTag", schema_name=SCHEMA_NAME)
