@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and start the cc-backend demo: virtualenv, install, demo archive, database, user demo/AdminDev.
-# A second run reuses what exists (delete ./var to start over).
+# A second run reuses what exists (delete ./var to start over). DEMO_JOBS sets the number of jobs (2000).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -9,7 +9,9 @@ if [ ! -x .venv/bin/cc-backend ]; then
     echo "==> creating .venv and installing cc-backend"
     "$PYTHON" -m venv .venv
     .venv/bin/pip install --quiet --upgrade pip
-    .venv/bin/pip install --quiet -e .
+    # A regular install, not an editable one: setuptools announces every editable install of a
+    # package with mapped folders (package-dir) with a warning, and the demo does not need one.
+    .venv/bin/pip install --quiet .
 fi
 CC=.venv/bin/cc-backend
 
@@ -25,7 +27,7 @@ if [ ! -d var ]; then
     $CC --init
     cp configs/config-demo.json config.json
     echo "==> generating the demo job archive"
-    $CC demo generate var/job-archive --now "$(date +%s)"
+    $CC demo generate var/job-archive --now "$(date +%s)" --jobs "${DEMO_JOBS:-2000}"
     echo "==> loading the archive into the database"
     $CC init-db
     $CC --add-user demo:admin,api:AdminDev
@@ -33,5 +35,15 @@ else
     echo "==> ./var exists: reusing config.json, .env, var/job.db and var/job-archive"
 fi
 
-echo "==> starting the server on http://127.0.0.1:8080 (API token: $CC jwt demo; API browser: /swagger/; stop with Ctrl-C)"
-exec $CC --loglevel info serve
+URL=$(.venv/bin/python - <<'EOF'
+from cc_backend.config import load_config
+from cc_backend.server.serving import parse_addr
+
+main = load_config("config.json").main
+host, port = parse_addr(main.addr)
+host = "localhost" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+print(f"{'https' if main.https_cert_file and main.https_key_file else 'http'}://{host}:{port}/")
+EOF
+)
+echo "==> starting the server on $URL (user demo, password AdminDev; API token: $CC jwt demo; API browser: ${URL}swagger/; stop with Ctrl-C)"
+exec $CC serve

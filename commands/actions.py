@@ -50,6 +50,12 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
             m.force(runtime.raw_engine)
             click.echo(f"database marked clean at schema version {m.SCHEMA_VERSION}")
         return None
+    if init_db:
+        # Upstream's README sets up a new site with `-init-db -add-user ... -no-server`: the schema
+        # must exist before -add-user (which runs first, in upstream's order) touches the database.
+        from cc_backend.db.migrate import ensure_schema
+
+        ensure_schema(runtime.raw_engine)
     did = False
     if optimize_db:
         from cc_backend.db.engine import is_sqlite

@@ -46,6 +46,27 @@ def test_upstream_flag_style_end_to_end(site):
     assert json.loads(r.stdout) == []
 
 
+def test_readme_command_sets_up_a_fresh_site_in_one_go(site):
+    """Upstream's README command for a new installation: no -migrate-db before it, no schema yet."""
+    r = cli(site, "-init-db", "-add-user", "demo:admin,api:AdminDev", "-no-server")
+    assert r.returncode == 0, r.stderr
+    assert "init-db: 2 jobs" in r.stdout and "added user 'demo'" in r.stdout
+    assert "No errors, server flag not set" in r.stderr
+    r = cli(site, "db", "version")
+    assert r.returncode == 0 and "11" in r.stdout, r.stdout + r.stderr
+    r = cli(site, "user", "show", "demo", "--format", "json")
+    assert json.loads(r.stdout)["roles"] == ["admin", "api"]
+    r = cli(site, "jobs", "list", "--format", "json")
+    assert [j["jobId"] for j in json.loads(r.stdout)] == [1404397, 1403244]
+
+
+def test_add_user_alone_on_a_fresh_site_names_the_missing_schema(site):
+    """Without -init-db nothing creates the schema: the error says how to create it."""
+    r = cli(site, "-add-user", "demo:admin:pw")
+    assert r.returncode != 0
+    assert "database is empty" in r.stderr and "--migrate-db" in r.stderr
+
+
 def test_go_bool_syntax_and_double_dash(site):
     assert cli(site, "--migrate-db=true").returncode == 0
     r = cli(site, "-init-db=true", "-server=false")
