@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -70,8 +71,37 @@ def authenticate(engine: "Engine", username: str, password: str, *, ldap: "LdapD
     raise Forbidden("wrong user name or password", field="password")
 
 
+def account_key(engine: "Engine", username: str) -> str:
+    """The account a login name means, as the database resolves it: the key of the login rate limit.
+
+    MariaDB compares user names without regard to case or trailing blanks, so ``PLAINUSER`` and
+    ``plainuser `` log in as ``plainuser``; counting them apart would give every spelling five guesses.
+    Names of no account are normalised the same way, so guesses at them are counted together too.
+    """
+    user = find_user(engine, username)
+    return user.username if user is not None else username.strip().casefold()
+
+
+def login(engine: "Engine", limiter: "LoginRateLimiter", address: str, username: str, password: str, *,
+          ldap: "LdapDirectory | None" = None) -> User:
+    """One login attempt from ``address``: the rate limit per (address, account), then the password check.
+
+    Raises TooManyAttempts while the pair is blocked (even for the right password), Forbidden for a
+    wrong password (counted), DirectoryUnavailable when LDAP does not answer (not counted).
+    """
+    account = account_key(engine, username)
+    limiter.check(address, account)
+    try:
+        user = authenticate(engine, username, password, ldap=ldap)
+    except Forbidden:
+        limiter.failed(address, account)
+        raise
+    limiter.succeeded(address, account)
+    return user
+
+
 class LoginRateLimiter:
-    """At most ``limit`` failed logins per (address, user name) within ``window`` seconds (upstream: 5 / 15 min)."""
+    """At most ``limit`` failed logins per (address, account) within ``window`` seconds (upstream: 5 / 15 min)."""
 
     #: Entries without a failure inside the window are dropped once the table has this many keys.
     SWEEP_MIN_KEYS = 4096
@@ -122,16 +152,23 @@ class LoginRateLimiter:
 
 @dataclass(frozen=True)
 class Session:
-    """What a session cookie carries (as upstream: user name, roles, projects, auth source)."""
+    """What a session cookie carries: user name, roles, projects, auth source (as upstream), and an id.
+
+    The id is random per login. Without it two logins of one user within the same second (the
+    signature's timestamp resolution) got byte-identical cookies, and logging out of one ended both.
+    Cookies from before the id existed decode with ``sid=""``.
+    """
 
     username: str
     roles: tuple[str, ...]
     projects: tuple[str, ...]
     auth_source: int
+    sid: str = ""
 
     @classmethod
     def of(cls, user: User) -> "Session":
-        return cls(user.username, tuple(user.roles), tuple(user.projects), int(user.auth_source))
+        return cls(user.username, tuple(user.roles), tuple(user.projects), int(user.auth_source),
+                   secrets.token_urlsafe(16))
 
 
 class SessionCodec:
@@ -149,15 +186,17 @@ class SessionCodec:
 
     def encode(self, session: Session) -> str:
         return self._serializer.dumps([session.username, list(session.roles), list(session.projects),
-                                       session.auth_source])
+                                       session.auth_source, session.sid])
 
     def decode(self, cookie: str) -> Session | None:
         """The session, or None for a cookie that is forged, expired or malformed."""
         from itsdangerous import BadSignature
 
         try:
-            username, roles, projects, source = self._serializer.loads(cookie, max_age=self.max_age)
-            return Session(str(username), tuple(roles), tuple(projects), int(source))
+            username, roles, projects, source, *sid = self._serializer.loads(cookie, max_age=self.max_age)
+            if len(sid) > 1:
+                return None
+            return Session(str(username), tuple(roles), tuple(projects), int(source), str(sid[0]) if sid else "")
         except (BadSignature, ValueError, TypeError):
             return None
 

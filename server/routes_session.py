@@ -163,7 +163,7 @@ class SessionHandlers:
 
     def login(self) -> str:
         """POST /login: form fields username, password, redirect."""
-        from cc_backend.sessions import TooManyAttempts, authenticate, safe_redirect
+        from cc_backend.sessions import TooManyAttempts, login, safe_redirect
 
         try:
             fields = request_fields()
@@ -177,23 +177,19 @@ class SessionHandlers:
         # proxy rewrites them, and would let an attacker pick a fresh address for every guess.
         address = bottle.request.environ.get("REMOTE_ADDR", "")
         try:
-            self.limiter.check(address, username)
+            self.cookies.codec()  # a missing SESSION_KEY is the admin's problem, not a failed attempt
+            user = login(self.runtime.engine, self.limiter, address, username, password, ldap=self._ldap())
         except TooManyAttempts as exc:
             log.warning("login of %r from %s refused: too many failed attempts", username, address)
             bottle.response.set_header("Retry-After", str(exc.retry_after_s))
             return self._page(429, f"Too many failed logins for this user name from your address: {exc.message}.",
                               username=username, redirect=target)
-        try:
-            self.cookies.codec()  # a missing SESSION_KEY is the admin's problem, not a failed attempt
-            user = authenticate(self.runtime.engine, username, password, ldap=self._ldap())
         except Forbidden:
-            self.limiter.failed(address, username)
             log.warning("login of %r from %s failed: wrong user name or password", username, address)
             return self._page(401, "Wrong user name or password.", username=username, redirect=target)
         except CCError as exc:  # LDAP unreachable (503), configuration missing (500)
             log.error("login of %r failed: %s", username, exc.message)
             return self._page(exc.status, f"Login failed: {exc.message}", username=username, redirect=target)
-        self.limiter.succeeded(address, username)
         return self._start_session(user, target)
 
     def logout(self) -> str:

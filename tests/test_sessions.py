@@ -14,7 +14,7 @@ from cc_backend.ldap import LdapDirectory
 from cc_backend.sessions import (
     LoginRateLimiter, Session, SessionCodec, TooManyAttempts, authenticate, safe_redirect, verify_cross_login_token,
 )
-from cc_backend.users import AuthSource, add_user
+from cc_backend.users import AuthSource, User, add_user
 
 
 def test_local_login(engine):
@@ -64,6 +64,13 @@ def test_session_cookie_round_trip_forgery_and_expiry():
     assert codec.decode(cookie[:-2] + "xx") is None
     assert SessionCodec("another-key", 3600).decode(cookie) is None
     assert codec.decode("garbage") is None
+    fresh = Session.of(User(username="ann", roles=["user"], projects=[]))
+    assert fresh.sid and fresh != Session.of(User(username="ann", roles=["user"], projects=[]))
+    assert codec.decode(codec.encode(fresh)) == fresh
+    # Cookies issued before sessions had an id still decode; a longer list is not ours.
+    legacy = codec._serializer.dumps(["ann", ["user"], [], 0])
+    assert codec.decode(legacy) == Session("ann", ("user",), (), 0, "")
+    assert codec.decode(codec._serializer.dumps(["ann", ["user"], [], 0, "a", "b"])) is None
     expired = SessionCodec("a-session-key", max_age_seconds=1)
     old = expired.encode(session)
     time.sleep(2.1)

@@ -241,6 +241,47 @@ def test_rate_limit_per_address_and_user(start, site):
     assert "too many failed attempts" in srv.output()
 
 
+def test_rate_limit_counts_the_account_whatever_its_spelling(start, site):
+    """MariaDB resolves PLAINUSER and 'plainuser ' to plainuser: every spelling draws on one count."""
+    srv = start()
+    url = srv.url
+    add_users(site, "plainuser:user:right-pw")
+    for spelling in ("PLAINUSER", "plainuser ", "PlainUser", " plainUSER", "plainuser"):
+        r = httpx.post(url + "/login", data={"username": spelling, "password": "guess"})
+        assert r.status_code == 401, spelling
+    for spelling in ("plainuser", "PLAINUSER", "plainuser  "):
+        r = httpx.post(url + "/login", data={"username": spelling, "password": "right-pw"})
+        assert r.status_code == 429 and "Too many failed logins" in r.text, spelling
+        assert "set-cookie" not in r.headers
+    # Names of no account are counted together too, and other accounts are untouched.
+    for spelling in ("Ghost", "GHOST", "ghost ", "gHost", "ghost"):
+        assert httpx.post(url + "/login", data={"username": spelling, "password": "x"}).status_code == 401
+    assert httpx.post(url + "/login", data={"username": "GhOsT", "password": "x"}).status_code == 429
+    add_users(site, "other:user:other-pw")
+    assert whoami(url, login(url, "other", "other-pw"), "other").status_code == 200
+
+
+@SQLITE_ONLY
+def test_every_login_gets_its_own_session(start, site):
+    """Logins within one second (the signature's timestamp) must not share a cookie, nor a logout."""
+    srv = start()
+    url = srv.url
+    add_users(site, "ann:user:ann-pw")
+    cookies = []
+    for _ in range(3):
+        cookies.append(login(url, "ann", "ann-pw"))
+    assert len({c["Cookie"] for c in cookies}) == 3
+    r = httpx.post(url + "/logout", headers={**cookies[0], "Origin": url})
+    assert r.status_code == 302
+    assert "logged out" in json_error(whoami(url, cookies[0], "ann"), 401, "Unauthorized")
+    assert whoami(url, cookies[1], "ann").status_code == 200  # the other logins live on
+    # Log in again right after logging out: a new, live session.
+    again = login(url, "ann", "ann-pw")
+    assert again["Cookie"] not in {c["Cookie"] for c in cookies}
+    r = whoami(url, again, "ann")
+    assert r.status_code == 200 and pyjwt.decode(r.text, options={"verify_signature": False})["sub"] == "ann"
+
+
 @SQLITE_ONLY
 def test_jwt_login(start, site):
     add_env(site, CROSS_LOGIN_JWT_HS512_KEY=HS_KEY)
