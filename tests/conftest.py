@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PEER = SHARED / "peer-data"
+FIXTURES = REPO / "tests" / "fixtures"
+PEER = FIXTURES / "peer-data"
+UPSTREAM_SPEC = FIXTURES / "upstream-spec" / "cc-backend"
 MYSQL_URL = os.environ.get("CC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
@@ -95,7 +96,7 @@ def engine(db_url):
 def peer_db_path(tmp_path) -> Path:
     """A writable copy of the upstream-written job.db (schema version 10, 544 jobs)."""
     dst = tmp_path / "peer-job.db"
-    shutil.copyfile(PEER / "db" / "job.db", dst)  # copyfile: the copy is writable even if shared/ is not
+    shutil.copyfile(PEER / "db" / "job.db", dst)  # copyfile: the copy is writable whatever the fixture's mode
     return dst
 
 

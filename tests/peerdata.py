@@ -1,13 +1,11 @@
-"""Locations of the shared peer data (beside the repository) and a helper to copy the archive."""
+"""Locations of upstream's test data (tests/fixtures/peer-data) and a helper to copy the archive."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-# CI clones the repository elsewhere with shared/ beside it, so resolve relative to this file.
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PEER = SHARED / "peer-data"
+PEER = Path(__file__).resolve().parent / "fixtures" / "peer-data"
 ARCHIVE = PEER / "archive"
 IMPORTER = PEER / "importer"
 JOB_DB = PEER / "db" / "job.db"
@@ -17,7 +15,7 @@ def copy_archive(tmp_path: Path, name: str = "archive") -> Path:
     """A writable copy of the read-only peer archive under ``tmp_path``."""
     dst = tmp_path / name
     shutil.copytree(ARCHIVE, dst)
-    # The source is read-only; copies must be writable for the tests that change them.
+    # Whatever mode the fixture files have, copies must be writable for the tests that change them.
     for p in [dst, *dst.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return dst

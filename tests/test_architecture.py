@@ -6,6 +6,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cc_backend
 
@@ -52,3 +53,25 @@ def test_every_module_has_a_docstring():
                                   "cc_backend.commands.users", "cc_backend.commands.admin"]:
         module = importlib.import_module(name)
         assert module.__doc__ and module.__doc__.strip(), name
+
+
+def test_nothing_reads_outside_the_repository():
+    """A clone alone runs the suite: fixtures come from tests/fixtures, never from a folder beside the clone."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    outside = re.compile(r"""\.\./shared|/work/shared|["']shared["']\s*/|/\s*["']shared["']|parents\[\d\]\s*\.parent""")
+    offenders = []
+    for folder in ("tests", "tools", "bench", "cc_backend", "commands", "server", "tui"):
+        for path in (root / folder).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if outside.search(line) and "outside.search" not in line and "re.compile" not in line:
+                    offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    for script in ("run-tests.sh", "startDemo.sh", ".ci/run"):
+        if "shared" in (root / script).read_text():
+            offenders.append(script)
+    assert offenders == []
+    readme = (root / "tests" / "fixtures" / "README.md").read_text()
+    for folder in ("peer-data/archive/", "peer-data/db/job.db", "peer-data/importer/", "upstream-spec/cc-backend/api/",
+                   "upstream-spec/cc-backend/configs/"):
+        assert f"`{folder}`" in readme and (root / "tests" / "fixtures" / folder).exists(), folder

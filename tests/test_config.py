@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
+from conftest import UPSTREAM_SPEC
 from cc_backend.config import (
     Config,
     Secrets,
@@ -27,7 +28,7 @@ from cc_backend.config import (
 )
 from cc_backend.errors import ConfigError
 
-UPSTREAM = Path("/work/shared/upstream-spec/cc-backend/configs")
+UPSTREAM = UPSTREAM_SPEC / "configs"
 OUR_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from conftest import UPSTREAM_SPEC
 from graphql_support import graphql_site  # noqa: F401 - fixture
 from test_server import start  # noqa: F401 - fixture
 
@@ -141,7 +142,7 @@ def test_every_query_and_mutation_has_a_resolver():
     from cc_backend.server.graphql.executor import SCHEMA_FILE, executor
 
     sdl = Path(SCHEMA_FILE).read_text()
-    upstream = (Path(__file__).resolve().parents[2] / "shared" / "upstream-spec" / "cc-backend" / "api" / "schema.graphqls")
+    upstream = UPSTREAM_SPEC / "api" / "schema.graphqls"
     if upstream.exists():
         assert sdl == upstream.read_text(), "server/graphql/schema.graphqls must stay upstream's schema"
     schema = executor().engine._schema

@@ -11,6 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from conftest import UPSTREAM_SPEC
 from cc_backend.config import load_env
 from cc_backend.errors import ConfigError, InvalidInput
 from cc_backend.keys import (
@@ -24,7 +25,7 @@ from cc_backend.keys import (
     verify_jwt,
 )
 
-UPSTREAM = Path("/work/shared/upstream-spec/cc-backend/configs")
+UPSTREAM = UPSTREAM_SPEC / "configs"
 
 
 @pytest.fixture
