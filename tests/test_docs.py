@@ -195,3 +195,12 @@ def test_docs_index_lists_every_page():
     for page in DOCS.glob("*.md"):
         if page.name != "README.md":
             assert f"]({page.name})" in index, page.name
+
+
+def test_readme_lists_every_page_of_the_documentation():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    pages = [f"docs/{page.name}" for page in (root / "docs").glob("*.md") if page.name != "README.md"]
+    assert [page for page in pages + ["init/README.md"] if f"]({page})" not in readme] == []
