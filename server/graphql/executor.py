@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,14 @@ MODULES = [
 MAX_DEPTH = 10
 #: Most fields a request may select once fragments are expanded (guards against alias flooding).
 MAX_FIELDS = 2000
+#: Deepest nesting of brackets in a document's text, and of a request's variables. The C parser under
+#: tartiflette segfaults at ~20,000 levels and tartiflette's own AST walk hits RecursionError at
+#: ~5,000, so this is checked on the raw text before either sees it; a deep real query (MAX_DEPTH
+#: selections, then an argument's list of objects of objects) needs about 16.
+MAX_NESTING = 64
+#: Most fragment definitions a document may have: tartiflette's cycle check walks each fragment's
+#: spreads recursively (500 chained fragments took 6 s, 3,000 a RecursionError); the web UI uses a few.
+MAX_FRAGMENTS = 100
 #: Seconds a request may take before the caller gets an error (the work is not interrupted).
 TIMEOUT_S = 300.0
 #: Threads for resolvers' blocking work: enough for the server's request threads to overlap.
@@ -116,6 +125,7 @@ class _Executor:
         _project_leaf_object_lists(self.engine._schema, PROJECTED_LISTS)
 
     def execute(self, query: str, variables: dict | None, operation: str | None, context: dict) -> dict:
+        _check_nesting(query, variables)
         _check_limits(self.engine, query)
         future = asyncio.run_coroutine_threadsafe(
             self.engine.execute(query, operation_name=operation, context=context, variables=variables), self.loop)
@@ -286,7 +296,8 @@ def execute(runtime: Any, viewer: Any, body: Mapping[str, Any]) -> tuple[int, di
     try:
         result = executor().execute(query, variables, operation, context)
     except _LimitExceeded as exc:
-        return 422, {"data": None, "errors": [{"message": str(exc), "extensions": {"code": "QueryTooComplex"}}]}
+        extensions = {"code": "QueryTooComplex", "field": exc.field}
+        return 422, {"data": None, "errors": [{"message": str(exc), "extensions": extensions}]}
     errors = result.get("errors") or []
     if result.get("data") is None and errors and all(_is_request_error(e) for e in errors):
         return 422, result
@@ -301,7 +312,87 @@ def _is_request_error(error: Mapping[str, Any]) -> bool:
 # --- limits -----------------------------------------------------------------------------------------
 
 class _LimitExceeded(Exception):
-    pass
+    def __init__(self, message: str, field: str = "query") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+#: What the scan stops at: brackets, the starts of strings and comments (whose text it skips), and the
+#: keyword of a fragment definition.
+_SIGNIFICANT = re.compile(r'["#\[\]{}()]|\bfragment\b')
+_STRING_END = re.compile(r'\\.|["\n\r]', re.DOTALL)  # an escape, the closing quote, or the line end
+_BLOCK_STRING_END = re.compile(r'\\"""|"""')  # in a block string only \""" escapes anything
+_LINE_END = re.compile(r"[\n\r]")
+
+
+def document_shape(text: str, limit: int) -> tuple[bool, int]:
+    """Whether ``[``, ``{`` or ``(`` nest deeper than ``limit`` in a GraphQL document (outside strings and
+    comments), and how many fragments it defines (up to that point, when too deep).
+
+    A scan of the raw text in linear time and constant stack, so it can run before the parser. Text
+    that is not valid GraphQL (unbalanced brackets, an unterminated string) is left for the parser
+    to report.
+    """
+    depth, fragments, pos, end = 0, 0, 0, len(text)
+    while pos < end:
+        found = _SIGNIFICANT.search(text, pos)
+        if found is None:
+            break
+        char, pos = found.group(), found.end()
+        if char in "[{(":
+            depth += 1
+            if depth > limit:
+                return True, fragments
+        elif char in "]})":
+            depth = max(depth - 1, 0)
+        elif char == "fragment":
+            fragments += depth == 0  # at the top level only definitions stand; inside, it is a field's name
+        elif char == "#":
+            line_end = _LINE_END.search(text, pos)
+            pos = line_end.end() if line_end else end
+        elif text.startswith('""', pos):
+            pos = _skip(text, pos + 2, _BLOCK_STRING_END)
+        else:
+            pos = _skip(text, pos, _STRING_END)
+    return False, fragments
+
+
+def _skip(text: str, pos: int, closing: re.Pattern) -> int:
+    """The position after the string whose text starts at ``pos`` (the end of text if it does not close)."""
+    while True:
+        found = closing.search(text, pos)
+        if found is None:
+            return len(text)
+        pos = found.end()
+        if not found.group().startswith("\\"):  # not an escape: the string ends here
+            return pos
+
+
+def json_nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest deeper than ``limit`` in a decoded JSON value (iterative: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
+
+
+def _check_nesting(query: str, variables: Mapping[str, Any] | None) -> None:
+    """Refuse deep nesting and fragment chains before the parser (C, recursive), tartiflette's validation
+    or its coercion of variables (both recursive) see them."""
+    too_deep, fragments = document_shape(query, MAX_NESTING)
+    if too_deep:
+        raise _LimitExceeded(f"the query nests brackets deeper than {MAX_NESTING} levels")
+    if fragments > MAX_FRAGMENTS:
+        raise _LimitExceeded(f"the query defines more than {MAX_FRAGMENTS} fragments")
+    if variables is not None and json_nesting_exceeds(variables, MAX_NESTING):
+        raise _LimitExceeded(f"'variables' nest deeper than {MAX_NESTING} levels", field="variables")
 
 
 def _check_limits(engine: Any, query: str) -> None:
