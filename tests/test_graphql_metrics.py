@@ -333,9 +333,23 @@ def test_roofline_heatmap_bins_the_node_samples(metrics_site):
     assert sum(map(sum, tiles)) > 50_000  # most of 2 x 32 nodes x ~1440 samples fall inside
     assert site.query(query, variables, user="mxstranger")["rooflineHeatmap"] == [[0.0] * 10 for _ in range(12)]
     for change, field in (({"rows": 0}, "rows"), ({"cols": -3}, "cols"), ({"minX": 1000.0}, "minX"),
-                          ({"minY": 0.0}, "minY"), ({"maxY": 0.5}, "minY")):
+                          ({"maxY": 0.5}, "minY"), ({"rows": 10_000, "cols": 10_000}, "rows")):
         errors = site.errors(query, {**variables, **change})
         assert errors[0]["extensions"]["code"] == "InvalidInput" and errors[0]["extensions"]["field"] == field, errors
+
+
+def test_roofline_heatmap_with_a_bound_not_known_yet_is_empty(metrics_site):
+    """Upstream's web UI asks with maxY -1 before it knows the peak: an all-zero heatmap, not an error."""
+    query = """query ($filter: [JobFilter!]!, $rows: Int!, $cols: Int!, $minX: Float!, $minY: Float!, $maxX: Float!, $maxY: Float!) {
+      rooflineHeatmap(filter: $filter, rows: $rows, cols: $cols, minX: $minX, minY: $minY, maxX: $maxX, maxY: $maxY) }"""
+    first_render = {"filter": [{"cluster": {"eq": "emmy"}}, {"state": ["completed"]}], "rows": 50, "cols": 40,
+                    "minX": 0.01, "minY": 1.0, "maxX": 1000.0, "maxY": -1.0}
+    assert metrics_site.query(query, first_render) == {"rooflineHeatmap": [[0.0] * 40 for _ in range(50)]}
+    for change in ({"minY": 0.0}, {"maxX": -1.0, "maxY": 10000.0}):
+        assert metrics_site.query(query, {**first_render, **change, "rows": 2, "cols": 3}) == {
+            "rooflineHeatmap": [[0.0] * 3, [0.0] * 3]}
+    errors = metrics_site.errors(query, {**first_render, "rows": 0})
+    assert errors[0]["extensions"]["field"] == "rows", errors
 
 
 # --- nodes and clusters ---------------------------------------------------------------------------
