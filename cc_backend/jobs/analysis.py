@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page
 from cc_backend.jobs.query import list_jobs
-from cc_backend.metricdata import hidden_metrics, job_stats, node_series
+from cc_backend.metricdata import hidden_metrics, is_archived, job_stats, node_series
 from cc_backend.security import Viewer
 
 #: Upstream's cap for footprints and the roofline heatmap (graph/util.go MAX_JOBS_FOR_ANALYSIS).
@@ -55,16 +55,28 @@ def jobs_metric_stats(engine: Engine, archive: Any, filters: Sequence[JobFilter]
                       *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
     """GraphQL ``jobsMetricStats``: per matching job (oldest first) its meta.json statistics of ``metrics``.
 
-    As upstream, a job whose meta.json cannot be read is left out; a job that is not archived yet is
-    listed with no statistics.
+    Only jobs with statistics of every requested metric (that the viewer may see) are listed: as
+    upstream, a job whose statistics cannot be loaded (not archived yet: running jobs have them only in
+    a metric store; an unreadable meta.json) is left out, and upstream's web UI reads every requested
+    metric of every listed job. The schema allows no null statistics to stand in for missing ones.
     """
     jobs = _matching_jobs(engine, filters, viewer, MAX_JOBS_FOR_METRIC_STATS, "jobsMetricStats", _START_TIME_ASC)
     hidden = _HiddenMetrics(archive.registry(), viewer)
+    requested = None if metrics is None else list(dict.fromkeys(metrics))
     out = []
     for job in jobs:
+        if not is_archived(job):
+            continue
+        invisible = hidden.of(job)
         try:
-            stats = job_stats(archive, job, metrics, hidden=hidden.of(job))
+            stats = job_stats(archive, job, requested, hidden=invisible)
         except (NotFound, OSError, ValueError):
+            continue
+        if requested is None:
+            complete = bool(stats)
+        else:
+            complete = len(stats) == sum(name not in invisible for name in requested)
+        if not complete:
             continue
         out.append({
             "id": job["id"],
