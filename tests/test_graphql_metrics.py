@@ -374,10 +374,70 @@ def test_node_and_cluster_metrics_are_empty_until_a_metric_store_exists(metrics_
     site = metrics_site
     for user in ("gqladmin", "mxsupport"):
         assert site.query(NODE_METRICS, user=user) == {"nodeMetrics": []}
-        listing = site.query(NODE_METRICS_LIST, user=user)["nodeMetricsList"]
-        # haswell is w11[27-45,49-63,69-72]: 19 + 15 + 4 nodes
-        assert listing == {"items": [], "offset": 0, "limit": 10, "count": 0, "totalNodes": 38, "hasNextPage": False}
         assert site.query(CLUSTER_METRICS, user=user) == {"clusterMetrics": {"nodeCount": 0, "metrics": []}}
+
+
+NODE_LIST = """query ($sub: String!, $state: String!, $node: String!, $page: PageRequest) {
+  nodeMetricsList(cluster: "emmy", subCluster: $sub, stateFilter: $state, nodeFilter: $node,
+                  from: "2024-01-01T00:00:00Z", to: "2024-01-01T01:00:00Z", page: $page) {
+    items { host nodeState metricHealth subCluster metrics { name } } offset limit count totalNodes hasNextPage } }"""
+#: emmy's haswell subcluster, w11[27-45,49-63,69-72], in hostname order.
+HASWELL = [f"w11{n:02d}" for n in (*range(27, 46), *range(49, 64), *range(69, 73))]
+
+
+def _node_list(site: GraphQLSite, sub: str = "haswell", state: str = "all", node: str = "",
+               page: dict | None = None, user: str = "gqladmin") -> dict:
+    return site.query(NODE_LIST, {"sub": sub, "state": state, "node": node, "page": page},
+                      user=user)["nodeMetricsList"]
+
+
+def test_node_metrics_list_pages_the_nodes_without_a_metric_store(metrics_site):
+    """The node list view: the subcluster's nodes, paged, with their states and no series (no metric store)."""
+    site = metrics_site
+    r = httpx.post(site.url + "/api/nodestate/", timeout=30, headers={"Authorization": f"Bearer {site.tokens['gqladmin']}"},
+                   json={"cluster": "emmy", "nodes": [{"hostname": "w1127", "states": ["allocated"], "jobsRunning": 1},
+                                                      {"hostname": "w1170", "states": ["idle"]},
+                                                      {"hostname": "w9999", "states": ["down"]}]})
+    assert r.status_code == 200, r.text
+
+    def item(host: str, state: str = "notindb", health: str = "failed", sub: str = "haswell") -> dict:
+        return {"host": host, "nodeState": state, "metricHealth": health, "subCluster": sub, "metrics": []}
+
+    expected = [item(h) for h in HASWELL]
+    expected[0] = item("w1127", "allocated")
+    expected[HASWELL.index("w1170")] = item("w1170", "idle")
+    for user in ("gqladmin", "mxsupport"):
+        first = _node_list(site, page={"itemsPerPage": 10, "page": 1}, user=user)
+        assert first == {"items": expected[:10], "offset": 0, "limit": 10, "count": 10, "totalNodes": 38,
+                         "hasNextPage": True}
+    third = _node_list(site, page={"itemsPerPage": 10, "page": 3})
+    assert third["items"] == expected[20:30] and (third["offset"], third["count"], third["hasNextPage"]) == (20, 10, True)
+    last = _node_list(site, page={"itemsPerPage": 10, "page": 4})
+    assert last["items"] == expected[30:] and (last["offset"], last["count"], last["hasNextPage"]) == (30, 8, False)
+    beyond = _node_list(site, page={"itemsPerPage": 10, "page": 5})
+    assert (beyond["items"], beyond["totalNodes"], beyond["hasNextPage"]) == ([], 38, False)
+    everything = _node_list(site, page={"itemsPerPage": -1, "page": 1})
+    assert everything["items"] == expected and everything["hasNextPage"] is False
+    assert _node_list(site)["items"] == expected  # no page: every node
+
+    assert _node_list(site, state="allocated")["items"] == [item("w1127", "allocated")]
+    assert _node_list(site, state="idle")["items"] == [item("w1170", "idle")]
+    not_in_db = _node_list(site, state="notindb", page={"itemsPerPage": 50, "page": 1})
+    assert not_in_db["items"] == [i for i in expected if i["nodeState"] == "notindb"] and not_in_db["totalNodes"] == 36
+    filtered = _node_list(site, node="w113", page={"itemsPerPage": 2, "page": 2})
+    assert filtered == {"items": [item("w1132"), item("w1133")], "offset": 2, "limit": 2, "count": 2,
+                        "totalNodes": 10, "hasNextPage": True}
+    # every subcluster; a node that reported a state but is in no nodelist is listed too
+    whole = _node_list(site, sub="", page={"itemsPerPage": -1, "page": 1})
+    assert whole["totalNodes"] == 38 + 63 + 111 + 70 + 1 == len(whole["items"])
+    assert whole["items"][-1] == item("w9999", "down", "full", "")
+    assert [i["host"] for i in whole["items"]] == sorted(i["host"] for i in whole["items"])
+    assert {i["subCluster"] for i in whole["items"]} == {"haswell", "skylake", "kabylake", "icelake", ""}
+
+    errors = site.errors(NODE_LIST, {"sub": "haswell", "state": "sleepy", "node": ""})
+    assert errors[0]["extensions"]["field"] == "stateFilter" and "notindb" in errors[0]["message"], errors
+    errors = site.errors(NODE_LIST, {"sub": "haswell", "state": "all", "node": "", "page": {"itemsPerPage": 0, "page": 1}})
+    assert "itemsPerPage" in errors[0]["message"], errors
 
 
 def test_node_and_cluster_metrics_are_for_admin_and_support_only(metrics_site):
