@@ -8,7 +8,8 @@ import pytest
 from test_server import SQLITE_ONLY, start, tokens  # noqa: F401 - fixtures
 
 MAX_NESTING = 64  # server/graphql/executor.py; docs/graphql.md says so
-MAX_FRAGMENTS = 100
+MAX_DEFINITIONS = 100
+MAX_COLONS = 4000
 ARCHIVED_JOBS = 2  # the peer archive's two emmy jobs, loaded by init-db
 COUNT = "query($f: [JobFilter!]) { jobs(filter: $f) { count } }"
 
@@ -76,19 +77,38 @@ def _fragment_chain(length: int) -> str:
     return f"{{ ...F0 }} {chain} fragment F{length - 1} on Query {{ jobs {{ count }} }}"
 
 
+def _too_complex(r: httpx.Response, message: str) -> None:
+    assert r.status_code == 422 and r.json() == {"data": None, "errors": [{
+        "message": message, "extensions": {"code": "QueryTooComplex", "field": "query"}}]}, r.text[:500]
+
+
 @SQLITE_ONLY
-def test_fragment_chains_are_refused_before_validation(server):
-    """3,000 chained fragments were a RecursionError in tartiflette's cycle check (500 took 6 s)."""
-    for length in (3000, MAX_FRAGMENTS + 1):
+def test_many_definitions_and_colons_are_refused_before_validation(server):
+    """3,000 chained fragments were a RecursionError in tartiflette's cycle check (500 took 6 s); some of its
+    checks of arguments, variable definitions and input fields are quadratic (40,000: minutes)."""
+    for length in (3000, MAX_DEFINITIONS):  # the operation is one definition more
         r = httpx.post(server.url + "/query", json={"query": _fragment_chain(length)}, headers=server.headers,
                        timeout=10)
-        assert r.status_code == 422 and r.json() == {"data": None, "errors": [{
-            "message": f"the query defines more than {MAX_FRAGMENTS} fragments",
-            "extensions": {"code": "QueryTooComplex", "field": "query"}}]}, r.text[:500]
+        _too_complex(r, f"the query has more than {MAX_DEFINITIONS} operations and fragments")
+    operations = " ".join(f"query Q{i} {{ jobs {{ count }} }}" for i in range(MAX_DEFINITIONS + 1))
+    r = httpx.post(server.url + "/query", json={"query": operations, "operationName": "Q0"},
+                   headers=server.headers, timeout=10)
+    _too_complex(r, f"the query has more than {MAX_DEFINITIONS} operations and fragments")
+    colons = {
+        "arguments": "{ jobs(" + " ".join(f"a{i}: 1" for i in range(40000)) + ") { count } }",
+        "variable definitions": "query(" + " ".join(f"$v{i}: Int" for i in range(40000)) + ") { jobs { count } }",
+        "input fields": "{ jobs(filter: [{" + " ".join(f"f{i}: 1" for i in range(MAX_COLONS)) + "}]) { count } }",
+    }
+    for document in colons.values():
+        r = httpx.post(server.url + "/query", json={"query": document}, headers=server.headers, timeout=10)
+        _too_complex(r, f"the query has more than {MAX_COLONS} arguments, aliases and input fields")
     _alive(server)
-    r = httpx.post(server.url + "/query", json={"query": _fragment_chain(MAX_FRAGMENTS)}, headers=server.headers,
-                   timeout=10)
+    r = httpx.post(server.url + "/query", json={"query": _fragment_chain(MAX_DEFINITIONS - 1)},
+                   headers=server.headers, timeout=10)
     assert r.status_code == 200 and r.json() == {"data": {"jobs": {"count": ARCHIVED_JOBS}}}, r.text[:500]
+    colons_in_strings = '{ jobs(filter: [{user: {eq: "' + ":" * 50000 + '"}}]) { count } }'
+    r = httpx.post(server.url + "/query", json={"query": colons_in_strings}, headers=server.headers, timeout=10)
+    assert r.status_code == 200 and r.json() == {"data": {"jobs": {"count": 0}}}, r.text[:500]
 
 
 @SQLITE_ONLY

@@ -42,9 +42,12 @@ MAX_FIELDS = 2000
 #: ~5,000, so this is checked on the raw text before either sees it; a deep real query (MAX_DEPTH
 #: selections, then an argument's list of objects of objects) needs about 16.
 MAX_NESTING = 64
-#: Most fragment definitions a document may have: tartiflette's cycle check walks each fragment's
+#: Most operations and fragments a document may define: tartiflette's cycle check walks each fragment's
 #: spreads recursively (500 chained fragments took 6 s, 3,000 a RecursionError); the web UI uses a few.
-MAX_FRAGMENTS = 100
+MAX_DEFINITIONS = 100
+#: Most colons a document may have: arguments, aliases, variable definitions and object fields. Some of
+#: tartiflette's checks of these are quadratic (4,000 arguments of one field: ~1 s; 40,000: minutes).
+MAX_COLONS = 2 * MAX_FIELDS
 #: Seconds a request may take before the caller gets an error (the work is not interrupted).
 TIMEOUT_S = 300.0
 #: Threads for resolvers' blocking work: enough for the server's request threads to overlap.
@@ -317,36 +320,41 @@ class _LimitExceeded(Exception):
         self.field = field
 
 
-#: What the scan stops at: brackets, the starts of strings and comments (whose text it skips), and the
-#: keyword of a fragment definition.
-_SIGNIFICANT = re.compile(r'["#\[\]{}()]|\bfragment\b')
+#: What the scan stops at: brackets, colons, and the starts of strings and comments (whose text it skips).
+_SIGNIFICANT = re.compile(r'["#\[\]{}():]')
 _STRING_END = re.compile(r'\\.|["\n\r]', re.DOTALL)  # an escape, the closing quote, or the line end
 _BLOCK_STRING_END = re.compile(r'\\"""|"""')  # in a block string only \""" escapes anything
 _LINE_END = re.compile(r"[\n\r]")
 
 
-def document_shape(text: str, limit: int) -> tuple[bool, int]:
-    """Whether ``[``, ``{`` or ``(`` nest deeper than ``limit`` in a GraphQL document (outside strings and
-    comments), and how many fragments it defines (up to that point, when too deep).
+def document_problem(text: str) -> str | None:
+    """What makes a GraphQL document too big for the parser and tartiflette's validation, or None.
 
-    A scan of the raw text in linear time and constant stack, so it can run before the parser. Text
-    that is not valid GraphQL (unbalanced brackets, an unterminated string) is left for the parser
-    to report.
+    One scan of the raw text, in linear time and constant stack, so it can run before the parser:
+    the nesting of ``[``, ``{`` and ``(``, the top-level definitions (each opens a ``{`` at depth 0) and
+    the colons, all outside strings, block strings and comments. Text that is not valid GraphQL
+    (unbalanced brackets, an unterminated string) is left for the parser to report.
     """
-    depth, fragments, pos, end = 0, 0, 0, len(text)
+    depth, definitions, colons, pos, end = 0, 0, 0, 0, len(text)
     while pos < end:
         found = _SIGNIFICANT.search(text, pos)
         if found is None:
             break
         char, pos = found.group(), found.end()
         if char in "[{(":
+            if depth == 0 and char == "{":
+                definitions += 1
+                if definitions > MAX_DEFINITIONS:
+                    return f"the query has more than {MAX_DEFINITIONS} operations and fragments"
             depth += 1
-            if depth > limit:
-                return True, fragments
+            if depth > MAX_NESTING:
+                return f"the query nests brackets deeper than {MAX_NESTING} levels"
         elif char in "]})":
             depth = max(depth - 1, 0)
-        elif char == "fragment":
-            fragments += depth == 0  # at the top level only definitions stand; inside, it is a field's name
+        elif char == ":":
+            colons += 1
+            if colons > MAX_COLONS:
+                return f"the query has more than {MAX_COLONS} arguments, aliases and input fields"
         elif char == "#":
             line_end = _LINE_END.search(text, pos)
             pos = line_end.end() if line_end else end
@@ -354,7 +362,7 @@ def document_shape(text: str, limit: int) -> tuple[bool, int]:
             pos = _skip(text, pos + 2, _BLOCK_STRING_END)
         else:
             pos = _skip(text, pos, _STRING_END)
-    return False, fragments
+    return None
 
 
 def _skip(text: str, pos: int, closing: re.Pattern) -> int:
@@ -384,13 +392,11 @@ def json_nesting_exceeds(value: Any, limit: int) -> bool:
 
 
 def _check_nesting(query: str, variables: Mapping[str, Any] | None) -> None:
-    """Refuse deep nesting and fragment chains before the parser (C, recursive), tartiflette's validation
-    or its coercion of variables (both recursive) see them."""
-    too_deep, fragments = document_shape(query, MAX_NESTING)
-    if too_deep:
-        raise _LimitExceeded(f"the query nests brackets deeper than {MAX_NESTING} levels")
-    if fragments > MAX_FRAGMENTS:
-        raise _LimitExceeded(f"the query defines more than {MAX_FRAGMENTS} fragments")
+    """Refuse deep nesting and too many definitions or colons before the parser (C, recursive),
+    tartiflette's validation (recursive, partly quadratic) or its coercion of variables (recursive) see them."""
+    problem = document_problem(query)
+    if problem is not None:
+        raise _LimitExceeded(problem)
     if variables is not None and json_nesting_exceeds(variables, MAX_NESTING):
         raise _LimitExceeded(f"'variables' nest deeper than {MAX_NESTING} levels", field="variables")
 
