@@ -594,26 +594,28 @@ def node_metrics(registry: Any, cluster: str, *, viewer: Any, scopes: Sequence[s
     return []
 
 
-def node_metrics_list(registry: Any, cluster: str, subcluster: str, *, viewer: Any,
-                      scopes: Sequence[str] | None = None, start: int = 0, end: int = 0,
-                      page: Any = None, resolution: int | None = None) -> dict[str, Any]:
+def node_metrics_list(engine: Any, registry: Any, cluster: str, subcluster: str, *, viewer: Any,
+                      state_filter: str = "all", node_filter: str = "", scopes: Sequence[str] | None = None,
+                      start: int = 0, end: int = 0, page: Any = None, resolution: int | None = None,
+                      ) -> dict[str, Any]:
     """GraphQL ``nodeMetricsList``: a page of the subcluster's nodes with their series (none without a metric store).
 
-    ``totalNodes`` counts the nodes cluster.json gives the subcluster (all subclusters for ``""``).
+    The nodes, their states and ``totalNodes`` are :func:`cc_backend.nodes.list_cluster_nodes`'s.
     """
+    from cc_backend.nodes import list_cluster_nodes
+
     check_node_metrics_access(viewer)
     check_scopes(scopes)
     _check_time_range(start, end)
     if resolution is not None and resolution < 0:
         raise InvalidInput(f"resolution must be a non-negative number of seconds, got {resolution!r}", field="resolution")
-    from cc_backend.clusters import number_of_nodes
-
-    found = registry.get(cluster)
-    subclusters = [found.sub_cluster(subcluster)] if subcluster else list(found.sub_clusters)
-    limit = page.itemsPerPage if page is not None else None
-    offset = (page.page - 1) * page.itemsPerPage if page is not None and page.itemsPerPage != -1 else 0
-    return {"items": [], "offset": offset, "limit": limit, "count": 0,
-            "totalNodes": sum(number_of_nodes(sc) for sc in subclusters), "hasNextPage": False}
+    hosts, total = list_cluster_nodes(engine, registry, cluster, subcluster, state_filter=state_filter,
+                                      node_filter=node_filter, page=page)
+    offset = page.offset if page is not None else 0
+    items = [{"host": h["host"], "subCluster": h["subCluster"], "nodeState": h["nodeState"],
+              "metricHealth": h["healthState"], "metrics": []} for h in hosts]
+    return {"items": items, "offset": offset, "limit": page.itemsPerPage if page is not None else None,
+            "count": len(items), "totalNodes": total, "hasNextPage": offset + len(items) < total}
 
 
 def cluster_metrics(registry: Any, cluster: str, *, viewer: Any, start: int = 0, end: int = 0) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Engine, and_, func, insert, select
 from cc_backend.archive.cluster import ClusterRegistry
 from cc_backend.db.tables import HEALTH_STATES, NODE_STATES, node_state_table, node_table
 from cc_backend.errors import Forbidden, InvalidInput, NotFound
-from cc_backend.jobs.filter import StringInput
+from cc_backend.jobs.filter import Page, StringInput
 from cc_backend.jobs.query import string_condition  # the one StringInput-to-SQL rule of job and node filters
 from cc_backend.security import Viewer, sees_nodes
 
@@ -136,7 +136,7 @@ STATE_KINDS = {"node": "node_state", "health": "health_state"}
 _NODE_FILTER_KEYS = frozenset({"hostname", "cluster", "subCluster", "schedulerState", "healthState", "timeStart"})
 _STRING_FILTER_COLUMNS = {"hostname": node_table.c.hostname, "cluster": node_table.c.cluster,
                           "subCluster": node_table.c.subcluster}
-#: Sort keys of ``nodes(order:)``: the Node type's field names.
+#: Sort keys of ``nodes(order:)``: the Node type's field names (any other field sorts by hostname).
 NODE_ORDER_COLUMNS = {
     "hostname": node_table.c.hostname, "cluster": node_table.c.cluster, "subCluster": node_table.c.subcluster,
     "schedulerState": node_state_table.c.node_state, "healthState": node_state_table.c.health_state,
@@ -266,16 +266,15 @@ def _graphql_node(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _node_order(order: Mapping[str, Any] | None) -> list[ColumnElement]:
+    """Sort by a Node field; anything else sorts by hostname, as upstream, which ignores ``order`` on node
+    lists and whose web UI always sends a job column there (``startTime``)."""
     n = node_table.c
-    if order is None:
+    column = NODE_ORDER_COLUMNS.get(order.get("field")) if order else None
+    if column is None:
         return [n.hostname, n.cluster]
-    name, direction = order.get("field"), order.get("order") or "ASC"
-    if name not in NODE_ORDER_COLUMNS:
-        raise InvalidInput(f"order.field must be one of {', '.join(NODE_ORDER_COLUMNS)}, got {name!r}",
-                           field="order.field")
+    direction = order.get("order") or "ASC"
     if direction not in ("ASC", "DESC"):
         raise InvalidInput(f"order.order must be ASC or DESC, got {direction!r}", field="order.order")
-    column = NODE_ORDER_COLUMNS[name]
     # hostname and cluster keep the order of equal keys stable
     return [column.desc() if direction == "DESC" else column.asc(), n.hostname, n.cluster]
 
@@ -296,6 +295,46 @@ def get_node(engine: Engine, node_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no node with id {node_id}", field="id")
     return _graphql_node(row)
+
+
+#: ``stateFilter`` of the node list besides a scheduler state: every node, or those that never reported one.
+ALL_NODES, NOT_IN_DB = "all", "notindb"
+#: Health of a node without metric data: what upstream records when the metric store has none.
+NO_METRIC_DATA = "failed"
+
+
+def list_cluster_nodes(engine: Engine, registry: ClusterRegistry, cluster: str, subcluster: str, *,
+                       state_filter: str = ALL_NODES, node_filter: str = "", page: Page | None = None,
+                       ) -> tuple[list[dict[str, Any]], int]:
+    """One page of the hosts of a cluster's subcluster (all subclusters for ``""``), sorted by hostname,
+    and how many hosts matched in all: the node list view (GraphQL ``nodeMetricsList``).
+
+    The hosts are those of cluster.json's nodelists (a ``*`` nodelist names none) and those that
+    reported a state; each with its newest scheduler state, or ``notindb`` if it never reported one.
+    ``state_filter`` is ``all``, ``notindb`` or a scheduler state; ``node_filter`` a part of the hostname.
+    Page items are ``{"host", "subCluster", "nodeState", "healthState"}``.
+    """
+    if state_filter not in (ALL_NODES, NOT_IN_DB, *NODE_STATES):
+        raise InvalidInput(f"stateFilter must be one of {ALL_NODES}, {NOT_IN_DB}, {', '.join(NODE_STATES)}, "
+                           f"got {state_filter!r}", field="stateFilter")
+    found = registry.get(cluster)
+    subclusters = [found.sub_cluster(subcluster)] if subcluster else list(found.sub_clusters)
+    hosts: dict[str, dict[str, Any]] = {}
+    for sc in subclusters:
+        if not sc.nodelist.is_wildcard:
+            for host in sc.nodelist.expand():
+                hosts.setdefault(host, {"host": host, "subCluster": sc.name, "nodeState": NOT_IN_DB,
+                                        "healthState": NO_METRIC_DATA})
+    stmt = _current_state_query(()).where(node_table.c.cluster == cluster)
+    if subcluster:
+        stmt = stmt.where(node_table.c.subcluster == subcluster)
+    with engine.connect() as conn:
+        for row in conn.execute(stmt).mappings():
+            hosts[row["hostname"]] = {"host": row["hostname"], "subCluster": row["subcluster"],
+                                      "nodeState": row["node_state"], "healthState": row["health_state"]}
+    matched = sorted((h for h in hosts.values() if node_filter in h["host"]
+                      and state_filter in (ALL_NODES, h["nodeState"])), key=lambda h: h["host"])
+    return list(page.of(matched) if page is not None else matched), len(matched)
 
 
 def count_node_states(engine: Engine, filters: Sequence[NodeFilter] = ()) -> list[dict[str, Any]]:

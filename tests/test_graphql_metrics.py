@@ -250,8 +250,8 @@ def test_jobs_metric_stats_lists_each_job_with_its_statistics(metrics_site):
       id jobId startTime duration cluster subCluster numNodes numHWThreads numAccelerators stats { name data { avg min max } } } }"""
     result = site.query(query, {"filter": [{"cluster": {"eq": "emmy"}}], "metrics": ["flops_any", "ipc"]})["jobsMetricStats"]
     jobs = _jobs(site)
-    # oldest first; the running job has no statistics yet
-    assert [int(r["jobId"]) for r in result] == [1403244, 1404397, RUNNING_JOB_ID]
+    # oldest first; the running job has no statistics (without a metric store) and is left out, as upstream
+    assert [int(r["jobId"]) for r in result] == [1403244, 1404397]
     for row in result[:2]:
         job_id = int(row["jobId"])
         meta = _meta(site, job_id)
@@ -260,7 +260,14 @@ def test_jobs_metric_stats_lists_each_job_with_its_statistics(metrics_site):
             meta["duration"], 32, "emmy", "haswell")
         assert row["stats"] == [{"name": name, "data": {k: float(meta["statistics"][name][k]) for k in ("avg", "min", "max")}}
                                 for name in ("flops_any", "ipc")]
-    assert result[2]["stats"] == []
+    running = site.query(query, {"filter": [{"state": ["running"]}], "metrics": ["flops_any"]})["jobsMetricStats"]
+    assert running == []
+    # a job without statistics of one of the requested metrics is left out too (the web UI reads each one)
+    assert site.query(query, {"filter": [{"cluster": {"eq": "emmy"}}],
+                              "metrics": ["flops_any", "nosuchmetric"]})["jobsMetricStats"] == []
+    every_metric = site.query(query, {"filter": [{"cluster": {"eq": "emmy"}}]})["jobsMetricStats"]
+    assert [int(r["jobId"]) for r in every_metric] == [1403244, 1404397]
+    assert [s["name"] for s in every_metric[0]["stats"]] == sorted(_meta(site, 1403244)["statistics"])
     as_owner = site.query(query, {"filter": [{"state": ["completed"]}], "metrics": ["flops_any", "ipc"]}, user=OWNER)
     assert [[s["name"] for s in r["stats"]] for r in as_owner["jobsMetricStats"]] == [["flops_any"], ["flops_any"]]
     assert site.query(query, {"metrics": ["flops_any"]}, user="mxstranger") == {"jobsMetricStats": []}
@@ -333,9 +340,23 @@ def test_roofline_heatmap_bins_the_node_samples(metrics_site):
     assert sum(map(sum, tiles)) > 50_000  # most of 2 x 32 nodes x ~1440 samples fall inside
     assert site.query(query, variables, user="mxstranger")["rooflineHeatmap"] == [[0.0] * 10 for _ in range(12)]
     for change, field in (({"rows": 0}, "rows"), ({"cols": -3}, "cols"), ({"minX": 1000.0}, "minX"),
-                          ({"minY": 0.0}, "minY"), ({"maxY": 0.5}, "minY")):
+                          ({"maxY": 0.5}, "minY"), ({"rows": 10_000, "cols": 10_000}, "rows")):
         errors = site.errors(query, {**variables, **change})
         assert errors[0]["extensions"]["code"] == "InvalidInput" and errors[0]["extensions"]["field"] == field, errors
+
+
+def test_roofline_heatmap_with_a_bound_not_known_yet_is_empty(metrics_site):
+    """Upstream's web UI asks with maxY -1 before it knows the peak: an all-zero heatmap, not an error."""
+    query = """query ($filter: [JobFilter!]!, $rows: Int!, $cols: Int!, $minX: Float!, $minY: Float!, $maxX: Float!, $maxY: Float!) {
+      rooflineHeatmap(filter: $filter, rows: $rows, cols: $cols, minX: $minX, minY: $minY, maxX: $maxX, maxY: $maxY) }"""
+    first_render = {"filter": [{"cluster": {"eq": "emmy"}}, {"state": ["completed"]}], "rows": 50, "cols": 40,
+                    "minX": 0.01, "minY": 1.0, "maxX": 1000.0, "maxY": -1.0}
+    assert metrics_site.query(query, first_render) == {"rooflineHeatmap": [[0.0] * 40 for _ in range(50)]}
+    for change in ({"minY": 0.0}, {"maxX": -1.0, "maxY": 10000.0}):
+        assert metrics_site.query(query, {**first_render, **change, "rows": 2, "cols": 3}) == {
+            "rooflineHeatmap": [[0.0] * 3, [0.0] * 3]}
+    errors = metrics_site.errors(query, {**first_render, "rows": 0})
+    assert errors[0]["extensions"]["field"] == "rows", errors
 
 
 # --- nodes and clusters ---------------------------------------------------------------------------
@@ -353,10 +374,70 @@ def test_node_and_cluster_metrics_are_empty_until_a_metric_store_exists(metrics_
     site = metrics_site
     for user in ("gqladmin", "mxsupport"):
         assert site.query(NODE_METRICS, user=user) == {"nodeMetrics": []}
-        listing = site.query(NODE_METRICS_LIST, user=user)["nodeMetricsList"]
-        # haswell is w11[27-45,49-63,69-72]: 19 + 15 + 4 nodes
-        assert listing == {"items": [], "offset": 0, "limit": 10, "count": 0, "totalNodes": 38, "hasNextPage": False}
         assert site.query(CLUSTER_METRICS, user=user) == {"clusterMetrics": {"nodeCount": 0, "metrics": []}}
+
+
+NODE_LIST = """query ($sub: String!, $state: String!, $node: String!, $page: PageRequest) {
+  nodeMetricsList(cluster: "emmy", subCluster: $sub, stateFilter: $state, nodeFilter: $node,
+                  from: "2024-01-01T00:00:00Z", to: "2024-01-01T01:00:00Z", page: $page) {
+    items { host nodeState metricHealth subCluster metrics { name } } offset limit count totalNodes hasNextPage } }"""
+#: emmy's haswell subcluster, w11[27-45,49-63,69-72], in hostname order.
+HASWELL = [f"w11{n:02d}" for n in (*range(27, 46), *range(49, 64), *range(69, 73))]
+
+
+def _node_list(site: GraphQLSite, sub: str = "haswell", state: str = "all", node: str = "",
+               page: dict | None = None, user: str = "gqladmin") -> dict:
+    return site.query(NODE_LIST, {"sub": sub, "state": state, "node": node, "page": page},
+                      user=user)["nodeMetricsList"]
+
+
+def test_node_metrics_list_pages_the_nodes_without_a_metric_store(metrics_site):
+    """The node list view: the subcluster's nodes, paged, with their states and no series (no metric store)."""
+    site = metrics_site
+    r = httpx.post(site.url + "/api/nodestate/", timeout=30, headers={"Authorization": f"Bearer {site.tokens['gqladmin']}"},
+                   json={"cluster": "emmy", "nodes": [{"hostname": "w1127", "states": ["allocated"], "jobsRunning": 1},
+                                                      {"hostname": "w1170", "states": ["idle"]},
+                                                      {"hostname": "w9999", "states": ["down"]}]})
+    assert r.status_code == 200, r.text
+
+    def item(host: str, state: str = "notindb", health: str = "failed", sub: str = "haswell") -> dict:
+        return {"host": host, "nodeState": state, "metricHealth": health, "subCluster": sub, "metrics": []}
+
+    expected = [item(h) for h in HASWELL]
+    expected[0] = item("w1127", "allocated")
+    expected[HASWELL.index("w1170")] = item("w1170", "idle")
+    for user in ("gqladmin", "mxsupport"):
+        first = _node_list(site, page={"itemsPerPage": 10, "page": 1}, user=user)
+        assert first == {"items": expected[:10], "offset": 0, "limit": 10, "count": 10, "totalNodes": 38,
+                         "hasNextPage": True}
+    third = _node_list(site, page={"itemsPerPage": 10, "page": 3})
+    assert third["items"] == expected[20:30] and (third["offset"], third["count"], third["hasNextPage"]) == (20, 10, True)
+    last = _node_list(site, page={"itemsPerPage": 10, "page": 4})
+    assert last["items"] == expected[30:] and (last["offset"], last["count"], last["hasNextPage"]) == (30, 8, False)
+    beyond = _node_list(site, page={"itemsPerPage": 10, "page": 5})
+    assert (beyond["items"], beyond["totalNodes"], beyond["hasNextPage"]) == ([], 38, False)
+    everything = _node_list(site, page={"itemsPerPage": -1, "page": 1})
+    assert everything["items"] == expected and everything["hasNextPage"] is False
+    assert _node_list(site)["items"] == expected  # no page: every node
+
+    assert _node_list(site, state="allocated")["items"] == [item("w1127", "allocated")]
+    assert _node_list(site, state="idle")["items"] == [item("w1170", "idle")]
+    not_in_db = _node_list(site, state="notindb", page={"itemsPerPage": 50, "page": 1})
+    assert not_in_db["items"] == [i for i in expected if i["nodeState"] == "notindb"] and not_in_db["totalNodes"] == 36
+    filtered = _node_list(site, node="w113", page={"itemsPerPage": 2, "page": 2})
+    assert filtered == {"items": [item("w1132"), item("w1133")], "offset": 2, "limit": 2, "count": 2,
+                        "totalNodes": 10, "hasNextPage": True}
+    # every subcluster; a node that reported a state but is in no nodelist is listed too
+    whole = _node_list(site, sub="", page={"itemsPerPage": -1, "page": 1})
+    assert whole["totalNodes"] == 38 + 63 + 111 + 70 + 1 == len(whole["items"])
+    assert whole["items"][-1] == item("w9999", "down", "full", "")
+    assert [i["host"] for i in whole["items"]] == sorted(i["host"] for i in whole["items"])
+    assert {i["subCluster"] for i in whole["items"]} == {"haswell", "skylake", "kabylake", "icelake", ""}
+
+    errors = site.errors(NODE_LIST, {"sub": "haswell", "state": "sleepy", "node": ""})
+    assert errors[0]["extensions"]["field"] == "stateFilter" and "notindb" in errors[0]["message"], errors
+    errors = site.errors(NODE_LIST, {"sub": "haswell", "state": "all", "node": "", "page": {"itemsPerPage": 0, "page": 1}})
+    assert "itemsPerPage" in errors[0]["message"], errors
 
 
 def test_node_and_cluster_metrics_are_for_admin_and_support_only(metrics_site):

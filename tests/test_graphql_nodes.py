@@ -19,8 +19,8 @@ NODE_FIELDS = ("id hostname cluster subCluster jobsRunning cpusAllocated memoryA
 NODES = f"""query($filter: [NodeFilter!], $order: OrderByInput) {{
   nodes(filter: $filter, order: $order) {{ items {{ {NODE_FIELDS} }} count }}
 }}"""
-NODES_WITH_META = f"""query($filter: [NodeFilter!]) {{
-  nodesWithMeta(filter: $filter) {{ items {{ {NODE_FIELDS} }} count }}
+NODES_WITH_META = f"""query($filter: [NodeFilter!], $order: OrderByInput) {{
+  nodesWithMeta(filter: $filter, order: $order) {{ items {{ {NODE_FIELDS} }} count }}
 }}"""
 NODE = f"query($id: ID!) {{ node(id: $id) {{ {NODE_FIELDS} }} }}"
 NODE_STATES = "query($filter: [NodeFilter!]) { nodeStates(filter: $filter) { state count } }"
@@ -131,8 +131,17 @@ def test_node_order(graphql_site, report_times):
         ["host124", "f2181", "f0102", "f0101", "a0601", "a0121"]
     by_state = hostnames(graphql_site, order={"field": "schedulerState", "type": "col"})
     assert by_state[:3] == ["a0601", "f0101", "host124"]
-    error = graphql_site.errors(NODES, {"order": {"field": "colour", "type": "col"}})[0]
-    assert error["extensions"]["field"] == "order.field" and "hostname" in error["message"]
+
+
+def test_node_order_on_a_job_column_sorts_by_hostname(graphql_site, report_times):
+    """Upstream's web UI sends a job sort (startTime) to nodes and nodesWithMeta; upstream sorts by hostname."""
+    by_hostname = ["a0121", "a0601", "f0101", "f0102", "f2181", "host124"]
+    for field in ("startTime", "colour"):
+        for direction in ("DESC", "ASC"):
+            order = {"field": field, "type": "col", "order": direction}
+            assert hostnames(graphql_site, order=order) == by_hostname
+            with_meta = graphql_site.query(NODES_WITH_META, {"order": order}, user="gqlsupport")["nodesWithMeta"]
+            assert [n["hostname"] for n in with_meta["items"]] == by_hostname and with_meta["count"] == 6
 
 
 def test_node_by_id(graphql_site, report_times):

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page
 from cc_backend.jobs.query import list_jobs
-from cc_backend.metricdata import hidden_metrics, job_stats, node_series
+from cc_backend.metricdata import hidden_metrics, is_archived, job_stats, node_series
 from cc_backend.security import Viewer
 
 #: Upstream's cap for footprints and the roofline heatmap (graph/util.go MAX_JOBS_FOR_ANALYSIS).
@@ -55,16 +55,28 @@ def jobs_metric_stats(engine: Engine, archive: Any, filters: Sequence[JobFilter]
                       *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
     """GraphQL ``jobsMetricStats``: per matching job (oldest first) its meta.json statistics of ``metrics``.
 
-    As upstream, a job whose meta.json cannot be read is left out; a job that is not archived yet is
-    listed with no statistics.
+    Only jobs with statistics of every requested metric (that the viewer may see) are listed: as
+    upstream, a job whose statistics cannot be loaded (not archived yet: running jobs have them only in
+    a metric store; an unreadable meta.json) is left out, and upstream's web UI reads every requested
+    metric of every listed job. The schema allows no null statistics to stand in for missing ones.
     """
     jobs = _matching_jobs(engine, filters, viewer, MAX_JOBS_FOR_METRIC_STATS, "jobsMetricStats", _START_TIME_ASC)
     hidden = _HiddenMetrics(archive.registry(), viewer)
+    requested = None if metrics is None else list(dict.fromkeys(metrics))
     out = []
     for job in jobs:
+        if not is_archived(job):
+            continue
+        invisible = hidden.of(job)
         try:
-            stats = job_stats(archive, job, metrics, hidden=hidden.of(job))
+            stats = job_stats(archive, job, requested, hidden=invisible)
         except (NotFound, OSError, ValueError):
+            continue
+        if requested is None:
+            complete = bool(stats)
+        else:
+            complete = len(stats) == sum(name not in invisible for name in requested)
+        if not complete:
             continue
         out.append({
             "id": job["id"],
@@ -126,19 +138,28 @@ def jobs_footprints(engine: Engine, archive: Any, filters: Sequence[JobFilter], 
     }
 
 
-def _check_heatmap(rows: int, cols: int, min_x: float, min_y: float, max_x: float, max_y: float) -> None:
+def _heatmap_bounds_known(rows: int, cols: int, min_x: float, min_y: float, max_x: float, max_y: float) -> bool:
+    """Check the heatmap's arguments; False when a bound is not positive, i.e. not known yet.
+
+    Upstream's web UI asks with ``maxY: -1`` before it knows the peak; upstream's logarithm of it is
+    NaN, which drops every sample, so the answer is an all-zero heatmap rather than an error.
+    """
     for name, value in (("rows", rows), ("cols", cols)):
         if value < 1:
             raise InvalidInput(f"{name} must be at least 1, got {value}", field=name)
     if rows * cols > MAX_HEATMAP_TILES:
         raise InvalidInput(f"rows x cols must not exceed {MAX_HEATMAP_TILES}, got {rows * cols}", field="rows")
-    for name, value in (("minX", min_x), ("minY", min_y), ("maxX", max_x), ("maxY", max_y)):
-        if not math.isfinite(value) or value <= 0:
-            raise InvalidInput(f"{name} must be a positive number (the axes are logarithmic), got {value}", field=name)
+    bounds = (("minX", min_x), ("minY", min_y), ("maxX", max_x), ("maxY", max_y))
+    for name, value in bounds:
+        if not math.isfinite(value):
+            raise InvalidInput(f"{name} must be a finite number, got {value}", field=name)
+    if any(value <= 0 for _, value in bounds):
+        return False
     if min_x >= max_x:
         raise InvalidInput(f"minX ({min_x}) must be less than maxX ({max_x})", field="minX")
     if min_y >= max_y:
         raise InvalidInput(f"minY ({min_y}) must be less than maxY ({max_y})", field="minY")
+    return True
 
 
 def roofline_heatmap(engine: Engine, archive: Any, filters: Sequence[JobFilter], *, rows: int, cols: int,
@@ -152,7 +173,8 @@ def roofline_heatmap(engine: Engine, archive: Any, filters: Sequence[JobFilter],
     which pairs the two metrics' series by position, series are paired by hostname, and a job whose
     data cannot be read is skipped instead of failing the whole heatmap.
     """
-    _check_heatmap(rows, cols, min_x, min_y, max_x, max_y)
+    if not _heatmap_bounds_known(rows, cols, min_x, min_y, max_x, max_y):
+        return [[0.0] * cols for _ in range(rows)]
     jobs = _matching_jobs(engine, filters, viewer, MAX_JOBS_FOR_ANALYSIS, "rooflineHeatmap")
     registry = archive.registry()
     hidden = _HiddenMetrics(registry, viewer)

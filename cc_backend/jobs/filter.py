@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Literal, Optional, TypeVar
+from typing import Any, Literal, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -144,6 +144,15 @@ class Page(_Model):
         if self.page < 1:
             raise ValueError("page must be 1 or more")
         return self
+
+    @property
+    def offset(self) -> int:
+        """Items before this page (0 when the page is everything)."""
+        return 0 if self.itemsPerPage == -1 else (self.page - 1) * self.itemsPerPage
+
+    def of(self, items: Sequence[Any]) -> Sequence[Any]:
+        """This page of an already sorted sequence."""
+        return items if self.itemsPerPage == -1 else items[self.offset:self.offset + self.itemsPerPage]
 
 
 def _invalid(exc: ValidationError, what: str) -> InvalidInput:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,17 @@ MODULES = [
 MAX_DEPTH = 10
 #: Most fields a request may select once fragments are expanded (guards against alias flooding).
 MAX_FIELDS = 2000
+#: Deepest nesting of brackets in a document's text, and of a request's variables. The C parser under
+#: tartiflette segfaults at ~20,000 levels and tartiflette's own AST walk hits RecursionError at
+#: ~5,000, so this is checked on the raw text before either sees it; a deep real query (MAX_DEPTH
+#: selections, then an argument's list of objects of objects) needs about 16.
+MAX_NESTING = 64
+#: Most operations and fragments a document may define: tartiflette's cycle check walks each fragment's
+#: spreads recursively (500 chained fragments took 6 s, 3,000 a RecursionError); the web UI uses a few.
+MAX_DEFINITIONS = 100
+#: Most colons a document may have: arguments, aliases, variable definitions and object fields. Some of
+#: tartiflette's checks of these are quadratic (4,000 arguments of one field: ~1 s; 40,000: minutes).
+MAX_COLONS = 2 * MAX_FIELDS
 #: Seconds a request may take before the caller gets an error (the work is not interrupted).
 TIMEOUT_S = 300.0
 #: Threads for resolvers' blocking work: enough for the server's request threads to overlap.
@@ -116,6 +128,7 @@ class _Executor:
         _project_leaf_object_lists(self.engine._schema, PROJECTED_LISTS)
 
     def execute(self, query: str, variables: dict | None, operation: str | None, context: dict) -> dict:
+        _check_nesting(query, variables)
         _check_limits(self.engine, query)
         future = asyncio.run_coroutine_threadsafe(
             self.engine.execute(query, operation_name=operation, context=context, variables=variables), self.loop)
@@ -286,7 +299,8 @@ def execute(runtime: Any, viewer: Any, body: Mapping[str, Any]) -> tuple[int, di
     try:
         result = executor().execute(query, variables, operation, context)
     except _LimitExceeded as exc:
-        return 422, {"data": None, "errors": [{"message": str(exc), "extensions": {"code": "QueryTooComplex"}}]}
+        extensions = {"code": "QueryTooComplex", "field": exc.field}
+        return 422, {"data": None, "errors": [{"message": str(exc), "extensions": extensions}]}
     errors = result.get("errors") or []
     if result.get("data") is None and errors and all(_is_request_error(e) for e in errors):
         return 422, result
@@ -301,7 +315,90 @@ def _is_request_error(error: Mapping[str, Any]) -> bool:
 # --- limits -----------------------------------------------------------------------------------------
 
 class _LimitExceeded(Exception):
-    pass
+    def __init__(self, message: str, field: str = "query") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+#: What the scan stops at: brackets, colons, and the starts of strings and comments (whose text it skips).
+_SIGNIFICANT = re.compile(r'["#\[\]{}():]')
+_STRING_END = re.compile(r'\\.|["\n\r]', re.DOTALL)  # an escape, the closing quote, or the line end
+_BLOCK_STRING_END = re.compile(r'\\"""|"""')  # in a block string only \""" escapes anything
+_LINE_END = re.compile(r"[\n\r]")
+
+
+def document_problem(text: str) -> str | None:
+    """What makes a GraphQL document too big for the parser and tartiflette's validation, or None.
+
+    One scan of the raw text, in linear time and constant stack, so it can run before the parser:
+    the nesting of ``[``, ``{`` and ``(``, the top-level definitions (each opens a ``{`` at depth 0) and
+    the colons, all outside strings, block strings and comments. Text that is not valid GraphQL
+    (unbalanced brackets, an unterminated string) is left for the parser to report.
+    """
+    depth, definitions, colons, pos, end = 0, 0, 0, 0, len(text)
+    while pos < end:
+        found = _SIGNIFICANT.search(text, pos)
+        if found is None:
+            break
+        char, pos = found.group(), found.end()
+        if char in "[{(":
+            if depth == 0 and char == "{":
+                definitions += 1
+                if definitions > MAX_DEFINITIONS:
+                    return f"the query has more than {MAX_DEFINITIONS} operations and fragments"
+            depth += 1
+            if depth > MAX_NESTING:
+                return f"the query nests brackets deeper than {MAX_NESTING} levels"
+        elif char in "]})":
+            depth = max(depth - 1, 0)
+        elif char == ":":
+            colons += 1
+            if colons > MAX_COLONS:
+                return f"the query has more than {MAX_COLONS} arguments, aliases and input fields"
+        elif char == "#":
+            line_end = _LINE_END.search(text, pos)
+            pos = line_end.end() if line_end else end
+        elif text.startswith('""', pos):
+            pos = _skip(text, pos + 2, _BLOCK_STRING_END)
+        else:
+            pos = _skip(text, pos, _STRING_END)
+    return None
+
+
+def _skip(text: str, pos: int, closing: re.Pattern) -> int:
+    """The position after the string whose text starts at ``pos`` (the end of text if it does not close)."""
+    while True:
+        found = closing.search(text, pos)
+        if found is None:
+            return len(text)
+        pos = found.end()
+        if not found.group().startswith("\\"):  # not an escape: the string ends here
+            return pos
+
+
+def json_nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest deeper than ``limit`` in a decoded JSON value (iterative: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
+
+
+def _check_nesting(query: str, variables: Mapping[str, Any] | None) -> None:
+    """Refuse deep nesting and too many definitions or colons before the parser (C, recursive),
+    tartiflette's validation (recursive, partly quadratic) or its coercion of variables (recursive) see them."""
+    problem = document_problem(query)
+    if problem is not None:
+        raise _LimitExceeded(problem)
+    if variables is not None and json_nesting_exceeds(variables, MAX_NESTING):
+        raise _LimitExceeded(f"'variables' nest deeper than {MAX_NESTING} levels", field="variables")
 
 
 def _check_limits(engine: Any, query: str) -> None:

@@ -101,11 +101,13 @@ async def resolve_node_metrics(parent: Any, args: dict, ctx: dict, info: Any) ->
 
 @Resolver("Query.nodeMetricsList", schema_name=SCHEMA_NAME)
 async def resolve_node_metrics_list(parent: Any, args: dict, ctx: dict, info: Any) -> dict:
-    registry = await run_blocking(runtime_of(ctx).archive.registry)
-    page = parse_page(args.get("page"))
-    return metricdata.node_metrics_list(registry, args["cluster"], args["subCluster"], viewer=viewer_of(ctx),
-                                        scopes=args.get("scopes"), page=page, resolution=args.get("resolution"),
-                                        **_time_range(args))
+    runtime = runtime_of(ctx)
+    registry = await run_blocking(runtime.archive.registry)
+    return await run_blocking(
+        metricdata.node_metrics_list, runtime.engine, registry, args["cluster"], args["subCluster"],
+        viewer=viewer_of(ctx), state_filter=args["stateFilter"], node_filter=args["nodeFilter"],
+        scopes=args.get("scopes"), page=parse_page(args.get("page")), resolution=args.get("resolution"),
+        **_time_range(args))
 
 
 @Resolver("Query.clusterMetrics", schema_name=SCHEMA_NAME)
