@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from cc_backend.archive.cluster import ClusterRegistry
 from cc_backend.db.engine import is_sqlite
@@ -258,8 +259,9 @@ def init_db(
         if pending:
             cursor.executemany(insert_sql, pending)
         cursor.close()
-        if new_tags:
-            conn.execute(insert(tag_table), new_tags)
+        merged = _insert_tags(conn, new_tags, summary.notes) if new_tags else {}
+        if merged:
+            jobtags = [{"job_id": jt["job_id"], "tag_id": merged.get(jt["tag_id"], jt["tag_id"])} for jt in jobtags]
         if jobtags:
             conn.execute(insert(jobtag_table), _unique(jobtags))
         loaded_at = time.perf_counter()
@@ -273,13 +275,44 @@ def init_db(
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     summary.jobs = next_id - 1
-    summary.tags = len(tag_ids)
+    summary.tags = len(tag_ids) - len(merged)
     summary.seconds = time.perf_counter() - started
     for path, reason in summary.skipped:
         log.warning("skipped %s: %s", path, reason)
     for path, what in summary.notes:
         log.warning("%s: %s", path, what)
     return summary
+
+
+def _insert_tags(conn: Any, new_tags: list[dict], notes: list[tuple[str, str]]) -> dict[int, int]:
+    """Insert the tags; returns {tag id: id of the tag kept} for tags the database holds as one.
+
+    Tags are told apart exactly here, but a case-insensitive MariaDB collation (utf8mb4_unicode_ci,
+    as installation.md creates the database) compares "Gromacs" and "gromacs " equal, and the
+    UNIQUE(tag_type, tag_name) index would abort the whole load. Those are merged into the first
+    one and reported. SQLite compares exactly (BINARY): one bulk insert.
+    """
+    if is_sqlite(conn):
+        conn.execute(insert(tag_table), new_tags)
+        return {}
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(tag_table), new_tags)
+        return {}
+    except IntegrityError:
+        pass
+    merged: dict[int, int] = {}
+    for tag in new_tags:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(tag_table).values(**tag))
+        except IntegrityError:
+            kept = conn.execute(select(tag_table.c.id, tag_table.c.tag_name).where(
+                tag_table.c.tag_type == tag["tag_type"], tag_table.c.tag_name == tag["tag_name"])).one()
+            merged[tag["id"]] = kept[0]
+            notes.append((f"tag {tag['tag_type']}:{tag['tag_name']!r}",
+                          f"merged into {tag['tag_type']}:{kept[1]!r}, which the database's collation compares equal"))
+    return merged
 
 
 def _unique(jobtags: list[dict]) -> list[dict]:

@@ -303,3 +303,30 @@ def test_import_refuses_oversized_fields_naming_them(site, tmp_path):
     assert {j["jobId"] for j in list_jobs(engine)} == {1403244, 1404397}
     engine.dispose()
     assert not (emmy / "1500").exists()
+
+
+def test_init_db_merges_tags_that_mariadb_compares_equal(site, empty_db_url):
+    """MariaDB's collations ignore trailing spaces (and, as installation.md creates it, case): the
+    UNIQUE(tag_type, tag_name) index held them as one and aborted the whole load."""
+    emmy = site / "job-archive" / "emmy"
+    good = orjson.loads((emmy / "1404/397/1609300556/meta.json").read_bytes())
+    for job_id, name in ((1404398, "gromacs"), (1404399, "gromacs ")):
+        (emmy / f"1404/{job_id % 1000}/1609300556").mkdir(parents=True)
+        (emmy / f"1404/{job_id % 1000}/1609300556/meta.json").write_bytes(
+            orjson.dumps({**good, "jobId": job_id, "tags": [{"type": "app", "name": name, "scope": "global"}]}))
+
+    r = cli(site, "init-db")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+    from cc_backend.jobs.query import find_jobs
+
+    engine = _site_engine(site)
+    [first], [second] = find_jobs(engine, 1404398), find_jobs(engine, 1404399)
+    engine.dispose()
+    if empty_db_url.startswith("sqlite"):  # SQLite compares exactly: two tags
+        assert "init-db: 4 jobs, 2 tags, 0 skipped" in r.stdout
+        assert (first["tags"][0]["name"], second["tags"][0]["name"]) == ("gromacs", "gromacs ")
+    else:
+        assert "init-db: 4 jobs, 1 tags, 0 skipped" in r.stdout
+        assert "merged into app:" in r.stderr and "which the database's collation compares equal" in r.stderr
+        assert first["tags"] == second["tags"] and len(first["tags"]) == 1
