@@ -12,7 +12,6 @@ import socket
 
 import httpx
 import orjson
-import pytest
 
 from test_rest_jobs import api, start_payload  # noqa: F401 - the fixture that starts a server
 from test_server import cli, start, tokens  # noqa: F401 - fixtures
@@ -99,7 +98,8 @@ def test_stop_job_refuses_a_duration_that_overflows(api):
 def test_tags_metadata_and_node_states_must_fit_their_columns(api, site, tokens):
     url, headers, admin = api
     cluster, job_id, start_time = ARCHIVED
-    meta_path = site / "job-archive" / cluster / str(job_id // 1000) / f"{job_id % 1000:03d}" / str(start_time) / "meta.json"
+    meta_path = (site / "job-archive" / cluster / str(job_id // 1000) / f"{job_id % 1000:03d}" / str(start_time)
+                 / "meta.json")
     with httpx.Client(base_url=url, headers=admin, timeout=60) as client:
         [job] = [j for j in client.get("/api/jobs/?cluster=emmy").json()["jobs"] if j["jobId"] == job_id]
         before = meta_path.read_bytes()
@@ -166,7 +166,8 @@ def test_a_bad_footprint_row_is_a_null_field_not_a_failed_page(api, site, tokens
     # as a plain selection (completed by projection) and through a fragment (completed by the engine)
     for selection in (fields, f"... on Job {{ {fields} }}"):
         r = httpx.post(url + "/query", headers=gql, json={
-            "query": f"{{ jobs(filter: {running}, page: {{itemsPerPage: 50, page: 1}}) {{ items {{ {selection} }} }} }}"})
+            "query": f"{{ jobs(filter: {running}, page: {{itemsPerPage: 50, page: 1}}) "
+                     f"{{ items {{ {selection} }} }} }}"})
         body = r.json()
         assert r.status_code == 200 and "errors" not in body, body
         items = {j["jobId"]: j for j in body["data"]["jobs"]["items"]}
@@ -228,7 +229,8 @@ def test_configured_body_limit_on_every_route_and_chunked_bodies(start, site, to
     head = "Host: x\r\nX-Auth-Token: {}\r\nContent-Type: application/json\r\n".format(token)
     for path in ("/api/jobs/start_job/", "/query", "/api/nodestate/", "/login", "/api/jobs/tag_job/1"):
         status, body = _raw_request(server.url, f"POST {path} HTTP/1.1\r\n{head}Content-Length: {limit + 1}\r\n")
-        assert (status, body["status"]) == (413, "Request Entity Too Large") and f"limit of {limit} bytes" in body["error"]
+        assert (status, body["status"]) == (413, "Request Entity Too Large")
+        assert f"limit of {limit} bytes" in body["error"]
     # a chunked body is refused as soon as its chunk sizes pass the limit (the chunk itself is never sent)
     status, body = _raw_request(server.url, f"POST /api/nodestate/ HTTP/1.1\r\n{head}Transfer-Encoding: chunked\r\n",
                                 f"{limit + 1:x}\r\n".encode() + b"x" * 10)
@@ -244,7 +246,8 @@ def test_configured_body_limit_on_every_route_and_chunked_bodies(start, site, to
                    headers={"X-Auth-Token": token, "Content-Type": "application/json"})
     assert r.status_code == 201, r.text
     assert r.request.headers["transfer-encoding"] == "chunked"
-    [job] = httpx.get(server.url + "/api/jobs/?state=running&with-metadata=true", headers={"X-Auth-Token": token}).json()["jobs"]
+    [job] = httpx.get(server.url + "/api/jobs/?state=running&with-metadata=true",
+                      headers={"X-Auth-Token": token}).json()["jobs"]
     assert job["metaData"] == {"jobScript": "x" * 1000}
     padded = {"cluster": "fritz", "nodes": [{"hostname": "f0101", "states": ["idle"]}]}
     exact = orjson.dumps(padded)

@@ -8,8 +8,6 @@ naming the field. The limits are read from the column types, never repeated as n
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import BigInteger, Column, Integer, SmallInteger, String
 
 from cc_backend.errors import InvalidInput
@@ -60,12 +58,3 @@ def check_int(column: Column, value: int, field: str, *, minimum: int | None = N
         raise InvalidInput(f"{field} must be between {low} and {high}, got {value}", field=field)
     return value
 
-
-def check_values(table: Any, values: dict[str, Any], fields: dict[str, str]) -> None:
-    """Check every string and integer of a row dict (column -> value) against ``table``; ``fields`` names them."""
-    columns = table.c
-    for name, value in values.items():
-        if isinstance(value, str):
-            check_text(columns[name], value, fields.get(name, name))
-        elif type(value) is int and isinstance(columns[name].type, Integer) and not columns[name].primary_key:
-            check_int(columns[name], value, fields.get(name, name))

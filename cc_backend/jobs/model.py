@@ -49,14 +49,14 @@ _loads = orjson.loads
 #: Latest time (seconds since 1970) a job may carry: 2^53, the largest integer a JavaScript client reads exactly.
 MAX_TIME = 2**53
 # Integers of the job JSON: (key, column, smallest, largest); largest None is what the column holds.
-_INT_BOUNDS = (
+_INT_KEYS = (
     ("jobId", "job_id", 0, None), ("submitTime", "submit_time", 0, MAX_TIME),
     ("startTime", "start_time", 0, MAX_TIME), ("arrayJobId", "array_job_id", 0, None),
     ("duration", "duration", 0, None), ("walltime", "walltime", 0, None), ("numNodes", "num_nodes", 0, None),
     ("numHwthreads", "num_hwthreads", 0, None), ("numAcc", "num_acc", 0, None), ("smt", "smt", 0, None),
 )
-INT_BOUNDS = tuple((key, column, low, int_range(job_table.c[column])[1] if high is None else high)
-                   for key, column, low, high in _INT_BOUNDS)
+_INT_BOUNDS = tuple((key, column, low, int_range(job_table.c[column])[1] if high is None else high)
+                    for key, column, low, high in _INT_KEYS)
 _TEXT_KEYS = (("user", "hpc_user"), ("project", "project"), ("cluster", "cluster"), ("subCluster", "subcluster"),
               ("partition", "cluster_partition"), ("resources", "resources"), ("metaData", "meta_data"),
               ("footprint", "footprint"), ("energyFootprint", "energy_footprint"))
@@ -207,7 +207,7 @@ def job_to_row(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_bounds(row: Mapping[str, Any]) -> None:
     """Integers within their range, texts within their column (db/limits.py): a 400, never the database's error."""
-    for key, column, low, high in INT_BOUNDS:
+    for key, column, low, high in _INT_BOUNDS:
         value = row[column]
         if value is not None and not low <= value <= high:
             raise InvalidInput(f"{key} must be between {low} and {high}, got {value}", field=key)
