@@ -416,6 +416,8 @@ class MainConfig(_Section):
     """systemd unit whose journal the admin log viewer shows."""
     nodestate_retention: NodeStateRetentionConfig | None = None
     """Retention of node-state history; unset keeps it forever."""
+    max_request_body_size: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body, in bytes, the server accepts on any route (REST, GraphQL, login); a larger one is answered 413 without being read. The default, 8 MiB, holds the largest job documents the database takes. Extension of this implementation."""
 
     @field_validator("session_max_age", mode="before")
     @classmethod

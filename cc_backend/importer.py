@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from cc_backend.archive.cluster import ClusterRegistry
 from cc_backend.db.engine import is_sqlite
@@ -17,6 +18,7 @@ from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import CCError, Conflict, InvalidInput
 from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
 from cc_backend.jobs.model import MONITORING_ARCHIVED, job_to_row
+from cc_backend.jobs.tags import check_tag_text
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class LoadSummary:
     jobs: int = 0
     tags: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Jobs loaded without a part that the database cannot hold (a tag too long): (path, what was left out).
+    notes: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -77,13 +81,35 @@ def _init_worker(registry: ClusterRegistry) -> None:
     _worker_registry = registry
 
 
-def _parse_chunk(paths: Sequence[str]) -> tuple[list[tuple], list[tuple[int, str, str, str]], list[tuple[str, str]]]:
-    """Parse meta.json files into row tuples (without id), tag tuples (row index, type, name, scope) and errors."""
+_Parsed = tuple[list[tuple], list[tuple[int, str, str, str]], list[tuple[str, str]], list[tuple[str, str]]]
+
+
+def _archived_tags(path: str, tags: Any, notes: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(type, name, scope) of a meta.json's tags; one the tag table cannot hold is left out and noted."""
+    out = []
+    for i, tag in enumerate(tags if isinstance(tags, list) else ()):
+        if not isinstance(tag, Mapping) or not tag.get("type") or not tag.get("name"):
+            continue
+        ttype, tname, scope = str(tag["type"]), str(tag["name"]), str(tag.get("scope") or "global")
+        try:
+            for key, value in (("type", ttype), ("name", tname), ("scope", scope)):
+                check_tag_text(key, value, f"tags[{i}].{key}")
+        except InvalidInput as exc:
+            notes.append((path, f"loaded without tag {i}: {exc.message}"))
+            continue
+        out.append((ttype, tname, scope))
+    return out
+
+
+def _parse_chunk(paths: Sequence[str]) -> _Parsed:
+    """Parse meta.json files into row tuples (without id), tag tuples (row index, type, name, scope), errors
+    (files skipped) and notes (parts of loaded jobs left out)."""
     registry = _worker_registry
     assert registry is not None
     rows: list[tuple] = []
     tags: list[tuple[int, str, str, str]] = []
     errors: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     loads = orjson.loads
     columns = ROW_COLUMNS[1:]
     for path in paths:
@@ -102,14 +128,12 @@ def _parse_chunk(paths: Sequence[str]) -> tuple[list[tuple], list[tuple[int, str
         except (CCError, TypeError, ValueError, KeyError, AttributeError) as exc:
             errors.append((path, str(exc)))
             continue
-        for tag in job.get("tags") or ():
-            if isinstance(tag, Mapping) and tag.get("type") and tag.get("name"):
-                tags.append((len(rows), str(tag["type"]), str(tag["name"]), str(tag.get("scope") or "global")))
+        tags.extend((len(rows), *tag) for tag in _archived_tags(path, job.get("tags"), notes))
         rows.append(tuple(row[c] for c in columns))
-    return rows, tags, errors
+    return rows, tags, errors, notes
 
 
-def _parse_subtree(top: str) -> tuple[list[tuple], list[tuple[int, str, str, str]], list[tuple[str, str]]]:
+def _parse_subtree(top: str) -> _Parsed:
     """Walk one ``<cluster>/<jobId//1000>`` directory and parse the meta.json files below it."""
     from cc_backend.archive.fs import iter_meta_paths_below
 
@@ -204,8 +228,9 @@ def init_db(
                       f"({', '.join([placeholder] * len(ROW_COLUMNS))})")
         pending: list[tuple] = []
         insert_seconds = 0.0
-        for rows, tags, errors in _parallel_parse(os.fspath(archive.root), registry, workers):
+        for rows, tags, errors, notes in _parallel_parse(os.fspath(archive.root), registry, workers):
             summary.skipped.extend(errors)
+            summary.notes.extend(notes)
             index_map: dict[int, int] = {}
             for i, row in enumerate(rows):
                 key = (row[key_idx[0]], row[key_idx[1]], row[key_idx[2]])
@@ -234,8 +259,9 @@ def init_db(
         if pending:
             cursor.executemany(insert_sql, pending)
         cursor.close()
-        if new_tags:
-            conn.execute(insert(tag_table), new_tags)
+        merged = _insert_tags(conn, new_tags, summary.notes) if new_tags else {}
+        if merged:
+            jobtags = [{"job_id": jt["job_id"], "tag_id": merged.get(jt["tag_id"], jt["tag_id"])} for jt in jobtags]
         if jobtags:
             conn.execute(insert(jobtag_table), _unique(jobtags))
         loaded_at = time.perf_counter()
@@ -249,11 +275,44 @@ def init_db(
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     summary.jobs = next_id - 1
-    summary.tags = len(tag_ids)
+    summary.tags = len(tag_ids) - len(merged)
     summary.seconds = time.perf_counter() - started
     for path, reason in summary.skipped:
         log.warning("skipped %s: %s", path, reason)
+    for path, what in summary.notes:
+        log.warning("%s: %s", path, what)
     return summary
+
+
+def _insert_tags(conn: Any, new_tags: list[dict], notes: list[tuple[str, str]]) -> dict[int, int]:
+    """Insert the tags; returns {tag id: id of the tag kept} for tags the database holds as one.
+
+    Tags are told apart exactly here, but a case-insensitive MariaDB collation (utf8mb4_unicode_ci,
+    as installation.md creates the database) compares "Gromacs" and "gromacs " equal, and the
+    UNIQUE(tag_type, tag_name) index would abort the whole load. Those are merged into the first
+    one and reported. SQLite compares exactly (BINARY): one bulk insert.
+    """
+    if is_sqlite(conn):
+        conn.execute(insert(tag_table), new_tags)
+        return {}
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(tag_table), new_tags)
+        return {}
+    except IntegrityError:
+        pass
+    merged: dict[int, int] = {}
+    for tag in new_tags:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(tag_table).values(**tag))
+        except IntegrityError:
+            kept = conn.execute(select(tag_table.c.id, tag_table.c.tag_name).where(
+                tag_table.c.tag_type == tag["tag_type"], tag_table.c.tag_name == tag["tag_name"])).one()
+            merged[tag["id"]] = kept[0]
+            notes.append((f"tag {tag['tag_type']}:{tag['tag_name']!r}",
+                          f"merged into {tag['tag_type']}:{kept[1]!r}, which the database's collation compares equal"))
+    return merged
 
 
 def _unique(jobtags: list[dict]) -> list[dict]:
@@ -325,6 +384,9 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
                                                   sub.metrics)
         enrich(meta, registry)
     row = job_to_row(meta)
+    tags = meta.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(tag, Mapping) for tag in tags):
+        raise InvalidInput("tags must be a list of tag objects", field="tags")
     with engine.begin() as conn:
         exists = conn.execute(
             select(job_table.c.id).where(job_table.c.job_id == row["job_id"], job_table.c.cluster == row["cluster"],
@@ -336,8 +398,9 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
         db_id = int(conn.execute(insert(job_table).values(**row)).inserted_primary_key[0])
         from cc_backend.jobs.tags import attach_tag, ensure_tag
 
-        for tag in meta.get("tags") or ():
-            attach_tag(conn, db_id, ensure_tag(conn, tag.get("type", ""), tag.get("name", ""), tag.get("scope") or "global"))
+        for i, tag in enumerate(tags):
+            attach_tag(conn, db_id, ensure_tag(conn, tag.get("type", ""), tag.get("name", ""),
+                                               tag.get("scope") or "global", field=f"tags[{i}]"))
         # Files last: if writing them fails, the transaction rolls the rows back and nothing is left behind.
         archive.import_job(meta, data)
     row["id"] = db_id

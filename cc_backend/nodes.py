@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Engine, and_, func, insert, select
 
 from cc_backend.archive.cluster import ClusterRegistry
+from cc_backend.db.limits import check_int, check_text
 from cc_backend.db.tables import HEALTH_STATES, NODE_STATES, node_state_table, node_table
 from cc_backend.errors import Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.filter import Page, StringInput
@@ -36,11 +37,17 @@ def scheduler_state(states: Sequence[str]) -> str:
     return "unknown"
 
 
+#: The node_state column of each count of a reported node.
+COUNT_COLUMNS = {"cpusAllocated": node_state_table.c.cpus_allocated,
+                 "memoryAllocated": node_state_table.c.memory_allocated,
+                 "gpusAllocated": node_state_table.c.gpus_allocated, "jobsRunning": node_state_table.c.jobs_running}
+
+
 def _count(node: Mapping[str, Any], key: str, where: str) -> int:
     value = node.get(key, 0)
-    if type(value) is not int or value < 0:
+    if type(value) is not int:
         raise InvalidInput(f"{where}.{key} must be a non-negative integer, got {value!r}", field=f"{where}.{key}")
-    return value
+    return check_int(COUNT_COLUMNS[key], value, f"{where}.{key}", minimum=0)
 
 
 def parse_request(payload: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -53,6 +60,7 @@ def parse_request(payload: Any) -> tuple[str, list[dict[str, Any]]]:
     cluster = payload.get("cluster")
     if not isinstance(cluster, str) or not cluster:
         raise InvalidInput("cluster must be a non-empty string", field="cluster")
+    check_text(node_table.c.cluster, cluster, "cluster")
     nodes = payload.get("nodes")
     if not isinstance(nodes, list):
         raise InvalidInput("nodes must be a list", field="nodes")
@@ -67,6 +75,7 @@ def parse_request(payload: Any) -> tuple[str, list[dict[str, Any]]]:
         hostname = node.get("hostname")
         if not isinstance(hostname, str) or not hostname or "/" in hostname:
             raise InvalidInput(f"{where}.hostname must be a host name", field=f"{where}.hostname")
+        check_text(node_table.c.hostname, hostname, f"{where}.hostname")
         states = node.get("states", [])
         if not isinstance(states, list) or not all(isinstance(s, str) for s in states):
             raise InvalidInput(f"{where}.states must be a list of strings", field=f"{where}.states")

@@ -7,14 +7,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select
 
+from cc_backend.db.limits import check_text
 from cc_backend.db.tables import configuration_table, user_table
 from cc_backend.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-MAX_KEY_LENGTH = 255
-"""Width of ``configuration.confkey`` (VARCHAR(255) on MariaDB)."""
 
 
 def set_user_ui_config(engine: "Engine", username: str, key: str | None, value: str | None) -> None:
@@ -26,10 +24,10 @@ def set_user_ui_config(engine: "Engine", username: str, key: str | None, value: 
     """
     if not key:
         raise InvalidInput("key is required: the name of the UI setting", field="key")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidInput(f"key is longer than {MAX_KEY_LENGTH} characters", field="key")
+    check_text(configuration_table.c.confkey, key, "key")
     if value is None:
         raise InvalidInput("value is required: the setting as JSON text", field="value")
+    check_text(configuration_table.c.value, value, "value")
     try:
         json.loads(value)
     except ValueError as exc:

@@ -32,7 +32,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cc_backend.db.engine import connection_for
-from cc_backend.db.tables import configuration_table, user_table
+from cc_backend.db.limits import check_text, max_chars
+from cc_backend.db.tables import configuration_table, job_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ hashing ~250x faster); never lower it in production."""
 
 MAX_USERNAME_LENGTH = 100
 """Upstream's limit for usernames (``/config/users/`` create)."""
-MAX_TEXT_LENGTH = 255
+MAX_TEXT_LENGTH = max_chars(user_table.c.name)
 """Column width of ``name``, ``email`` and ``password`` (VARCHAR(255) on MariaDB)."""
 MAX_PASSWORD_BYTES = 72
 """bcrypt only looks at the first 72 bytes; longer passwords are refused, as Go's bcrypt does."""
@@ -196,7 +197,7 @@ def _validate_project(project: str) -> str:
         raise InvalidInput("project name must not be empty", field="projects")
     if project != project.strip():
         raise InvalidInput(f"project name {project!r} has leading or trailing whitespace", field="projects")
-    return project
+    return check_text(job_table.c.project, project, "projects")
 
 
 def _validate_text(value: str | None, field_name: str) -> str | None:
@@ -424,7 +425,7 @@ def add_user(
         "name": name,
         "roles": _dump_list(role_list),
         "email": email,
-        "projects": _dump_list(project_list),
+        "projects": check_text(user_table.c.projects, _dump_list(project_list), "projects"),
     }
     try:
         with engine.begin() as conn:
@@ -490,7 +491,8 @@ def set_password(engine: Engine, username: str, password: str) -> None:
 
 
 def _set_list(conn: Connection, username: str, column: str, values: list[str]) -> None:
-    conn.execute(update(user_table).where(user_table.c.username == username).values({column: _dump_list(values)}))
+    text = check_text(user_table.c[column], _dump_list(values), column)
+    conn.execute(update(user_table).where(user_table.c.username == username).values({column: text}))
 
 
 def add_role(engine: Engine, username: str, role: str) -> User:

@@ -129,6 +129,8 @@ def run_init_db(runtime: Runtime, workers: int | None = None) -> None:
         click.echo(f"skipped {path}: {reason}", err=True)
     if len(summary.skipped) > 20:
         click.echo(f"... and {len(summary.skipped) - 20} more skipped files", err=True)
+    for path, what in summary.notes[:20]:
+        click.echo(f"{path}: {what}", err=True)
     click.echo(f"init-db: {summary.jobs} jobs, {summary.tags} tags, {len(summary.skipped)} skipped, "
                f"{summary.seconds:.1f} s ({summary.rate:,.0f} jobs/s)")
 

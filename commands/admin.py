@@ -28,8 +28,9 @@ def init_cmd(directory: Path) -> None:
 def init_db_cmd(workers: int | None) -> None:
     """Flush job, tag and jobtag and rebuild them from every meta.json of the job archive.
 
-    Running jobs in the database are lost, as with upstream. Broken meta.json files are reported
-    and skipped. Tag scopes are kept.
+    Running jobs in the database are lost, as with upstream. Broken meta.json files, and jobs the
+    database cannot hold, are reported and skipped; a tag the tag table cannot hold is left out and
+    reported. Tag scopes are kept.
     """
     from cc_backend.commands.actions import run_init_db
 

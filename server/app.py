@@ -6,6 +6,8 @@ Layers, outermost first:
 
 * :class:`HttpMiddleware` (plain WSGI, wraps *every* response, also bottle's own 404/405/500):
   CSRF guard, CORS, security headers (+HSTS under TLS), gzip above 1 KiB, one access-log line.
+* :class:`BodyLimit` (plain WSGI, every route): a request body above main.max-request-body-size is
+  a 413 before any handler reads it.
 * :class:`JsonPlugin` (bottle plugin on every route): dict/list results become orjson bodies,
   :class:`~cc_backend.errors.CCError` becomes ``{"status": <reason>, "error": <message>}`` with the
   exception's status, any other exception a logged 500 with a generic message.
@@ -18,6 +20,7 @@ Layers, outermost first:
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import time
 from http import HTTPStatus
@@ -222,6 +225,80 @@ def _client(environ: dict[str, Any]) -> str:
     return environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR") or "-"
 
 
+class BodyLimit:
+    """Refuse request bodies above ``limit`` bytes with a 413 (JSON error shape), on every route.
+
+    A Content-Length above the limit is refused before a byte of the body is read; cheroot then
+    closes the connection instead of draining the body. A chunked body is decoded here, and refused
+    as soon as its chunk sizes pass the limit: cheroot's own decoder would allocate whatever size a
+    chunk header claims. It is handed on with a Content-Length, which bottle needs (it would decode
+    the chunks a second time otherwise).
+    """
+
+    #: Longest chunk-size or trailer line read (hex size, extensions).
+    MAX_LINE = 4096
+
+    def __init__(self, inner: Callable[..., Iterable[bytes]], limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            if not length.isdigit():
+                return self._refuse(start_response, 400, f"Content-Length {length[:40]!r} is not a number")
+            if int(length) > self.limit:
+                return self._too_large(start_response)
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            try:
+                body = self._read_chunked(environ["wsgi.input"])
+            except ValueError as exc:
+                return self._refuse(start_response, 400, f"bad chunked request body: {exc}")
+            if body is None:
+                return self._too_large(start_response)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            del environ["HTTP_TRANSFER_ENCODING"]
+        return self.inner(environ, start_response)
+
+    def _read_chunked(self, stream: Any) -> bytes | None:
+        """The decoded body, or None as soon as it would pass the limit (the rest is not read)."""
+        raw = getattr(stream, "rfile", None)  # cheroot's ChunkedRFile decodes from the connection's rfile
+        if raw is None:
+            body = stream.read(self.limit + 1)
+            return None if len(body) > self.limit else body
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            line = raw.readline(self.MAX_LINE)
+            try:
+                chunk_size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ValueError(f"chunk size {line[:20]!r}") from None
+            if chunk_size <= 0:
+                break
+            size += chunk_size
+            if size > self.limit:
+                return None
+            chunk = raw.read(chunk_size)
+            if len(chunk) < chunk_size or raw.read(2) != b"\r\n":
+                raise ValueError("chunk shorter than its size")
+            parts.append(chunk)
+        while raw.readline(self.MAX_LINE) not in (b"\r\n", b"\n", b""):  # trailer fields, ignored
+            pass
+        stream.closed = True  # cheroot must not read the terminated body again
+        return b"".join(parts)
+
+    def _too_large(self, start_response: Callable[..., Any]) -> list[bytes]:
+        return self._refuse(start_response, 413, f"the request body is larger than the limit of {self.limit} "
+                                                 "bytes (main.max-request-body-size)")
+
+    @staticmethod
+    def _refuse(start_response: Callable[..., Any], status: int, message: str) -> list[bytes]:
+        start_response(f"{status} {reason(status)}", [("Content-Type", "application/json")])
+        return [error_body(status, message)]
+
+
 # --------------------------------------------------------------------------------------------------
 # The application
 # --------------------------------------------------------------------------------------------------
@@ -235,7 +312,7 @@ class CCApp(bottle.Bottle):
         self.uninstall("json")  # JsonPlugin serialises with orjson instead
         self.runtime = runtime
         self.dev = dev
-        self._middleware = HttpMiddleware(super().__call__)
+        self._middleware = HttpMiddleware(BodyLimit(super().__call__, runtime.config.main.max_request_body_size))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         return self._middleware(environ, start_response)

@@ -437,6 +437,7 @@ def test_error_shape_in_process(caplog):
                 disable_authentication = True
                 api_allowed_ips = None
                 api_subjects = None
+                max_request_body_size = 8 << 20
 
     app = make_app(FakeRuntime())
 

@@ -43,6 +43,18 @@ Name = String(255)
 ShortName = String(32)
 Double = Float().with_variant(mysql.DOUBLE(), "mysql", "mariadb")
 
+# Bounds of the JSON documents in LONGTEXT columns (UTF-8 bytes; checked by db/limits.py). LONGTEXT
+# holds 4 GiB, but MariaDB refuses a statement above max_allowed_packet (16 MiB by default) and the
+# driver sends values escaped (up to twice as long): a job's documents together stay below 7.2 MiB,
+# so its INSERT fits 16 MiB, and they fit one request body of the server's default limit
+# (main.max-request-body-size, 8 MiB).
+MIB = 1024 * 1024
+LARGE_DOCUMENT = {"max_bytes": 4 * MIB}  # job scripts in metaData
+RESOURCES_DOCUMENT = {"max_bytes": 3 * MIB}  # ~6,000 nodes with 128 hardware threads each
+SMALL_DOCUMENT = {"max_bytes": 64 * 1024}  # footprints: one number per metric
+# A plain TEXT column on MySQL holds 65,535 bytes.
+TEXT_DOCUMENT = {"max_bytes": 65535}
+
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
@@ -73,10 +85,10 @@ def _job_columns() -> list[Column]:
         Column("energy", Double, nullable=False, server_default=text("0")),
         # The large JSON documents come last: SQLite stores a row's columns in order and moves what
         # does not fit a page to overflow pages, which scans of the small columns then skip.
-        Column("energy_footprint", LongText),
-        Column("footprint", LongText),
-        Column("resources", LongText, nullable=False),
-        Column("meta_data", LongText),
+        Column("energy_footprint", LongText, info=SMALL_DOCUMENT),
+        Column("footprint", LongText, info=SMALL_DOCUMENT),
+        Column("resources", LongText, nullable=False, info=RESOURCES_DOCUMENT),
+        Column("meta_data", LongText, info=LARGE_DOCUMENT),
     ]
 
 
@@ -204,7 +216,7 @@ user_table = Table(
     Column("name", Name),
     Column("roles", Name, nullable=False, server_default=text("'[]'")),
     Column("email", Name),
-    Column("projects", Text, nullable=False),
+    Column("projects", Text, nullable=False, info=TEXT_DOCUMENT),
 )
 
 # Per-user UI configuration overrides (JSON values).
@@ -212,7 +224,7 @@ configuration_table = Table(
     "configuration", metadata,
     Column("username", Name, ForeignKey("hpc_user.username", ondelete="CASCADE"), nullable=False),
     Column("confkey", Name, nullable=False),
-    Column("value", LongText),
+    Column("value", LongText, info=LARGE_DOCUMENT),
     PrimaryKeyConstraint("username", "confkey"),
 )
 
@@ -222,7 +234,7 @@ node_table = Table(
     Column("hostname", Name, nullable=False),
     Column("cluster", Name, nullable=False),
     Column("subcluster", Name, nullable=False),
-    Column("meta_data", LongText),
+    Column("meta_data", LongText, info=LARGE_DOCUMENT),
     UniqueConstraint("hostname", "cluster"),
     Index("nodes_cluster", "cluster"),
     Index("nodes_cluster_subcluster", "cluster", "subcluster"),
@@ -238,7 +250,7 @@ node_state_table = Table(
     Column("gpus_allocated", Integer, nullable=False, server_default=text("0")),
     Column("node_state", ShortName, nullable=False),
     Column("health_state", ShortName, nullable=False),
-    Column("health_metrics", LongText),
+    Column("health_metrics", LongText, info=LARGE_DOCUMENT),
     Column("node_id", Integer, ForeignKey("node.id")),
     CheckConstraint(_in("node_state", NODE_STATES), name="node_state_node_state"),
     CheckConstraint(_in("health_state", HEALTH_STATES), name="node_state_health_state"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import orjson
 
-from cc_backend.db.tables import JOB_STATES, SHARED_MODES
+from cc_backend.db.limits import check_text, int_range, max_bytes, max_chars
+from cc_backend.db.tables import JOB_STATES, SHARED_MODES, job_table
 from cc_backend.errors import InvalidInput
 
 #: monitoringStatus of a job whose meta.json and data.json are in the archive (upstream MonitoringStatusArchivingSuccessful).
@@ -44,6 +46,25 @@ COLUMN_NAMES = {col for col, _ in COLUMN_KEYS + JSON_COLUMNS}
 
 _loads = orjson.loads
 
+#: Latest time (seconds since 1970) a job may carry: 2^53, the largest integer a JavaScript client reads exactly.
+MAX_TIME = 2**53
+# Integers of the job JSON: (key, column, smallest, largest); largest None is what the column holds.
+_INT_KEYS = (
+    ("jobId", "job_id", 0, None), ("submitTime", "submit_time", 0, MAX_TIME),
+    ("startTime", "start_time", 0, MAX_TIME), ("arrayJobId", "array_job_id", 0, None),
+    ("duration", "duration", 0, None), ("walltime", "walltime", 0, None), ("numNodes", "num_nodes", 0, None),
+    ("numHwthreads", "num_hwthreads", 0, None), ("numAcc", "num_acc", 0, None), ("smt", "smt", 0, None),
+)
+_INT_BOUNDS = tuple((key, column, low, int_range(job_table.c[column])[1] if high is None else high)
+                    for key, column, low, high in _INT_KEYS)
+_TEXT_KEYS = (("user", "hpc_user"), ("project", "project"), ("cluster", "cluster"), ("subCluster", "subcluster"),
+              ("partition", "cluster_partition"), ("resources", "resources"), ("metaData", "meta_data"),
+              ("footprint", "footprint"), ("energyFootprint", "energy_footprint"))
+# (key, column, length below which the value surely fits): characters of a VARCHAR; for a document,
+# a quarter of its bytes (a character is at most 4 bytes). Longer values get the exact check.
+_TEXT_BOUNDS = tuple((key, column, max_chars(job_table.c[column]) or max_bytes(job_table.c[column]) // 4)
+                     for key, column in _TEXT_KEYS)
+
 
 def _json_or(value: Any, default: Any) -> Any:
     if value is None or value == "":
@@ -51,6 +72,26 @@ def _json_or(value: Any, default: Any) -> Any:
     if isinstance(value, (bytes, str)):
         return _loads(value)
     return value
+
+
+def is_number_map(value: Any) -> bool:
+    """Whether ``value`` is a footprint: an object of metric name to finite number."""
+    return isinstance(value, dict) and all(
+        type(v) is float and math.isfinite(v) or type(v) is int for v in value.values())
+
+
+def _number_map_or_none(value: Any) -> dict[str, float] | None:
+    """A stored footprint, or None for one that is not an object of numbers (a bad row of an old database).
+
+    One such row must not fail a whole job list: the job shows no footprint instead.
+    """
+    if value is None or value == "":
+        return {}
+    try:
+        loaded = _loads(value) if isinstance(value, (bytes, str)) else value
+    except orjson.JSONDecodeError:
+        return None
+    return loaded if is_number_map(loaded) else None
 
 
 def row_to_job(row: Mapping[str, Any], tags: list[dict] | None = None) -> dict[str, Any]:
@@ -63,8 +104,8 @@ def row_to_job(row: Mapping[str, Any], tags: list[dict] | None = None) -> dict[s
     job["energy"] = float(job["energy"] or 0.0)
     job["resources"] = _json_or(row["resources"], [])
     job["metaData"] = _json_or(row["meta_data"], {})
-    job["footprint"] = _json_or(row["footprint"], {})
-    job["energyFootprint"] = _json_or(row["energy_footprint"], {})
+    job["footprint"] = _number_map_or_none(row["footprint"])
+    job["energyFootprint"] = _number_map_or_none(row["energy_footprint"])
     job["tags"] = tags if tags is not None else []
     return job
 
@@ -81,9 +122,20 @@ def _int(job: Mapping[str, Any], key: str, default: int | None = None) -> int | 
         return value
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()):
         raise InvalidInput(f"field {key!r} must be an integer, got {value!r}", field=key)
     return int(value)
+
+
+def _number_map(job: Mapping[str, Any], key: str) -> str | None:
+    """A footprint of the job JSON as stored (JSON text), or None when absent or empty."""
+    value = job.get(key)
+    if value is None or value == {}:
+        return None
+    if not is_number_map(value):
+        raise InvalidInput(f"{key} must be an object of metric name to finite number, got {value!r:.80}", field=key)
+    return _dumps(value)
 
 
 def _dumps(value: Any) -> str:
@@ -121,9 +173,10 @@ def job_to_row(job: Mapping[str, Any]) -> dict[str, Any]:
         if job.get(key) is not None and not isinstance(job[key], str):
             raise InvalidInput(f"field {key!r} must be a string", field=key)
     energy = job.get("energy")
-    if energy is not None and (isinstance(energy, bool) or not isinstance(energy, (int, float))):
-        raise InvalidInput("field 'energy' must be a number", field="energy")
-    return {
+    if energy is not None and (isinstance(energy, bool) or not isinstance(energy, (int, float))
+                               or not math.isfinite(energy) or energy < 0):
+        raise InvalidInput(f"field 'energy' must be a non-negative number, got {energy!r}", field="energy")
+    row = {
         "job_id": _int(job, "jobId") if job.get("jobId") is not None else _require(job, "jobId"),
         "cluster": job["cluster"],
         "subcluster": job.get("subCluster") or "",
@@ -145,6 +198,20 @@ def job_to_row(job: Mapping[str, Any]) -> dict[str, Any]:
         "shared": shared,
         "monitoring_status": monitoring,
         "energy": float(job.get("energy") or 0.0),
-        "energy_footprint": _dumps(job["energyFootprint"]) if job.get("energyFootprint") else None,
-        "footprint": _dumps(job["footprint"]) if job.get("footprint") else None,
+        "energy_footprint": _number_map(job, "energyFootprint"),
+        "footprint": _number_map(job, "footprint"),
     }
+    _check_bounds(row)
+    return row
+
+
+def _check_bounds(row: Mapping[str, Any]) -> None:
+    """Integers within their range, texts within their column (db/limits.py): a 400, never the database's error."""
+    for key, column, low, high in _INT_BOUNDS:
+        value = row[column]
+        if value is not None and not low <= value <= high:
+            raise InvalidInput(f"{key} must be between {low} and {high}, got {value}", field=key)
+    for key, column, surely_fits in _TEXT_BOUNDS:
+        value = row[column]
+        if value is not None and len(value) > surely_fits:
+            check_text(job_table.c[column], value, key)

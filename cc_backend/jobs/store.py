@@ -38,11 +38,12 @@ from sqlalchemy.exc import IntegrityError
 
 from cc_backend.archive.cluster import ClusterRegistry
 from cc_backend.db.engine import execute_hot, is_sqlite
+from cc_backend.db.limits import check_int, check_text, int_range
 from cc_backend.db.tables import JOB_STATES, job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cc_backend.jobs.model import job_to_row, row_to_job
+from cc_backend.jobs.model import MAX_TIME, job_to_row, row_to_job
 from cc_backend.jobs.query import find_jobs, get_job, hosts_of_running_jobs, scope_condition, tags_for_jobs
-from cc_backend.jobs.tags import attach_tag, readable_tags_by_id, tag_dict
+from cc_backend.jobs.tags import attach_tag, check_tag_text, readable_tags_by_id, tag_dict
 from cc_backend.security import (Viewer, can_write_tag_scope, may_assign_tag_scope, may_delete_tag_scope,
                                  readable_tag_scopes)
 
@@ -303,6 +304,7 @@ def _parse_tags(tags: Any, allowed: frozenset[str], what: str = "tags") -> list[
         for key, value in (("type", ttype), ("name", tname), ("scope", scope)):
             if not isinstance(value, str) or not value:
                 raise InvalidInput(f"{where}.{key} must be a non-empty string", field=f"{where}.{key}")
+            check_tag_text(key, value, f"{where}.{key}")
         out.append((ttype, tname, scope))
     return out
 
@@ -446,12 +448,17 @@ def _stop_request(payload: Mapping[str, Any], *,
     stop_time = _opt_int(payload, "stopTime")
     if stop_time is None:
         raise InvalidInput("the field 'stopTime' is required", field="stopTime")
+    check_int(J.start_time, stop_time, "stopTime", minimum=0, maximum=MAX_TIME)
     return job_id, _opt_str(payload, "cluster"), _opt_int(payload, "startTime"), state, stop_time
 
 
 def _stop(engine: Engine, job: Mapping[str, Any], state: str, stop_time: int, viewer: Viewer | None) -> dict[str, Any]:
     if stop_time < job["startTime"]:
         raise InvalidInput(f"stopTime {stop_time} must not be before startTime {job['startTime']}", field="stopTime")
+    longest = int_range(J.duration)[1]
+    if stop_time - job["startTime"] > longest:
+        raise InvalidInput(f"stopTime {stop_time}: the job would have run {stop_time - job['startTime']} s, "
+                           f"longer than the {longest} s a duration holds", field="stopTime")
     if job["jobState"] != "running":
         raise Conflict(f"jobId {job['jobId']} (id {job['id']}) on {job['cluster']}: job has already been stopped "
                        f"(state is: {job['jobState']})", field="jobState")
@@ -585,9 +592,6 @@ def delete_tags(engine: Engine, tags: Any, *, viewer: Viewer | None) -> tuple[in
 
 # --- tags by id (the web UI's GraphQL mutations) --------------------------------------------------
 
-#: Longest tag type, name or scope the tag table holds (VARCHAR(255)).
-TAG_TEXT_MAX = 255
-
 
 class _MetaRewrites:
     """The meta.json files a transaction rewrote, put back if the transaction does not commit.
@@ -629,9 +633,7 @@ def _tag_transaction(engine: Engine, archive: Any) -> Iterator[tuple[Connection,
 def _tag_text(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{field} must be a non-empty string", field=field)
-    if len(value) > TAG_TEXT_MAX:
-        raise InvalidInput(f"{field} is longer than {TAG_TEXT_MAX} characters", field=field)
-    return value
+    return check_tag_text(field, value, field)
 
 
 def create_tag(engine: Engine, tag_type: Any, tag_name: Any, scope: Any, *, viewer: Viewer | None) -> dict[str, Any]:
@@ -752,7 +754,8 @@ def _edit_meta(engine: Engine, archive: Any, db_id: int, key: Any, value: Any, v
         job = _locked_job(conn, db_id, viewer)
         meta = dict(job["metaData"] or {})
         meta[key] = value
-        conn.execute(update(job_table).where(J.id == db_id).values(meta_data=orjson.dumps(meta).decode()))
+        document = check_text(J.meta_data, orjson.dumps(meta).decode(), "value")
+        conn.execute(update(job_table).where(J.id == db_id).values(meta_data=document))
         job["metaData"] = meta
         _sync_archive_meta(conn, archive, job, meta_data={key: value})
         return job

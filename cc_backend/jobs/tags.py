@@ -8,11 +8,19 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from cc_backend.db.engine import is_sqlite
+from cc_backend.db.limits import check_text
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.security import Viewer, readable_tag_scopes
 
 T = tag_table.c
+#: The tag table's column of each tag field: their lengths are the limits (db/limits.py).
+TAG_COLUMNS = {"type": T.tag_type, "name": T.tag_name, "scope": T.tag_scope}
+
+
+def check_tag_text(key: str, value: str, field: str) -> str:
+    """A tag's type, name or scope if its column holds it, else InvalidInput naming ``field``."""
+    return check_text(TAG_COLUMNS[key], value, field)
 
 
 def list_tags(engine: Engine, *, viewer: Viewer | None = None, with_counts: bool = True) -> list[dict]:
@@ -66,10 +74,12 @@ def resolve_tag_ids(engine: Engine, specs: Iterable[str], *, viewer: Viewer | No
     return ids
 
 
-def ensure_tag(conn: Connection, tag_type: str, tag_name: str, scope: str = "global") -> int:
-    """The id of tag (type, name), created with ``scope`` if missing."""
-    if not tag_type or not tag_name:
-        raise InvalidInput("a tag needs a type and a name", field="tags")
+def ensure_tag(conn: Connection, tag_type: str, tag_name: str, scope: str = "global", *, field: str = "tags") -> int:
+    """The id of tag (type, name), created with ``scope`` if missing; ``field`` names the tag in errors."""
+    if not isinstance(tag_type, str) or not isinstance(tag_name, str) or not tag_type or not tag_name:
+        raise InvalidInput(f"{field}: a tag needs a type and a name", field=field)
+    for key, value in (("type", tag_type), ("name", tag_name), ("scope", scope or "global")):
+        check_tag_text(key, value, f"{field}.{key}")
     found = conn.execute(select(T.id).where(and_(T.tag_type == tag_type, T.tag_name == tag_name))).scalar()
     if found is not None:
         return int(found)

@@ -31,10 +31,15 @@ def int_id(value: Any, field: str = "id") -> int:
     return number
 
 
-def footprint_list(footprint: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """``{"flops_any_avg": 1.5}`` as upstream's ``[{name: "flops_any", stat: "avg", value: 1.5}]``."""
+def footprint_list(footprint: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
+    """``{"flops_any_avg": 1.5}`` as upstream's ``[{name: "flops_any", stat: "avg", value: 1.5}]``.
+
+    None (a footprint row_to_job could not read) stays None: that job's field is null.
+    """
+    if footprint is None:
+        return None
     out = []
-    for key, value in (footprint or {}).items():
+    for key, value in footprint.items():
         name, _, stat = key.rpartition("_")
         out.append({"name": name or key, "stat": stat if name else "", "value": value})
     return out
@@ -44,10 +49,12 @@ _HARDWARE = ((re.compile(r"cpu", re.I), "CPU"), (re.compile(r"acc|gpu", re.I), "
              (re.compile(r"mem", re.I), "Memory"), (re.compile(r"core", re.I), "Core"))
 
 
-def energy_footprint_list(energy: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def energy_footprint_list(energy: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
     """``{"cpu_power": 1.2}`` as ``[{hardware: "CPU", metric: "cpu_power", value: 1.2}]`` (hardware by metric name)."""
+    if energy is None:
+        return None
     out = []
-    for metric, value in (energy or {}).items():
+    for metric, value in energy.items():
         hardware = next((label for pattern, label in _HARDWARE if pattern.search(metric)), "Other")
         out.append({"hardware": hardware, "metric": metric, "value": value})
     return out
