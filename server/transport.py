@@ -123,8 +123,9 @@ def _makefile(sock: socket.socket, mode: str = "r", bufsize: int = _pyio.DEFAULT
     return _HeadReader(sock, mode, bufsize) if "r" in mode else StreamWriter(sock, mode, bufsize)
 
 
-def _simple_response(status: str) -> bytes:
-    return f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+def _simple_response(status: str, text: bytes = b"") -> bytes:
+    kind = "Content-Type: text/plain\r\n" if text else ""
+    return f"HTTP/1.1 {status}\r\n{kind}Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode() + text
 
 
 class GuardedConnectionManager(connections.ConnectionManager):
@@ -237,15 +238,12 @@ class GuardedConnectionManager(connections.ConnectionManager):
         except ssl.SSLWantWriteError:
             return _WAIT_WRITE
         except ssl.SSLError as exc:
-            if "http request" in str(exc).lower():
-                # Plain HTTP on the TLS port: say so in plain HTTP (the TLS layer is bypassed on purpose).
-                msg = b"The client sent a plain HTTP request, but this server only speaks HTTPS on this port."
-                head = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(msg)
-                try:
-                    socket.socket.send(sock, head + msg)
-                except OSError:
-                    pass
-            raise  # the caller closes the connection
+            if "http request" not in str(exc).lower():
+                raise  # the caller closes the connection
+            # Plain HTTP on the TLS port: say so in plain HTTP, as cheroot does.
+            self._refuse(conn, "400 Bad Request",
+                         b"The client sent a plain HTTP request, but this server only speaks HTTPS on this port.")
+            return _DONE
         conn.cc_handshaking = False
         conn.ssl_env = self.server.ssl_adapter.get_environ(sock)
         return _DONE
@@ -263,15 +261,22 @@ class GuardedConnectionManager(connections.ConnectionManager):
             return _DONE
         return _WAIT_READ
 
-    def _refuse(self, conn: Any, status: str) -> None:
-        """Best effort, without blocking: a short error response, then close."""
+    def _refuse(self, conn: Any, status: str, text: bytes = b"") -> None:
+        """Best effort, without blocking: a short error response, then close.
+
+        Before the TLS handshake is done only plain text can be sent (to a client that speaks plain
+        HTTP), bypassing the TLS layer; a client still in the handshake gets nothing.
+        """
         sock = conn.socket
+        handshaking = getattr(conn, "cc_handshaking", False)
+        # Plain socket methods on an SSLSocket reach the TCP connection underneath.
+        send, recv = (socket.socket.send, socket.socket.recv) if handshaking else (type(sock).send, type(sock).recv)
         try:
             sock.settimeout(0)
-            if not getattr(conn, "cc_handshaking", False):
-                sock.send(_simple_response(status))
+            if text or not handshaking:
+                send(sock, _simple_response(status, text))
             # Unread input would make close() send a reset, which can destroy the response.
-            while sock.recv(_CHUNK):
+            while recv(sock, _CHUNK):
                 pass
         except (OSError, ValueError):
             pass

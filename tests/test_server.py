@@ -377,8 +377,10 @@ def test_https(start, site):
         old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
     with pytest.raises((httpx.TransportError, ssl.SSLError)):
         httpx.get(srv.url + "/healthz", verify=old)
-    with pytest.raises(httpx.TransportError):  # plain HTTP on the TLS port is not served
-        httpx.get(srv.url.replace("https://", "http://") + "/healthz", timeout=3)
+    # Plain HTTP on the TLS port is not served, only told so.
+    r = httpx.get(srv.url.replace("https://", "http://") + "/healthz", timeout=3)
+    assert r.status_code == 400
+    assert r.text == "The client sent a plain HTTP request, but this server only speaks HTTPS on this port."
 
 
 @SQLITE_ONLY
