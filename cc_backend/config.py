@@ -441,10 +441,6 @@ class MainConfig(_Section):
                                           "got {got}", {"got": _show(entry)}) from None
         return value
 
-    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        """main.trusted-proxies parsed (a single address is a /32 or /128 network)."""
-        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
-
     @field_validator("db")
     @classmethod
     def _check_db(cls, value: str, info: ValidationInfo) -> str:

@@ -166,6 +166,7 @@ def test_swagger_page_without_and_with_assets(tmp_path, monkeypatch):
                 disable_authentication = False
                 api_allowed_ips = None
                 api_subjects = None
+                trusted_proxies: list[str] = []
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1,15 +1,17 @@
-"""Transport robustness of the real server: slow or silent clients, slow bodies, TLS clients that never handshake."""
+"""The real server at the edge: slow or silent clients and bodies, TLS clients that never handshake, reverse proxies, the access log."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+import subprocess
 import time
 
 import httpx
 import orjson
 
-from test_server import SQLITE_ONLY, auth, self_signed, start, tokens  # noqa: F401 - start and tokens are fixtures
+from test_server import EXE, SQLITE_ONLY, Server, auth, cli, configure, free_port, self_signed, start, tokens  # noqa: F401 - start and tokens are fixtures
 
 TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -145,3 +147,120 @@ def test_slow_request_body_gets_408(start, tokens):
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert orjson.loads(body) == {"status": "Bad Request", "error": "cluster 'nope' is not in the job archive"}
     sock.close()
+
+
+def client_from(address: str) -> httpx.Client:
+    """An HTTP client whose connections come from ``address`` (any 127.x.y.z works on loopback)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=5)
+
+
+def access_lines(output: str) -> list[str]:
+    return [line.split("cc_backend.server.access: ", 1)[1] for line in output.splitlines()
+            if "cc_backend.server.access: " in line]
+
+
+@SQLITE_ONLY
+def test_forwarded_headers_count_only_from_trusted_proxies(start, tokens):
+    # 127.0.0.2 plays the reverse proxy, 10.0.0.0/8 the proxies behind it; 127.0.0.1 is a client.
+    srv = start(api_allowed_ips=["192.0.2.1"], trusted_proxies=["127.0.0.2", "10.0.0.0/8"])
+    url = srv.url + "/api/jobs/?items-per-page=1"
+    token = auth(tokens(["api"]))
+
+    def api(client: httpx.Client, **headers: str) -> tuple[int, str | None]:
+        r = client.get(url, headers={**token, **headers})
+        return r.status_code, r.json().get("error")
+
+    with client_from("127.0.0.1") as direct, client_from("127.0.0.2") as proxy:
+        # A client that is no trusted proxy cannot claim another address.
+        assert api(direct, **{"X-Real-Ip": "192.0.2.1"}) == (401, "unknown ip: 127.0.0.1")
+        assert api(direct, **{"X-Forwarded-For": "192.0.2.1"}) == (401, "unknown ip: 127.0.0.1")
+        # Through the proxy: the right-most X-Forwarded-For entry that is not a trusted proxy.
+        assert api(proxy, **{"X-Forwarded-For": "192.0.2.1"}) == (200, None)
+        assert api(proxy, **{"X-Forwarded-For": "192.0.2.1, 10.9.9.9"}) == (200, None)
+        assert api(proxy, **{"X-Forwarded-For": "192.0.2.1, 198.51.100.7"}) == (401, "unknown ip: 198.51.100.7")
+        assert api(proxy, **{"X-Forwarded-For": "10.1.1.1, 10.9.9.9"}) == (401, "unknown ip: 10.1.1.1")
+        assert api(proxy, **{"X-Real-Ip": "192.0.2.1"}) == (200, None)
+        assert api(proxy, **{"X-Real-Ip": "192.0.2.1", "X-Forwarded-For": "198.51.100.7"}) == \
+            (401, "unknown ip: 198.51.100.7")
+        assert api(proxy) == (401, "unknown ip: 127.0.0.2")
+        # The login rate limit counts the same address.
+        for client, forwarded, user in ((direct, "203.0.113.9", "nobody1"), (proxy, "203.0.113.5", "nobody2")):
+            statuses = [client.post(srv.url + "/login", data={"username": user, "password": "wrong"},
+                                    headers={"X-Forwarded-For": forwarded}).status_code for _ in range(6)]
+            assert statuses[-1] == 429
+    output = srv.output()
+    assert "login of 'nobody1' from 127.0.0.1 refused" in output
+    assert "login of 'nobody2' from 203.0.113.5 refused" in output
+    # And so does the access log.
+    clients = [line.split(" ", 1)[0] for line in access_lines(output) if '"GET /api/jobs/' in line]
+    assert clients == ["127.0.0.1", "127.0.0.1", "192.0.2.1", "192.0.2.1", "198.51.100.7", "10.1.1.1",
+                       "192.0.2.1", "198.51.100.7", "127.0.0.2"]
+
+
+def test_trusted_proxies_must_be_addresses(site):
+    configure(site, trusted_proxies=["10.0.0.0/8", "proxy.example.org"])
+    r = cli(site, "serve")
+    assert r.returncode != 0
+    assert "main.trusted-proxies" in r.stderr and '"proxy.example.org"' in r.stderr
+
+
+ACCESS_LINE = re.compile(r'^(\S+) (\S+) "([^"]*)" (\d{3}) (\d+) \d+\.\dms$')
+
+
+@SQLITE_ONLY
+def test_access_log_line_per_request(start, tokens, site):
+    srv = start()  # no --loglevel: the server logs at info
+    identity = {"Accept-Encoding": "identity"}  # the logged size is the size sent
+    r = httpx.get(srv.url + "/api/jobs/?items-per-page=1&page=1", headers={**identity, **auth(tokens(["api"], sub="alice"))})
+    assert r.status_code == 200
+    jobs_size = len(r.content)
+    r = httpx.get(srv.url + "/api/jobs/", headers={**identity, **auth("not-a-token")})
+    assert r.status_code == 401
+    denied_size = len(r.content)
+    r = httpx.get(srv.url + "/healthz?jwt=abc&state=1&Access%5FToken=x&page=1&user_key&password=")
+    assert r.json() == {"status": "ok"}
+    lines = [ACCESS_LINE.match(line) for line in access_lines(srv.output())]
+    assert all(lines), access_lines(srv.output())
+    # The readiness probes of wait_ready come first.
+    assert [m.groups() for m in lines][-3:] == [
+        ("127.0.0.1", "alice", "GET /api/jobs/?items-per-page=1&page=1", "200", str(jobs_size)),
+        ("127.0.0.1", "-", "GET /api/jobs/", "401", str(denied_size)),
+        ("127.0.0.1", "-", "GET /healthz?jwt=REDACTED&state=1&Access%5FToken=REDACTED&page=1&user_key&password=REDACTED",
+         "200", "15"),
+    ]
+    # Other commands stay at warn.
+    r = cli(site, "jobs", "list", "--format", "json")
+    assert r.returncode == 0 and "INFO" not in r.stderr
+
+
+@SQLITE_ONLY
+def test_loglevel_warn_silences_the_access_log(site):
+    r = cli(site, "-init-db")
+    assert r.returncode == 0, r.stderr
+    quiet = Server(site, options=("--loglevel", "warn"))
+    try:
+        quiet.wait_ready()
+        assert httpx.get(quiet.url + "/healthz").status_code == 200
+        output = quiet.output()
+    finally:
+        quiet.stop()
+    assert "cc_backend.server.access" not in output and "listening at" in output
+    # A bare `cc-backend` (upstream's way to start the server) logs requests like `serve`.
+    port = free_port()
+    configure(site, addr=f"127.0.0.1:{port}")
+    with open(site / "bare.log", "wb") as log:
+        proc = subprocess.Popen([str(EXE), "--config", str(site / "config.json")], cwd=site, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and proc.poll() is None, (site / "bare.log").read_text()
+                    time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert '127.0.0.1 - "GET /healthz" 200 15 ' in (site / "bare.log").read_text()
