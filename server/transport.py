@@ -17,7 +17,15 @@ accepting thread with a blocking socket, so a client that connects to the TLS po
 would stop every other connection from being accepted for the socket timeout.
 
 Request bodies are read by the worker; the reader gives the body ``main.read-body-timeout`` from the
-moment the worker first waits for it, and then fails with :class:`RequestTimeout` (a 408).
+moment the worker first waits for it, and then fails with :class:`RequestTimeout` (a 408). A body the
+application did not read (a request refused before it) is not waited for either: the connection is
+closed after the response, and the manager discards what the client still sends for a moment
+(:data:`LINGER_S`) so that the client sees the response, not a reset.
+
+Pipelined requests that a worker already buffered go back in front of the connection's reader and
+wait like any other head. Limitation: a client that completes its head and then sends a slow body to
+a handler that reads it (after admission, or /login) does hold a worker, for at most
+``main.read-body-timeout``.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any
 
 from cheroot import connections, wsgi
 from cheroot.makefile import StreamReader, StreamWriter
+from cheroot.server import HTTPConnection, HTTPRequest
 
 from cc_backend.errors import CCError
 
@@ -39,6 +48,8 @@ log = logging.getLogger("cc_backend.server")
 
 #: Largest request head (request line + headers) accepted; nginx's default allows 32 KiB, Go's 1 MiB.
 MAX_HEAD_BYTES = 64 * 1024
+#: How long the rest of an unread request body is discarded after the response, before closing.
+LINGER_S = 2.0
 _END_OF_HEAD = b"\r\n\r\n"
 _CHUNK = 16 * 1024
 _WAIT_READ = selectors.EVENT_READ
@@ -123,6 +134,46 @@ def _makefile(sock: socket.socket, mode: str = "r", bufsize: int = _pyio.DEFAULT
     return _HeadReader(sock, mode, bufsize) if "r" in mode else StreamWriter(sock, mode, bufsize)
 
 
+class _Request(HTTPRequest):
+    """cheroot's request, which does not wait in a worker for a body the application did not read."""
+
+    def send_headers(self) -> None:
+        # cheroot would read the rest of the body here to keep the connection alive: a client that
+        # sends a large or slow body to a refused request (401 before anything reads it) would hold
+        # the worker. Close instead; the manager discards what still arrives (lingering close), so
+        # the client reads the response rather than a reset.
+        if getattr(self.rfile, "remaining", 0) > 0 and not self.close_connection:
+            self.close_connection = True
+            self.conn.cc_linger = True
+        super().send_headers()
+
+
+class _Connection(HTTPConnection):
+    """cheroot's connection with the state the manager keeps for it."""
+
+    RequestHandlerClass = _Request
+    #: time.monotonic() since which the manager waits for a complete head; None between requests.
+    cc_head_since: float | None = None
+    #: The TLS handshake is not done yet.
+    cc_handshaking = False
+    #: Close by lingering (see _Request); then the time.monotonic() until which input is discarded.
+    cc_linger = False
+    cc_linger_until: float | None = None
+
+    def close(self) -> None:
+        if self.cc_linger and self.server.ready:
+            self.cc_linger = False
+            try:
+                self.wfile.flush()
+                self.socket.shutdown(socket.SHUT_WR)  # the response is complete: FIN after it
+            except OSError:
+                super().close()
+                return
+            self.server._connections.linger(self)
+            return
+        super().close()
+
+
 def _simple_response(status: str, text: bytes = b"") -> bytes:
     kind = "Content-Type: text/plain\r\n" if text else ""
     return f"HTTP/1.1 {status}\r\n{kind}Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode() + text
@@ -148,6 +199,12 @@ class GuardedConnectionManager(connections.ConnectionManager):
         conn.cc_head_since = time.monotonic() if raw.prefix else None
         if self._settle(conn) == _WAIT_READ:
             self._selector.register(conn.socket.fileno(), _WAIT_READ, data=conn)
+
+    def linger(self, conn: Any) -> None:
+        """Discard what ``conn`` still sends for up to LINGER_S, then close it (called from workers)."""
+        conn.cc_head_since = None
+        conn.cc_linger_until = time.monotonic() + LINGER_S
+        self._selector.register(conn.socket.fileno(), _WAIT_READ, data=conn)
 
     # -- the manager's thread -------------------------------------------------------------------------
 
@@ -185,7 +242,7 @@ class GuardedConnectionManager(connections.ConnectionManager):
         adapter = self.server.ssl_adapter
         if adapter is not None:
             sock = adapter.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        conn = self.server.ConnectionClass(self.server, sock, _makefile)
+        conn = _Connection(self.server, sock, _makefile)
         if addr is None:
             addr = ("0.0.0.0", 0) if len(sock.getsockname()) == 2 else ("::", 0)
         conn.remote_addr, conn.remote_port = addr[0], addr[1]
@@ -203,7 +260,9 @@ class GuardedConnectionManager(connections.ConnectionManager):
         raw = conn.rfile.raw
         sock.settimeout(0)  # the manager thread must never wait on one client
         try:
-            if getattr(conn, "cc_handshaking", False):
+            if conn.cc_linger_until is not None:
+                return self._discard(conn)
+            if conn.cc_handshaking:
                 events = self._handshake(conn)
                 if events != _DONE:
                     return events
@@ -227,6 +286,18 @@ class GuardedConnectionManager(connections.ConnectionManager):
             if sock.fileno() != -1:
                 sock.settimeout(self.server.timeout)
         return self._settle(conn)
+
+    @staticmethod
+    def _discard(conn: Any) -> int:
+        """Read and drop the input of a lingering connection; close it at the end of input."""
+        recv = socket.socket.recv  # after shutdown() an SSLSocket has no TLS layer left
+        while True:
+            try:
+                if not recv(conn.socket, _CHUNK):
+                    conn.close()
+                    return _DONE
+            except BlockingIOError:
+                return _WAIT_READ
 
     def _handshake(self, conn: Any) -> int:
         """Advance the TLS handshake of ``conn``: the events to wait for, or _DONE when complete; OSError when it failed."""
@@ -268,7 +339,7 @@ class GuardedConnectionManager(connections.ConnectionManager):
         HTTP), bypassing the TLS layer; a client still in the handshake gets nothing.
         """
         sock = conn.socket
-        handshaking = getattr(conn, "cc_handshaking", False)
+        handshaking = conn.cc_handshaking
         # Plain socket methods on an SSLSocket reach the TCP connection underneath.
         send, recv = (socket.socket.send, socket.socket.recv) if handshaking else (type(sock).send, type(sock).recv)
         try:
@@ -283,12 +354,19 @@ class GuardedConnectionManager(connections.ConnectionManager):
         conn.close()
 
     def _expire_all(self, now: float) -> None:
-        """408 for heads past main.read-header-timeout; close kept-alive connections idle for the socket timeout."""
+        """408 for heads past main.read-header-timeout; close lingering connections at their end, and
+        kept-alive ones idle for the socket timeout."""
         idle_before = time.time() - self.server.timeout
-        expired = [(fd, conn) for fd, conn in self._selector.connections if conn is not self.server and (
-            (conn.cc_head_since is not None and now - conn.cc_head_since > self.header_timeout)
-            or (conn.cc_head_since is None and conn.last_used < idle_before))]
-        for fd, conn in expired:
+
+        def expired(conn: Any) -> bool:
+            if conn.cc_linger_until is not None:
+                return now > conn.cc_linger_until
+            if conn.cc_head_since is not None:
+                return now - conn.cc_head_since > self.header_timeout
+            return conn.last_used < idle_before
+
+        for fd, conn in [(fd, conn) for fd, conn in self._selector.connections
+                         if conn is not self.server and expired(conn)]:
             self._selector.unregister(fd)
             if conn.cc_head_since is None:
                 conn.close()

@@ -264,3 +264,47 @@ def test_loglevel_warn_silences_the_access_log(site):
             proc.terminate()
             proc.wait(timeout=30)
     assert '127.0.0.1 - "GET /healthz" 200 15 ' in (site / "bare.log").read_text()
+
+
+@SQLITE_ONLY
+def test_unread_bodies_of_refused_requests_hold_no_worker(start):
+    """A 401 for a POST whose (slow) body nobody reads comes at once and ties up no worker thread."""
+    srv = start()
+    head = b"POST /api/jobs/start_job/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+    senders = []
+    for _ in range(40):  # more than the 16 worker threads
+        sock = connect(srv.port)
+        sock.sendall(head + b"{" * 1000)
+        senders.append(sock)
+    for sock in senders:
+        sock.settimeout(1)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            answer += sock.recv(4096)
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 401 Unauthorized" and b"\r\nConnection: close\r\n" in rest
+        assert orjson.loads(rest.partition(b"\r\n\r\n")[2]) == {"status": "Unauthorized", "error": "unauthorized: no token given"}
+    # Still sending their bodies, slowly: the server discards them without a worker thread.
+    for sock in senders:
+        sock.sendall(b"{" * 100)
+    assert_answers_quickly(srv.url)
+    # The response was followed by the end of the stream (the server's side is shut down).
+    for sock in senders:
+        answer, _ = read_until_closed(sock, time.monotonic() + 1)
+        assert answer == b""
+        sock.close()
+
+
+@SQLITE_ONLY
+def test_pipelined_requests_and_the_head_deadline_on_kept_alive_connections(start):
+    srv = start(read_header_timeout="1s")
+    sock = connect(srv.port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request * 2 + b"GET /healthz HTTP/1.1\r\n")  # two requests and the start of a third
+    began = time.monotonic()
+    answer, closed = read_until_closed(sock, began + 3)
+    responses = answer.split(b"HTTP/1.1 ")[1:]
+    assert [r.split(b"\r\n", 1)[0] for r in responses] == [b"200 OK", b"200 OK", b"408 Request Timeout"]
+    assert [r.rpartition(b"\r\n\r\n")[2] for r in responses[:2]] == [b'{"status":"ok"}'] * 2
+    assert closed - began > 0.9  # the third head had its full second
+    sock.close()
