@@ -197,6 +197,7 @@ def test_forwarded_headers_count_only_from_trusted_proxies(start, tokens):
                        "192.0.2.1", "198.51.100.7", "127.0.0.2"]
 
 
+@SQLITE_ONLY
 def test_trusted_proxies_must_be_addresses(site):
     configure(site, trusted_proxies=["10.0.0.0/8", "proxy.example.org"])
     r = cli(site, "serve")
