@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import difflib
 import json
 import logging
@@ -372,6 +373,12 @@ class MainConfig(_Section):
     """Address the HTTP(S) server listens on, e.g. "0.0.0.0:443"."""
     api_allowed_ips: list[str] | None = None
     """IP addresses allowed to use the JWT-authenticated /api/ endpoints; "*" first allows any; unset means no restriction."""
+    trusted_proxies: list[str] = []
+    """Addresses (IPs or CIDR networks such as "10.0.0.0/8") of reverse proxies whose X-Real-Ip and X-Forwarded-For headers name the client; from any other peer these headers are ignored. Empty (the default): the client is always the peer address. Extension of this implementation."""
+    read_header_timeout: PositiveGoDuration = timedelta(seconds=20)
+    """Time a client has to send a complete request head (request line and headers), counted from the connection (or, on a kept-alive connection, from the first byte of the next request); then 408 and the connection is closed (upstream: ReadHeaderTimeout 20 s). Extension of this implementation."""
+    read_body_timeout: PositiveGoDuration = timedelta(seconds=60)
+    """Time a request body may take to arrive, counted from when the server first waits for it; then 408. Extension of this implementation."""
     api_subjects: ApiSubjectsConfig | None = None
     """Receive job events and node states over NATS (needs the nats section); disables REST start_job/stop_job."""
     user: str | None = None
@@ -424,6 +431,17 @@ class MainConfig(_Section):
     def _empty_is_zero(cls, value: Any) -> Any:
         # Upstream treats "" like "0": sessions without expiry.
         return "0" if value == "" else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise PydanticCustomError("ip_network", 'expected an IP address or a CIDR network such as "10.0.0.0/8", '
+                                          "got {got}", {"got": _show(entry)}) from None
+        return value
 
     @field_validator("db")
     @classmethod

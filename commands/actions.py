@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -136,6 +137,12 @@ def run_init_db(runtime: Runtime, workers: int | None = None) -> None:
 
 
 def start_server(runtime: Runtime, *, dev: bool = False) -> None:
+    from cc_backend.commands.main import LOGLEVEL_GIVEN
     from cc_backend.server import serve
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and not ctx.find_root().meta.get(LOGLEVEL_GIVEN, True):
+        # As upstream, a server logs one line per request unless told otherwise (--loglevel warn).
+        logging.getLogger().setLevel(logging.INFO)
 
     serve(runtime, dev=dev)

@@ -59,9 +59,14 @@ def normalize_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def setup_logging(level: str, logdate: bool) -> None:
+#: click context meta key: whether --loglevel was given (the server then keeps it, see start_server).
+LOGLEVEL_GIVEN = "cc_backend.loglevel_given"
+
+
+def setup_logging(level: str | None, logdate: bool) -> None:
+    """Log to stderr at ``level``; without one at warn (the server raises that to info when it starts)."""
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if logdate else "%(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=LOG_LEVELS[level], format=fmt, stream=sys.stderr)
+    logging.basicConfig(level=LOG_LEVELS[level or "warn"], format=fmt, stream=sys.stderr)
 
 
 @click.group(
@@ -70,8 +75,9 @@ def setup_logging(level: str, logdate: bool) -> None:
 )
 @click.option("--config", "config_path", metavar="PATH", default=None,
               help="config.json to use (default ./config.json; missing default file means built-in defaults).")
-@click.option("--loglevel", type=click.Choice(list(LOG_LEVELS)), default="warn", show_default=True,
-              help="Log level of messages on stderr.")
+@click.option("--loglevel", type=click.Choice(list(LOG_LEVELS)), default=None,
+              help="Log level of messages on stderr [default: info for the server (one line per request), "
+                   "warn otherwise].")
 @click.option("--logdate", is_flag=True, help="Prefix log lines with date and time.")
 @click.option("--version", "show_version", is_flag=True, help="Print program, database schema and archive versions.")
 @click.option("--init", "do_init", is_flag=True, help="Create config.json, .env, var/job.db, var/job-archive; exit.")
@@ -98,6 +104,7 @@ def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_ini
     Action flags run and exit unless --server is given; a bare `cc-backend` starts the server.
     """
     setup_logging(loglevel, logdate)
+    ctx.meta[LOGLEVEL_GIVEN] = loglevel is not None
     from cc_backend.runtime import Runtime
 
     ctx.obj = runtime = Runtime(config_path)

@@ -5,7 +5,9 @@
 Layers, outermost first:
 
 * :class:`HttpMiddleware` (plain WSGI, wraps *every* response, also bottle's own 404/405/500):
-  CSRF guard, CORS, security headers (+HSTS under TLS), gzip above 1 KiB, one access-log line.
+  the client address (:func:`~cc_backend.server.auth.resolve_client_ip`), CSRF guard, CORS, security
+  headers (+HSTS under TLS), gzip above 1 KiB, one access-log line at info: client, user (``-`` when
+  not authenticated), method, path with credential-like query values redacted, status, bytes, duration.
 * :class:`BodyLimit` (plain WSGI, every route): a request body above main.max-request-body-size is
   a 413 before any handler reads it.
 * :class:`JsonPlugin` (bottle plugin on every route): dict/list results become orjson bodies,
@@ -25,15 +27,19 @@ import logging
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Iterable
+from urllib.parse import unquote_plus
 
 import bottle
 import orjson
 
 from cc_backend.errors import CCError
+from cc_backend.server.auth import CLIENT_IP_KEY, USER_KEY, Network, proxy_networks, resolve_client_ip
 
 log = logging.getLogger("cc_backend.server")
 access_log = logging.getLogger("cc_backend.server.access")
 
+#: Query parameters whose names contain one of these words are logged without their value.
+SECRET_PARAMS = ("jwt", "token", "pass", "key", "secret", "auth", "session", "cookie", "credential", "signature")
 #: Path prefixes whose errors are JSON (upstream's server.go NotFound handler).
 API_PREFIXES = ("/api/", "/userapi/", "/frontend/", "/config/")
 #: Responses at least this large are gzipped when the client accepts it.
@@ -130,11 +136,14 @@ def _error_handler(err: bottle.HTTPError) -> bytes | str:
 class HttpMiddleware:
     """CSRF guard, CORS, security headers, gzip and the access log around any WSGI app."""
 
-    def __init__(self, inner: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(self, inner: Callable[..., Iterable[bytes]], trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.inner = inner
+        self.trusted_proxies = trusted_proxies
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
+        # Resolved once: admission (api-allowed-ips), the login rate limit and this log use it.
+        environ[CLIENT_IP_KEY] = resolve_client_ip(environ, self.trusted_proxies)
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
         if method not in _SAFE_METHODS and environ.get("HTTP_SEC_FETCH_SITE", "").lower() == "cross-site":
@@ -150,8 +159,8 @@ class HttpMiddleware:
         body = self._maybe_gzip(environ, headers, body)
         _set(headers, "Content-Length", str(len(body)))
         start_response(status, headers)
-        access_log.info('%s "%s %s%s" %s %d %.1fms', _client(environ), method, path,
-                        "?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "",
+        access_log.info('%s %s "%s %s%s" %s %d %.1fms', environ[CLIENT_IP_KEY], environ.get(USER_KEY) or "-",
+                        method, path, "?" + loggable_query(environ["QUERY_STRING"]) if environ.get("QUERY_STRING") else "",
                         status.split(" ", 1)[0], len(body), (time.perf_counter() - started) * 1000)
         return [] if method == "HEAD" else [body]
 
@@ -221,8 +230,15 @@ def _set(headers: list[tuple[str, str]], name: str, value: str) -> None:
     headers.append((name, value))
 
 
-def _client(environ: dict[str, Any]) -> str:
-    return environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR") or "-"
+def loggable_query(query: str) -> str:
+    """The query string with the values of parameters that may carry credentials replaced by REDACTED."""
+    parts = []
+    for part in query.split("&"):
+        name, sep, _ = part.partition("=")
+        if sep and any(word in unquote_plus(name).lower() for word in SECRET_PARAMS):
+            part = f"{name}=REDACTED"
+        parts.append(part)
+    return "&".join(parts)
 
 
 class BodyLimit:
@@ -312,7 +328,8 @@ class CCApp(bottle.Bottle):
         self.uninstall("json")  # JsonPlugin serialises with orjson instead
         self.runtime = runtime
         self.dev = dev
-        self._middleware = HttpMiddleware(BodyLimit(super().__call__, runtime.config.main.max_request_body_size))
+        self._middleware = HttpMiddleware(BodyLimit(super().__call__, runtime.config.main.max_request_body_size),
+                                          proxy_networks(runtime.config.main.trusted_proxies))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         return self._middleware(environ, start_response)

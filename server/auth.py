@@ -84,16 +84,64 @@ def admits_userapi(roles: tuple[str, ...]) -> bool:
     return len(roles) >= 2 and "api" in roles and bool({"user", "manager", "support", "admin"} & set(roles))
 
 
-def client_ip(environ: dict[str, Any]) -> str:
-    """X-Real-Ip, else the first X-Forwarded-For entry, else the peer address (without port)."""
-    raw = environ.get("HTTP_X_REAL_IP") or environ.get("HTTP_X_FORWARDED_FOR", "").split(",")[0] \
-        or environ.get("REMOTE_ADDR", "")
+#: The WSGI environ key under which the HTTP middleware stores the request's client address.
+CLIENT_IP_KEY = "cc_backend.client_ip"
+#: The WSGI environ key under which admission leaves the authenticated user name (for the access log).
+USER_KEY = "cc_backend.user"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(entries: list[str]) -> tuple[Network, ...]:
+    """main.trusted-proxies as networks (a single address is a /32 or /128; the config checked the syntax)."""
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _bare_ip(raw: str) -> str:
+    """An address without port or brackets: "[::1]:80" -> "::1", "10.0.0.1:80" -> "10.0.0.1"."""
     raw = raw.strip()
-    if raw.startswith("[") and "]" in raw:  # [v6]:port
+    if raw.startswith("[") and "]" in raw:
         return raw[1:raw.index("]")]
-    if raw.count(":") == 1:  # v4:port
+    if raw.count(":") == 1:
         return raw.split(":")[0]
     return raw
+
+
+def _trusted(ip: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if addr.version == 6 and addr.ipv4_mapped:  # a dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
+
+
+def resolve_client_ip(environ: dict[str, Any], trusted: tuple[Network, ...]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy (main.trusted-proxies).
+
+    From a trusted proxy: the right-most X-Forwarded-For entry that is not itself a trusted proxy
+    (entries further left were written by the client or by proxies we do not know, and can be
+    forged); all entries trusted: the left-most. Without X-Forwarded-For, X-Real-Ip. X-Forwarded-For
+    comes first, unlike upstream's order, because behind a chain of proxies X-Real-Ip names only the
+    previous hop, and a proxy that appends to X-Forwarded-For may pass a client's X-Real-Ip through.
+    """
+    peer = _bare_ip(environ.get("REMOTE_ADDR", ""))
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    hops = [hop for hop in (_bare_ip(h) for h in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")) if hop]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    if hops:
+        return hops[0]
+    return _bare_ip(environ.get("HTTP_X_REAL_IP", "")) or peer
+
+
+def client_ip(environ: dict[str, Any]) -> str:
+    """The request's client address, as the HTTP middleware resolved it (else the peer's: no proxy trusted)."""
+    ip = environ.get(CLIENT_IP_KEY)
+    return ip if ip is not None else _bare_ip(environ.get("REMOTE_ADDR", ""))
 
 
 def ip_allowed(allowed: list[str] | None, ip: str) -> bool:
@@ -416,6 +464,8 @@ class AuthPlugin:
                 viewer = DISABLED_AUTH_VIEWER if auth.disabled else None
             else:
                 viewer = auth.admit(group, environ)
+                if viewer.username:
+                    environ[USER_KEY] = viewer.username
             if wants_viewer:
                 kwargs["viewer"] = viewer
             return callback(*args, **kwargs)

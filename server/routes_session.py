@@ -163,6 +163,7 @@ class SessionHandlers:
 
     def login(self) -> str:
         """POST /login: form fields username, password, redirect."""
+        from cc_backend.server.auth import client_ip
         from cc_backend.sessions import TooManyAttempts, login, safe_redirect
 
         try:
@@ -173,9 +174,9 @@ class SessionHandlers:
         target = safe_redirect(fields.get("redirect"))
         if not username:
             return self._page(400, "username: enter your user name", redirect=target)
-        # The peer address, not X-Real-Ip/X-Forwarded-For: those are set by the client itself unless a
-        # proxy rewrites them, and would let an attacker pick a fresh address for every guess.
-        address = bottle.request.environ.get("REMOTE_ADDR", "")
+        # X-Real-Ip/X-Forwarded-For count only from main.trusted-proxies: from anyone else they would
+        # let an attacker pick a fresh address for every guess.
+        address = client_ip(bottle.request.environ)
         try:
             self.cookies.codec()  # a missing SESSION_KEY is the admin's problem, not a failed attempt
             user = login(self.runtime.engine, self.limiter, address, username, password, ldap=self._ldap())

@@ -22,7 +22,9 @@ log = logging.getLogger("cc_backend.server")
 
 #: Worker threads of the WSGI server (calibration: 16 threads ~2,400 small JSON req/s on 2 cores).
 THREADS = 16
-#: Socket timeout (upstream: ReadHeaderTimeout/WriteTimeout 20 s).
+#: Socket timeout of one read or write, and how long a kept-alive connection may idle (upstream:
+#: WriteTimeout 20 s; the request head and body have overall deadlines, main.read-header-timeout
+#: and main.read-body-timeout).
 SOCKET_TIMEOUT = 20
 #: How long shutdown waits for in-flight requests (upstream: HTTP shutdown <= 60 s).
 SHUTDOWN_TIMEOUT = 60
@@ -179,11 +181,14 @@ def sd_notify(message: str) -> None:
         log.warning("sd_notify failed: %s", exc)
 
 
-def make_server(app: Any, host: str, port: int, *, threads: int = THREADS) -> Any:
-    from cheroot import wsgi
+def make_server(app: Any, host: str, port: int, main: Any, *, threads: int = THREADS) -> Any:
+    """A cheroot server whose worker threads only see complete request heads (see :mod:`.transport`)."""
+    from cc_backend.server.transport import GuardedServer
 
-    return wsgi.Server((host, port), app, numthreads=threads, timeout=SOCKET_TIMEOUT,
-                       shutdown_timeout=SHUTDOWN_TIMEOUT, server_name="cc-backend")
+    return GuardedServer((host, port), app, numthreads=threads, timeout=SOCKET_TIMEOUT,
+                         shutdown_timeout=SHUTDOWN_TIMEOUT, server_name="cc-backend",
+                         header_timeout=main.read_header_timeout.total_seconds(),
+                         body_timeout=main.read_body_timeout.total_seconds())
 
 
 def run_server(runtime: Any, *, dev: bool = False) -> None:
@@ -200,7 +205,7 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
         log.warning("main.disable-authentication is set: every request acts as an administrator")
     app = make_app(runtime, dev=dev)
     host, port = parse_addr(main.addr)
-    server = make_server(app, host, port)
+    server = make_server(app, host, port, main)
     https = bool(main.https_cert_file and main.https_key_file)
     if https:
         server.ssl_adapter = tls_adapter(main.https_cert_file, main.https_key_file)
@@ -211,7 +216,7 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
         if port == REDIRECT_PORT:
             log.warning("main.redirect-http-to is ignored: main.addr already uses port %d", REDIRECT_PORT)
         else:
-            servers.append(make_server(redirect_app(main.redirect_http_to), host, REDIRECT_PORT, threads=2))
+            servers.append(make_server(redirect_app(main.redirect_http_to), host, REDIRECT_PORT, main, threads=2))
     for srv in servers:
         try:
             srv.prepare()  # binds the port (may need root for :80/:443)

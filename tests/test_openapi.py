@@ -167,6 +167,7 @@ def test_swagger_page_without_and_with_assets(tmp_path, monkeypatch):
                 api_allowed_ips = None
                 api_subjects = None
                 max_request_body_size = 8 << 20
+                trusted_proxies: list[str] = []
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -290,15 +290,14 @@ def test_allowed_ips_and_validate_user(start, tokens, site):
     assert r.returncode == 0, r.stderr
     r = cli(site, "-add-user", "svc:api:pw")
     assert r.returncode == 0, r.stderr
-    srv = start(api_allowed_ips=["10.1.2.3", "::1"], validate_user=True)
+    # The test client is the trusted proxy here; tests/test_server_transport.py covers the proxy rules.
+    srv = start(api_allowed_ips=["10.1.2.3", "::1"], validate_user=True, trusted_proxies=["127.0.0.1"])
     url = srv.url + "/api/jobs/"
     token = tokens(["api"], sub="svc")
     r = httpx.get(url, headers=auth(token))
     assert r.status_code == 401 and "127.0.0.1" in r.json()["error"]
     assert httpx.get(url, headers={"X-Real-Ip": "10.1.2.3", **auth(token)}).status_code == 200
-    assert httpx.get(url, headers={"X-Forwarded-For": "10.1.2.3, 192.0.2.1", **auth(token)}).status_code == 200
-    # X-Real-Ip wins over X-Forwarded-For
-    assert httpx.get(url, headers={"X-Real-Ip": "192.0.2.9", "X-Forwarded-For": "10.1.2.3", **auth(token)}).status_code == 401
+    assert httpx.get(url, headers={"X-Forwarded-For": "192.0.2.1, 10.1.2.3", **auth(token)}).status_code == 200
     # validate-user: unknown users are refused, roles come from the database, not the token
     assert httpx.get(url, headers={"X-Real-Ip": "10.1.2.3", **auth(tokens(["api"], sub="ghost"))}).status_code == 401
     r = httpx.get(srv.url + "/api/users/", headers={"X-Real-Ip": "10.1.2.3", **auth(tokens(["admin", "api"], sub="svc"))})
@@ -377,8 +376,10 @@ def test_https(start, site):
         old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
     with pytest.raises((httpx.TransportError, ssl.SSLError)):
         httpx.get(srv.url + "/healthz", verify=old)
-    with pytest.raises(httpx.TransportError):  # plain HTTP on the TLS port is not served
-        httpx.get(srv.url.replace("https://", "http://") + "/healthz", timeout=3)
+    # Plain HTTP on the TLS port is not served, only told so.
+    r = httpx.get(srv.url.replace("https://", "http://") + "/healthz", timeout=3)
+    assert r.status_code == 400
+    assert r.text == "The client sent a plain HTTP request, but this server only speaks HTTPS on this port."
 
 
 @SQLITE_ONLY
@@ -438,6 +439,7 @@ def test_error_shape_in_process(caplog):
                 api_allowed_ips = None
                 api_subjects = None
                 max_request_body_size = 8 << 20
+                trusted_proxies: list[str] = []
 
     app = make_app(FakeRuntime())
 
