@@ -289,11 +289,21 @@ def port_80():
     """Skip unless 127.0.0.1:80 can be bound here (root, and nothing else listening)."""
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", REDIRECT_PORT))
+            bind_like_a_server(s, REDIRECT_PORT)
         except PermissionError:
             pytest.skip("binding port 80 needs root (or CAP_NET_BIND_SERVICE)")
         except OSError as exc:
             pytest.skip(f"port 80 is taken on this machine ({exc.strerror}); cannot test the real :80 redirect")
+
+
+def bind_like_a_server(sock: socket.socket, port: int) -> None:
+    """Bind as cheroot does (SO_REUSEADDR): connections in TIME_WAIT on the port do not count, a listener does.
+
+    The server closes first when it does not read a request's body (see server/transport.py), which
+    leaves TIME_WAIT entries on its port for a minute; they do not keep a new server from binding.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
 
 
 @ROOT_ONLY
@@ -323,7 +333,7 @@ def test_redirect_http_to_on_port_80(public_dir, procs, port_80):
     assert r.status_code == 301 and r.headers["location"] == target + "login"
     assert srv.stop() == 0, srv.output()
     with socket.socket() as s:
-        s.bind(("127.0.0.1", REDIRECT_PORT))  # released on shutdown
+        bind_like_a_server(s, REDIRECT_PORT)  # released on shutdown
 
     # As upstream, the redirect does not depend on HTTPS.
     configure(site, https_cert_file=None, https_key_file=None, user=None, group=None)
@@ -347,8 +357,7 @@ def test_redirect_http_to_on_port_80(public_dir, procs, port_80):
 def test_redirect_port_taken_is_a_clear_error(public_dir, port_80):
     site = make_site(public_dir / "site", addr=f"127.0.0.1:{free_port()}", **{"redirect-http-to": "https://x.example/"})
     with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
-        taken.bind(("127.0.0.1", REDIRECT_PORT))
+        bind_like_a_server(taken, REDIRECT_PORT)
         taken.listen()
         r = run_cli("--config", str(site / "config.json"), "serve", cwd=site)
     assert r.returncode == 78, r.stderr
