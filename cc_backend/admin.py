@@ -77,8 +77,8 @@ def init_here(directory: Path) -> list[Path]:
 
 def user_token(runtime: "Runtime", username: str) -> tuple[str, list[str]]:
     """A signed API token for an existing user (upstream -jwt); returns (token, warnings)."""
-    from cc_backend.keys import issue_jwt
-    from cc_backend.users import get_user
+    from cc_backend.auth.keys import issue_jwt
+    from cc_backend.auth.users import get_user
 
     user = get_user(runtime.engine, username)
     key = runtime.secrets.JWT_PRIVATE_KEY
@@ -94,7 +94,7 @@ def user_token(runtime: "Runtime", username: str) -> tuple[str, list[str]]:
 
 def ldap_directory(runtime: "Runtime"):  # type: ignore[no-untyped-def]
     """The configured LDAP directory (``auth.ldap``), or a ConfigError saying what is missing."""
-    from cc_backend.ldap import LdapDirectory
+    from cc_backend.auth.ldap import LdapDirectory
 
     if runtime.config.auth.ldap is None:
         raise ConfigError("auth.ldap is not configured")

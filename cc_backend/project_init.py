@@ -9,7 +9,7 @@ from typing import Any
 
 from cc_backend.errors import ConfigError
 from cc_backend.fileutil import write_atomic
-from cc_backend.keys import generate_keypair, generate_session_key
+from cc_backend.auth.keys import generate_keypair, generate_session_key
 
 #: Job-archive format version written to var/job-archive/version.txt (upstream v1.5).
 ARCHIVE_VERSION = 3

@@ -69,21 +69,21 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         raise click.UsageError("--add-user, --del-user, --sync-ldap and --jwt need authentication, but "
                                "main.disable-authentication is set in the configuration")
     if add_user:
-        from cc_backend.users import add_user as add, parse_user_spec
+        from cc_backend.auth.users import add_user as add, parse_user_spec
 
         name, roles, password = parse_user_spec(add_user)
         user = add(runtime.engine, name, password=password, roles=roles)
         click.echo(f"added user {user.username!r} with roles {', '.join(user.roles)}")
         did = True
     if del_user:
-        from cc_backend.users import delete_user
+        from cc_backend.auth.users import delete_user
 
         delete_user(runtime.engine, del_user)  # like upstream: deleting an absent user is no error
         click.echo(f"deleted user {del_user!r}")
         did = True
     if sync_ldap:
         from cc_backend.admin import ldap_directory
-        from cc_backend.ldap import sync_users
+        from cc_backend.auth.ldap import sync_users
 
         result = sync_users(runtime.engine, ldap_directory(runtime))
         click.echo(f"LDAP sync: {len(result.added)} added, {len(result.removed)} removed")

@@ -108,7 +108,7 @@ def db_optimize_cmd() -> None:
 @format_option
 def gen_keypair_cmd(fmt: str) -> None:
     """Print a new base64 Ed25519 key pair in upstream's format, ready for .env."""
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
 
     public, private = generate_keypair()
     if fmt == "table":

@@ -16,7 +16,7 @@
 Session users are looked up in the database on every request: their stored roles and projects count,
 and deleting a user ends their sessions at once.
 
-Handlers receive the resulting :class:`~cc_backend.security.Viewer` by naming a ``viewer`` parameter.
+Handlers receive the resulting :class:`~cc_backend.auth.security.Viewer` by naming a ``viewer`` parameter.
 Routes choose their group by prefix; ``route.config["auth"]`` (``"api"``, ``"userapi"``, ``"session"``,
 ``"admin-session"`` or ``None``) overrides it, e.g. ``app.route("/healthz", callback=h, auth=None)``.
 
@@ -41,11 +41,11 @@ from urllib.parse import urlsplit
 import bottle
 
 from cc_backend.errors import CCError, Forbidden
-from cc_backend.keys import InvalidToken, load_public_key, verify_jwt
-from cc_backend.security import ROLE_LEVELS, Viewer
+from cc_backend.auth.keys import InvalidToken, load_public_key, verify_jwt
+from cc_backend.auth.security import ROLE_LEVELS, Viewer
 
 if TYPE_CHECKING:
-    from cc_backend.sessions import Session, SessionCodec
+    from cc_backend.auth.sessions import Session, SessionCodec
 
 log = logging.getLogger("cc_backend.server.auth")
 
@@ -242,7 +242,7 @@ class SessionCookies:
         if self._codec is None:
             with self._lock:
                 if self._codec is None:
-                    from cc_backend.sessions import SessionCodec
+                    from cc_backend.auth.sessions import SessionCodec
 
                     self._codec = SessionCodec(self.runtime.secrets.SESSION_KEY or "", self.max_age_s)
         return self._codec
@@ -337,7 +337,7 @@ class Authenticator:
             raise Unauthorized("token has no subject (sub)")
         jwts = self.runtime.config.auth.jwts
         if jwts is not None and jwts.validate_user:
-            from cc_backend.users import find_user
+            from cc_backend.auth.users import find_user
 
             user = find_user(self.runtime.engine, username)
             if user is None:
@@ -370,7 +370,7 @@ class Authenticator:
 
     def viewer_from_session(self, environ: dict[str, Any]) -> Viewer:
         """The logged-in user, with the roles and projects the database holds now."""
-        from cc_backend.users import find_user
+        from cc_backend.auth.users import find_user
 
         session = self.cookies.read(environ)
         if session is None:

@@ -4,7 +4,7 @@ Upstream's ``MountConfigAPIRoutes`` and ``MountFrontendAPIRoutes`` (``internal/a
 ``log.go``), with upstream's bodies (form fields; JSON objects of strings are accepted too), status
 codes and response texts. Admission (session cookie, admin role for ``/config/``, the same-origin
 check of state-changing requests) happens in :mod:`cc_backend.server.auth` before a handler runs; the
-rules live in :mod:`cc_backend.users`, :mod:`cc_backend.notice`, :mod:`cc_backend.ui_config` and
+rules live in :mod:`cc_backend.auth.users`, :mod:`cc_backend.notice`, :mod:`cc_backend.ui_config` and
 :mod:`cc_backend.journal`.
 
 Not here yet: ``GET /config/taggers/`` and ``POST /config/taggers/run/`` (the taggers do not exist yet).
@@ -17,7 +17,7 @@ from typing import Any
 import bottle
 
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cc_backend.security import Viewer
+from cc_backend.auth.security import Viewer
 from cc_backend.server.routes_session import request_fields
 
 
@@ -40,7 +40,7 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
     app.route("/frontend/logs/", "GET", h.get_logs)
 
 
-#: POST /config/user/{id}: (form field, function of cc_backend.users, upstream's success and failure texts).
+#: POST /config/user/{id}: (form field, function of cc_backend.auth.users, upstream's success and failure texts).
 USER_UPDATES = (
     ("add-role", "add_role", "Add Role Success", "adding role failed"),
     ("remove-role", "remove_role", "Remove Role Success", "removing role failed"),
@@ -58,19 +58,19 @@ class ConfigHandlers:
     # ------------------------------------------------------------------------------ /config (admins)
 
     def get_roles(self, viewer: Viewer) -> list[str]:
-        from cc_backend.users import ASSIGNABLE_ROLES
+        from cc_backend.auth.users import ASSIGNABLE_ROLES
 
         return list(ASSIGNABLE_ROLES)
 
     def get_users(self, viewer: Viewer) -> list[dict[str, Any]]:
-        from cc_backend.users import list_users
+        from cc_backend.auth.users import list_users
 
         not_just_user = bottle.request.query.get("not-just-user") == "true"
         return [user.to_json() for user in list_users(self.runtime.engine, not_just_user=not_just_user)]
 
     def create_user(self, viewer: Viewer) -> str:
         """Fields username, password, role, name, email, project (upstream's createUser)."""
-        from cc_backend.users import add_user
+        from cc_backend.auth.users import add_user
 
         fields = request_fields()
         role, project = fields.get("role") or "", fields.get("project") or ""
@@ -81,7 +81,7 @@ class ConfigHandlers:
         return _text(f"User {user.username} successfully created!\n")
 
     def delete_user(self, viewer: Viewer) -> str:
-        from cc_backend.users import delete_user
+        from cc_backend.auth.users import delete_user
 
         username = request_fields().get("username")
         if not username:
@@ -92,7 +92,7 @@ class ConfigHandlers:
 
     def update_user(self, username: str, viewer: Viewer) -> dict[str, str]:
         """The first non-empty of add-role, remove-role, add-project, remove-project (upstream's updateUser)."""
-        from cc_backend import users
+        from cc_backend.auth import users
 
         fields = request_fields()
         for key, operation, success, failure in USER_UPDATES:

@@ -13,7 +13,7 @@ import bottle
 import orjson
 
 from cc_backend.errors import Forbidden, InvalidInput
-from cc_backend.security import Viewer
+from cc_backend.auth.security import Viewer
 
 
 #: Integers are stored as signed 64-bit (SQLite INTEGER, MySQL BIGINT); upstream decodes them into Go's int64.
@@ -225,7 +225,7 @@ class JobHandlers:
         return ""
 
     def edit_user(self, username: str, viewer: Viewer) -> dict[str, Any]:
-        from cc_backend import users
+        from cc_backend.auth import users
 
         if not viewer.has_role("admin"):
             raise Forbidden("only admins are allowed to change users")

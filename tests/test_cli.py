@@ -33,7 +33,7 @@ def test_upstream_flag_style_end_to_end(site):
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()
     from cc_backend.config import load_env
-    from cc_backend.keys import verify_jwt
+    from cc_backend.auth.keys import verify_jwt
 
     secrets = load_env(site / ".env", environ={})
     claims = verify_jwt(token, secrets.JWT_PUBLIC_KEY)

@@ -42,7 +42,7 @@ def tag_site(start, site, tokens) -> GraphQLSite:  # noqa: F811 - start and toke
     Users are added in-process (the core's add_user, as ``--add-user`` does): a CLI process per user
     would cost more than the test itself.
     """
-    from cc_backend.users import add_user
+    from cc_backend.auth.users import add_user
 
     server = start(validate_user=True)
     runtime = site_runtime(site)

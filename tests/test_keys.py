@@ -14,7 +14,7 @@ import pytest
 from conftest import UPSTREAM_SPEC
 from cc_backend.config import load_env
 from cc_backend.errors import ConfigError, InvalidInput
-from cc_backend.keys import (
+from cc_backend.auth.keys import (
     DEMO_JWT_PUBLIC_KEY,
     InvalidToken,
     generate_keypair,

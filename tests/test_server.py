@@ -122,7 +122,7 @@ def start(site):
 def tokens(site):
     """Signed tokens for the site's key: tokens(roles, sub=..., ...)."""
     from cc_backend.config import load_env
-    from cc_backend.keys import issue_jwt
+    from cc_backend.auth.keys import issue_jwt
 
     secrets = load_env(site / ".env", environ={})
 
@@ -185,7 +185,7 @@ def test_headers_errors_cors_csrf_gzip(start, tokens):
 
 @SQLITE_ONLY
 def test_jwt_matrix(start, tokens, site):
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
 
     srv = start()
     url = srv.url + "/api/jobs/"

@@ -31,7 +31,7 @@ from cc_backend.jobs.store import (
     tag_job,
     used_nodes,
 )
-from cc_backend.security import Viewer
+from cc_backend.auth.security import Viewer
 
 API = Viewer(username="apiuser", roles=("api",))
 ADMIN_API = Viewer(username="admin", roles=("admin", "api"))

@@ -11,10 +11,10 @@ import bcrypt
 import pytest
 from sqlalchemy import insert, select, text
 
-from cc_backend import users
+from cc_backend.auth import users
 from cc_backend.db.tables import configuration_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
-from cc_backend.users import AuthSource, Role, User
+from cc_backend.auth.users import AuthSource, Role, User
 
 from conftest import run_cli
 
@@ -353,13 +353,13 @@ def test_parse_user_spec_rejects(spec):
 
 
 def test_core_module_imports_no_click():
-    code = "import sys, cc_backend.users; print('click' in sys.modules)"
+    code = "import sys, cc_backend.auth.users; print('click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_bcrypt_rounds_from_environment():
-    code = "import cc_backend.users as u; print(u.BCRYPT_ROUNDS)"
+    code = "import cc_backend.auth.users as u; print(u.BCRYPT_ROUNDS)"
     env_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**__import__("os").environ, "CC_BCRYPT_ROUNDS": "5"})
     assert env_run.stdout.strip() == "5"

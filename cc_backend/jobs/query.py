@@ -16,7 +16,7 @@ from cc_backend.db.tables import job_table, jobtag_table
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page, StringInput
 from cc_backend.jobs.model import COLUMN_NAMES, KEY_TO_COLUMN, row_to_job
-from cc_backend.security import Viewer, readable_tag_scopes, sees_all_jobs
+from cc_backend.auth.security import Viewer, readable_tag_scopes, sees_all_jobs
 
 J = job_table.c
 _FIND_SQL = f"SELECT {', '.join(c.name for c in job_table.columns)} FROM job"

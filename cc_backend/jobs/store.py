@@ -44,7 +44,7 @@ from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.model import MAX_TIME, job_to_row, row_to_job
 from cc_backend.jobs.query import find_jobs, get_job, hosts_of_running_jobs, scope_condition, tags_for_jobs
 from cc_backend.jobs.tags import attach_tag, check_tag_text, readable_tags_by_id, tag_dict
-from cc_backend.security import (Viewer, can_write_tag_scope, may_assign_tag_scope, may_delete_tag_scope,
+from cc_backend.auth.security import (Viewer, can_write_tag_scope, may_assign_tag_scope, may_delete_tag_scope,
                                  readable_tag_scopes)
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from cc_backend.db.engine import is_sqlite
 from cc_backend.db.limits import check_text
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import InvalidInput, NotFound
-from cc_backend.security import Viewer, readable_tag_scopes
+from cc_backend.auth.security import Viewer, readable_tag_scopes
 
 T = tag_table.c
 #: The tag table's column of each tag field: their lengths are the limits (db/limits.py).
