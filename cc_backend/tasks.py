@@ -122,8 +122,7 @@ def _names(names: list[str], limit: int = 10) -> str:
 
 def ldap_sync_task(runtime: "Runtime") -> PeriodicTask:
     """``auth.ldap.sync-interval``: :func:`cc_backend.auth.ldap.sync_users`, honouring ``sync-del-old-users``."""
-    from cc_backend.admin import ldap_directory
-    from cc_backend.auth.ldap import sync_users
+    from cc_backend.auth.ldap import ldap_directory, sync_users
 
     directory = ldap_directory(runtime)
     if not directory.admin_password:

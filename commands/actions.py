@@ -11,7 +11,7 @@ from cc_backend.runtime import Runtime
 
 
 def print_version(runtime: Runtime) -> None:
-    from cc_backend.admin import version_info
+    from cc_backend.version import version_info
 
     info = version_info(runtime)
     click.echo(f"cc-backend (Python) {info.program}")
@@ -31,7 +31,7 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         print_version(runtime)
         return None
     if do_init:
-        from cc_backend.admin import init_here
+        from cc_backend.project_init import init_here
 
         for path in init_here(Path.cwd()):
             click.echo(f"created {path}")
@@ -82,14 +82,13 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         click.echo(f"deleted user {del_user!r}")
         did = True
     if sync_ldap:
-        from cc_backend.admin import ldap_directory
-        from cc_backend.auth.ldap import sync_users
+        from cc_backend.auth.ldap import ldap_directory, sync_users
 
         result = sync_users(runtime.engine, ldap_directory(runtime))
         click.echo(f"LDAP sync: {len(result.added)} added, {len(result.removed)} removed")
         did = True
     if jwt_user:
-        from cc_backend.admin import user_token
+        from cc_backend.auth.keys import user_token
 
         token, warnings = user_token(runtime, jwt_user)
         for warning in warnings:

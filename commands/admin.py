@@ -17,7 +17,7 @@ def init_cmd(directory: Path) -> None:
 
     Refuses to overwrite anything that exists.
     """
-    from cc_backend.admin import init_here
+    from cc_backend.project_init import init_here
 
     for path in init_here(directory):
         click.echo(f"created {path}")
@@ -62,7 +62,7 @@ def db_group() -> None:
 @format_option
 def db_version_cmd(fmt: str) -> None:
     """Show program, database schema and archive versions."""
-    from cc_backend.admin import version_info
+    from cc_backend.version import version_info
 
     emit_object(version_info(runtime()).to_json(), fmt)
 
@@ -123,7 +123,7 @@ def gen_keypair_cmd(fmt: str) -> None:
 @click.argument("username")
 def jwt_cmd(username: str) -> None:
     """Print an API token (JWT) for USERNAME, valid for auth.jwts.max-age."""
-    from cc_backend.admin import user_token
+    from cc_backend.auth.keys import user_token
 
     rt = runtime()
     rt.load_env()

@@ -122,7 +122,7 @@ class ConfigHandlers:
 
     def get_jwt(self, viewer: Viewer) -> str:
         """An API token for ?username= (non-admins only for themselves)."""
-        from cc_backend.admin import user_token
+        from cc_backend.auth.keys import user_token
 
         username = request_fields().get("username")
         if not username:

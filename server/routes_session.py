@@ -139,7 +139,7 @@ class SessionHandlers:
     def _ldap(self) -> Any:
         if self.runtime.config.auth.ldap is None:
             return None
-        from cc_backend.admin import ldap_directory
+        from cc_backend.auth.ldap import ldap_directory
 
         return ldap_directory(self.runtime)
 

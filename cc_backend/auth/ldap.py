@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cc_backend.config import LdapConfig
+    from cc_backend.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ class LdapDirectory:
 
     def users(self) -> list[DirectoryUser]:
         return self._search()
+
+
+def ldap_directory(runtime: "Runtime") -> LdapDirectory:
+    """The configured LDAP directory (``auth.ldap``), or a ConfigError saying what is missing."""
+    if runtime.config.auth.ldap is None:
+        raise ConfigError("auth.ldap is not configured")
+    return LdapDirectory(runtime.config.auth.ldap, runtime.secrets.LDAP_ADMIN_PASSWORD)
 
 
 def sync_users(engine: "Engine", directory: LdapDirectory, *, delete_old: bool | None = None) -> SyncResult:
