@@ -154,12 +154,12 @@ class JobHandlers:
         return {"usedNodes": used_nodes(self.engine, _int(ts, "ts"))}
 
     def tag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
-        from cc_backend.jobs.store import tag_job
+        from cc_backend.jobs.tags import tag_job
 
         return tag_job(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
 
     def untag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
-        from cc_backend.jobs.store import remove_job_tags
+        from cc_backend.jobs.tags import remove_job_tags
 
         return remove_job_tags(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
 
@@ -211,7 +211,7 @@ class JobHandlers:
         return {"msg": f"Successfully deleted {count} jobs"}
 
     def delete_tags(self, viewer: Viewer) -> str:
-        from cc_backend.jobs.store import delete_tags
+        from cc_backend.jobs.tags import delete_tags
 
         deleted, requested = delete_tags(self.engine, json_list(), viewer=viewer)
         bottle.response.content_type = "text/plain; charset=utf-8"

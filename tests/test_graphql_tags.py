@@ -303,7 +303,7 @@ def test_failed_deletion_leaves_database_and_archive_unchanged(site):
     from sqlalchemy import select
 
     from cc_backend.db.tables import job_table
-    from cc_backend.jobs.store import add_tags_to_job, create_tag, delete_tags_by_id
+    from cc_backend.jobs.tags import add_tags_to_job, create_tag, delete_tags_by_id
     from cc_backend.jobs.tags import list_tags
 
     assert cli(site, "-init-db").returncode == 0

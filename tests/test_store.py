@@ -21,16 +21,14 @@ from cc_backend.jobs.store import (
     delete_job,
     delete_job_by_key,
     delete_jobs_before,
-    delete_tags,
     edit_meta,
     edit_meta_by_job,
-    remove_job_tags,
     start_job,
     stop_job,
     stop_job_by_id,
-    tag_job,
     used_nodes,
 )
+from cc_backend.jobs.tags import delete_tags, remove_job_tags, tag_job
 from cc_backend.auth.security import Viewer
 
 API = Viewer(username="apiuser", roles=("api",))
