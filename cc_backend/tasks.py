@@ -1,4 +1,4 @@
-"""Named periodic background tasks in threads of the server process (upstream's task manager, reference §10)."""
+"""Named periodic background tasks in threads of the server process (upstream ``internal/taskmanager``)."""
 
 from __future__ import annotations
 

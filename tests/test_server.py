@@ -275,7 +275,7 @@ def test_jobs_and_clusters(start, tokens, site):
     r = get("/api/clusters/", params={"cluster": "nope"})
     assert r.status_code == 400 and r.json() == {"status": "Bad Request", "error": "unknown cluster: nope"}
 
-    # Only an api-only token sees every job (§7.2); api plus user sees that user's jobs, which is
+    # Only an api-only token sees every job (upstream SecurityCheck, internal/repository/job.go); api plus user sees that user's jobs, which is
     # what /userapi/ is for.
     mine = httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user", "api"], sub="nobody"))).json()
     assert mine["jobs"] == []

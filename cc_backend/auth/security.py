@@ -1,4 +1,4 @@
-"""Who may see which jobs and tags: the one permission check every front end uses (upstream §7.2)."""
+"""Who may see and do what: the one set of role rules every front end uses (upstream ``cc-lib schema/user.go`` roles, ``internal/repository/job.go`` SecurityCheck, ``internal/auth/auth.go``)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def sees_nodes(viewer: Viewer | None) -> bool:
 
 
 def sees_restricted_metrics(viewer: Viewer | None) -> bool:
-    """admin, support and api-only users see metrics marked ``restrict``; user and manager do not (§7.2)."""
+    """admin, support and api-only users see metrics marked ``restrict``; user and manager do not (upstream ``internal/graph/schema.resolvers.go``, a metric config's ``restrict``)."""
     return viewer is None or viewer.is_admin_like
 
 

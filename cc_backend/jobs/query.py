@@ -156,7 +156,7 @@ def _job_id_condition(spec: StringInput) -> list[ColumnElement]:
 
 
 def scope_condition(viewer: Viewer | None) -> ColumnElement | None:
-    """Restrict to the jobs the viewer may see (§7.2)."""
+    """Restrict to the jobs the viewer may see (upstream ``internal/repository/job.go`` SecurityCheck)."""
     if sees_all_jobs(viewer):
         return None
     assert viewer is not None

@@ -49,7 +49,7 @@ T = tag_table.c
 #: Seconds within which a second start of the same jobId on the same cluster is a duplicate.
 DUPLICATE_WINDOW = 86400
 
-#: Keys of the job JSON (§6.4); anything else in a start_job body is rejected (DisallowUnknownFields).
+#: Keys of the job JSON (archive/schemas/job-meta.schema.json, upstream cc-lib ``schema/job.go``); anything else in a start_job body is rejected (DisallowUnknownFields).
 JOB_KEYS = frozenset({
     "id", "jobId", "user", "project", "cluster", "subCluster", "partition", "arrayJobId", "numNodes",
     "numHwthreads", "numAcc", "shared", "monitoringStatus", "smt", "walltime", "jobState", "startTime",
