@@ -17,7 +17,7 @@ from typing import Any
 import bottle
 
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cc_backend.auth.security import Viewer
+from cc_backend.auth.security import Viewer, may_administer, may_sign_token_for
 from cc_backend.server.routes_session import request_fields
 
 
@@ -127,7 +127,7 @@ class ConfigHandlers:
         username = request_fields().get("username")
         if not username:
             raise InvalidInput("username is required: the user to sign a token for", field="username")
-        if not viewer.has_role("admin") and username != viewer.username:
+        if not may_sign_token_for(viewer, username):
             raise Forbidden("only admins are allowed to sign JWTs not for themselves")
         token, _warnings = user_token(self.runtime, username)
         return _text(token)
@@ -147,7 +147,7 @@ class ConfigHandlers:
         """Query since, lines, level, search -> journal entries of main.systemd-unit (admins)."""
         from cc_backend.journal import JournalQuery, read_journal
 
-        if not viewer.has_role("admin"):
+        if not may_administer(viewer):
             raise Forbidden("only admins are allowed to view logs")
         q = bottle.request.query.decode()
         query = JournalQuery.parse(since=q.get("since"), lines=q.get("lines"), level=q.get("level"),

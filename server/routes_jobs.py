@@ -13,7 +13,7 @@ import bottle
 import orjson
 
 from cc_backend.errors import Forbidden, InvalidInput
-from cc_backend.auth.security import Viewer
+from cc_backend.auth.security import Viewer, may_administer
 
 
 #: Integers are stored as signed 64-bit (SQLite INTEGER, MySQL BIGINT); upstream decodes them into Go's int64.
@@ -227,7 +227,7 @@ class JobHandlers:
     def edit_user(self, username: str, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.auth import users
 
-        if not viewer.has_role("admin"):
+        if not may_administer(viewer):
             raise Forbidden("only admins are allowed to change users")
         body = json_object() if bottle.request.content_type.startswith("application/json") else dict(bottle.request.forms)
         actions = (("add-role", users.add_role, "Add Role"), ("remove-role", users.remove_role, "Remove Role"),
