@@ -1,4 +1,4 @@
-"""Upstream's action flags (``-init-db``, ``-add-user`` ...), run in upstream's order."""
+"""Upstream's action flags (``-init-db``, ``-add-user`` ...), run in upstream's order; each action is one function that the matching subcommand runs too."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from cc_backend.runtime import Runtime
 
 
 def print_version(runtime: Runtime) -> None:
+    """``--version`` and ``db version``: program, supported versions, what the configured database and archive hold."""
     from cc_backend.version import version_info
 
     info = version_info(runtime)
@@ -24,6 +25,66 @@ def print_version(runtime: Runtime) -> None:
         click.echo(f"Configured job archive: version {info.archive_path_version}")
 
 
+def init_directory(directory: Path) -> None:
+    """``--init`` and ``init``."""
+    from cc_backend.project_init import init_here
+
+    for path in init_here(directory):
+        click.echo(f"created {path}")
+
+
+def migrate_database(runtime: Runtime) -> None:
+    """``--migrate-db`` and ``db migrate``."""
+    from cc_backend.db.migrate import migrate
+
+    before, after = migrate(runtime.raw_engine)
+    click.echo(f"database migrated from schema version {before} to {after}" if before != after
+               else f"database is at schema version {after}")
+
+
+def revert_database(runtime: Runtime) -> None:
+    """``--revert-db`` and ``db revert``."""
+    from cc_backend.db.migrate import revert
+
+    before, after = revert(runtime.raw_engine)
+    click.echo(f"database reverted from schema version {before} to {after}")
+
+
+def force_database(runtime: Runtime) -> None:
+    """``--force-db`` and ``db force``."""
+    from cc_backend.db.migrate import SCHEMA_VERSION, force
+
+    force(runtime.raw_engine)
+    click.echo(f"database marked clean at schema version {SCHEMA_VERSION}")
+
+
+def optimize_database(runtime: Runtime) -> None:
+    """``--optimize-db`` and ``db optimize``."""
+    from cc_backend.db.engine import is_sqlite
+    from cc_backend.db.migrate import optimize
+
+    optimize(runtime.engine)
+    click.echo("database optimized (" + ("VACUUM, ANALYZE" if is_sqlite(runtime.engine) else "OPTIMIZE TABLE") + ")")
+
+
+def print_token(runtime: Runtime, username: str) -> None:
+    """``--jwt`` and ``jwt``: the token on stdout, warnings on stderr."""
+    from cc_backend.auth.keys import user_token
+
+    token, warnings = user_token(runtime, username)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(token)
+
+
+def import_jobs(runtime: Runtime, specs: list[tuple[str, str]]) -> None:
+    """``--import-job`` and ``import``."""
+    from cc_backend.importer import import_files
+
+    summary = import_files(runtime.engine, runtime.archive, specs, validate=runtime.config.main.validate_json)
+    click.echo(f"imported {summary.jobs} job(s)")
+
+
 def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, revert_db, force_db, optimize_db,
                      add_user, del_user, jwt_user, init_db, import_job, sync_ldap=False) -> bool | None:
     """Run the requested actions; None if one of them always ends the program, else whether any ran."""
@@ -31,25 +92,17 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         print_version(runtime)
         return None
     if do_init:
-        from cc_backend.project_init import init_here
-
-        for path in init_here(Path.cwd()):
-            click.echo(f"created {path}")
+        init_directory(Path.cwd())
         return None
     runtime.load_env()
-    if migrate_db or revert_db or force_db:
-        from cc_backend.db import migrate as m
-
-        if migrate_db:
-            before, after = m.migrate(runtime.raw_engine)
-            click.echo(f"database migrated from schema version {before} to {after}" if before != after
-                       else f"database is at schema version {after}")
-        elif revert_db:
-            before, after = m.revert(runtime.raw_engine)
-            click.echo(f"database reverted from schema version {before} to {after}")
-        else:
-            m.force(runtime.raw_engine)
-            click.echo(f"database marked clean at schema version {m.SCHEMA_VERSION}")
+    if migrate_db:
+        migrate_database(runtime)
+        return None
+    if revert_db:
+        revert_database(runtime)
+        return None
+    if force_db:
+        force_database(runtime)
         return None
     if init_db:
         # Upstream's README sets up a new site with `-init-db -add-user ... -no-server`: the schema
@@ -59,11 +112,7 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         ensure_schema(runtime.raw_engine)
     did = False
     if optimize_db:
-        from cc_backend.db.engine import is_sqlite
-        from cc_backend.db.migrate import optimize
-
-        optimize(runtime.engine)
-        click.echo("database optimized (" + ("VACUUM, ANALYZE" if is_sqlite(runtime.engine) else "OPTIMIZE TABLE") + ")")
+        optimize_database(runtime)
         did = True
     if (add_user or del_user or jwt_user or sync_ldap) and runtime.config.main.disable_authentication:
         raise click.UsageError("--add-user, --del-user, --sync-ldap and --jwt need authentication, but "
@@ -88,22 +137,15 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         click.echo(f"LDAP sync: {len(result.added)} added, {len(result.removed)} removed")
         did = True
     if jwt_user:
-        from cc_backend.auth.keys import user_token
-
-        token, warnings = user_token(runtime, jwt_user)
-        for warning in warnings:
-            click.echo(f"warning: {warning}", err=True)
-        click.echo(token)
+        print_token(runtime, jwt_user)
         did = True
     if init_db:
         run_init_db(runtime)
         did = True
     if import_job:
-        from cc_backend.importer import import_files, parse_import_spec
+        from cc_backend.importer import parse_import_spec
 
-        summary = import_files(runtime.engine, runtime.archive, parse_import_spec(import_job),
-                               validate=runtime.config.main.validate_json)
-        click.echo(f"imported {summary.jobs} job(s)")
+        import_jobs(runtime, parse_import_spec(import_job))
         did = True
     return did
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import bottle
 
-from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cc_backend.errors import Conflict, Forbidden, InvalidInput
 from cc_backend.auth.security import Viewer, may_administer, may_sign_token_for
 from cc_backend.server.routes_session import request_fields
 
@@ -38,15 +38,6 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
     app.route("/frontend/jwt/", "GET", h.get_jwt)
     app.route("/frontend/configuration/", "POST", h.update_configuration)
     app.route("/frontend/logs/", "GET", h.get_logs)
-
-
-#: POST /config/user/{id}: (form field, function of cc_backend.auth.users, upstream's success and failure texts).
-USER_UPDATES = (
-    ("add-role", "add_role", "Add Role Success", "adding role failed"),
-    ("remove-role", "remove_role", "Remove Role Success", "removing role failed"),
-    ("add-project", "add_project", "Add Project Success", "adding project failed"),
-    ("remove-project", "remove_project", "Remove Project Success", "removing project failed"),
-)
 
 
 class ConfigHandlers:
@@ -92,20 +83,9 @@ class ConfigHandlers:
 
     def update_user(self, username: str, viewer: Viewer) -> dict[str, str]:
         """The first non-empty of add-role, remove-role, add-project, remove-project (upstream's updateUser)."""
-        from cc_backend.auth import users
+        from cc_backend.auth.users import change_access
 
-        fields = request_fields()
-        for key, operation, success, failure in USER_UPDATES:
-            value = fields.get(key)
-            if not value:
-                continue
-            try:
-                getattr(users, operation)(self.runtime.engine, username, value)
-            except (InvalidInput, NotFound) as exc:  # upstream answers 422 for every refused change
-                raise Conflict(f"{failure}: {exc.message}", field=exc.field or key) from None
-            return {"msg": success}
-        raise InvalidInput("no operation specified: must provide add-role, remove-role, add-project, or "
-                           "remove-project", field="add-role")
+        return {"msg": f"{change_access(self.runtime.engine, username, request_fields())} Success"}
 
     def edit_notice(self, viewer: Viewer) -> str:
         """Field new-content (at most 10000 characters; empty clears the notice)."""

@@ -225,24 +225,12 @@ class JobHandlers:
         return ""
 
     def edit_user(self, username: str, viewer: Viewer) -> dict[str, Any]:
-        from cc_backend.auth import users
+        from cc_backend.auth.users import change_access
 
         if not may_administer(viewer):
             raise Forbidden("only admins are allowed to change users")
         body = json_object() if bottle.request.content_type.startswith("application/json") else dict(bottle.request.forms)
-        actions = (("add-role", users.add_role, "Add Role"), ("remove-role", users.remove_role, "Remove Role"),
-                   ("add-project", users.add_project, "Add Project"),
-                   ("remove-project", users.remove_project, "Remove Project"))
-        for key, action, label in actions:
-            if body.get(key):
-                try:
-                    action(self.engine, username, body[key])
-                except InvalidInput as exc:
-                    from cc_backend.errors import Conflict
-
-                    raise Conflict(exc.message, field=exc.field) from None
-                return {"msg": f"{label} Success for user {username}"}
-        raise InvalidInput("give one of add-role, remove-role, add-project, remove-project", field="body")
+        return {"msg": f"{change_access(self.engine, username, body)} Success for user {username}"}
 
 
 def _key_value(body: dict[str, Any], where: str) -> tuple[str, str]:

@@ -205,6 +205,33 @@ def test_remove_project(engine):
         users.remove_project(engine, "rmprojuser3", "proj1")
 
 
+def test_change_access_applies_the_first_given_change(engine):
+    """upstream updateUser (/api/user/{id} and /config/user/{id}): one change per request, first field first."""
+    users.add_user(engine, "mia", roles=["manager"], projects=["p1"])
+    assert users.change_access(engine, "mia", {"add-role": "support", "add-project": "p2"}) == "Add Role"
+    assert users.get_user(engine, "mia").roles == ["manager", "support"]
+    assert users.get_user(engine, "mia").projects == ["p1"]
+    assert users.change_access(engine, "mia", {"add-role": "", "add-project": "p2"}) == "Add Project"
+    assert users.change_access(engine, "mia", {"remove-project": "p1"}) == "Remove Project"
+    assert users.change_access(engine, "mia", {"remove-role": "support"}) == "Remove Role"
+    assert users.get_user(engine, "mia").roles == ["manager"] and users.get_user(engine, "mia").projects == ["p2"]
+
+    with pytest.raises(Conflict) as err:
+        users.change_access(engine, "mia", {"add-role": "wizard"})
+    assert err.value.message.startswith("adding role failed: ") and err.value.field == "roles"
+    with pytest.raises(Conflict, match="removing role failed: .*still has assigned project"):
+        users.change_access(engine, "mia", {"remove-role": "manager"})
+    with pytest.raises(Conflict, match="adding role failed: .*no such user") as err:
+        users.change_access(engine, "ghost", {"add-role": "user"})
+    with pytest.raises(InvalidInput, match="no operation specified") as err:
+        users.change_access(engine, "mia", {"add-role": "", "other": "x"})
+    assert err.value.field == "add-role"
+    with pytest.raises(InvalidInput, match="add-project must be a string") as err:
+        users.change_access(engine, "mia", {"add-project": 5})
+    assert err.value.field == "add-project"
+    assert users.get_user(engine, "mia").roles == ["manager"] and users.get_user(engine, "mia").projects == ["p2"]
+
+
 def test_ui_config(engine):
     users.add_user(engine, "demo", roles=["admin", "api"])
     with engine.begin() as conn:
