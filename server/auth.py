@@ -40,9 +40,9 @@ from urllib.parse import urlsplit
 
 import bottle
 
-from cc_backend.errors import CCError, Forbidden
 from cc_backend.auth.keys import InvalidToken, load_public_key, verify_jwt
 from cc_backend.auth.security import KNOWN_ROLES, Viewer, admits_api, admits_userapi, may_administer
+from cc_backend.errors import CCError, Forbidden
 
 if TYPE_CHECKING:
     from cc_backend.auth.sessions import Session, SessionCodec

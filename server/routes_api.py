@@ -14,10 +14,10 @@ from typing import Any
 
 import bottle
 
+from cc_backend.auth.security import Viewer, may_administer
 from cc_backend.db.tables import JOB_STATES
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.errors import CCError
-from cc_backend.auth.security import Viewer, may_administer
 from cc_backend.server.routes_jobs import INT64_MAX  # SQL binds signed 64-bit integers: larger ones are a 400
 
 log = logging.getLogger("cc_backend.server")

@@ -16,8 +16,8 @@ from typing import Any
 
 import bottle
 
-from cc_backend.errors import Conflict, Forbidden, InvalidInput
 from cc_backend.auth.security import Viewer, may_administer, may_sign_token_for
+from cc_backend.errors import Conflict, Forbidden, InvalidInput
 from cc_backend.server.routes_session import request_fields
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import bottle
 import orjson
 
-from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.auth.security import Viewer, may_administer
+from cc_backend.errors import Forbidden, InvalidInput
 
 
 #: Integers are stored as signed 64-bit (SQLite INTEGER, MySQL BIGINT); upstream decodes them into Go's int64.

@@ -163,8 +163,8 @@ class SessionHandlers:
 
     def login(self) -> str:
         """POST /login: form fields username, password, redirect."""
-        from cc_backend.server.auth import client_ip
         from cc_backend.auth.sessions import TooManyAttempts, login, safe_redirect
+        from cc_backend.server.auth import client_ip
 
         try:
             fields = request_fields()

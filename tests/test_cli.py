@@ -32,8 +32,8 @@ def test_upstream_flag_style_end_to_end(site):
     r = cli(site, "-jwt", "demo")
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()
-    from cc_backend.config import load_env
     from cc_backend.auth.keys import verify_jwt
+    from cc_backend.config import load_env
 
     secrets = load_env(site / ".env", environ={})
     claims = verify_jwt(token, secrets.JWT_PUBLIC_KEY)

@@ -121,8 +121,8 @@ def start(site):
 @pytest.fixture
 def tokens(site):
     """Signed tokens for the site's key: tokens(roles, sub=..., ...)."""
-    from cc_backend.config import load_env
     from cc_backend.auth.keys import issue_jwt
+    from cc_backend.config import load_env
 
     secrets = load_env(site / ".env", environ={})
 

@@ -102,8 +102,8 @@ def configure(site: Path, **main: object) -> None:
 
 
 def api_token(site: Path, roles: list[str]) -> dict[str, str]:
-    from cc_backend.config import load_env
     from cc_backend.auth.keys import issue_jwt
+    from cc_backend.config import load_env
 
     key = load_env(site / ".env", environ={}).JWT_PRIVATE_KEY
     return {"X-Auth-Token": issue_jwt("nettest", roles, key, dt.timedelta(hours=1))}

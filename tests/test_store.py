@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cc_backend.archive.fs import FileArchive
+from cc_backend.auth.security import Viewer
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.query import get_job, list_jobs
@@ -29,7 +30,6 @@ from cc_backend.jobs.store import (
     used_nodes,
 )
 from cc_backend.jobs.tags import delete_tags, remove_job_tags, tag_job
-from cc_backend.auth.security import Viewer
 
 API = Viewer(username="apiuser", roles=("api",))
 ADMIN_API = Viewer(username="admin", roles=("admin", "api"))

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from cc_backend.auth import users
+from cc_backend.auth.users import AuthSource, Role, User
 from cc_backend.db.tables import configuration_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
-from cc_backend.auth.users import AuthSource, Role, User
 
 from conftest import run_cli
 

@@ -152,8 +152,8 @@ def validate_archive(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
 
 def _iter_archive_problems(root: str) -> Iterator[tuple[str, str]]:
     # Local imports: fs imports this module lazily for its own validate option.
-    from cc_backend.archive.cluster import Cluster, load_cluster_config
     from cc_backend.archive import ARCHIVE_VERSION
+    from cc_backend.archive.cluster import Cluster, load_cluster_config
     from cc_backend.archive.fs import DATA, DATA_GZ, iter_meta_paths, read_data_file, read_json
 
     if not os.path.isdir(root):

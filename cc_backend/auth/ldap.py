@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cc_backend.errors import CCError, ConfigError, Forbidden
 from cc_backend.auth.users import AuthSource, User, add_user, delete_user, find_user, ldap_usernames, update_user
+from cc_backend.errors import CCError, ConfigError, Forbidden
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

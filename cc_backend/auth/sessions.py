@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
-from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput
 from cc_backend.auth.users import (
     ASSIGNABLE_ROLES, AuthSource, User, add_user, check_password, find_user, get_user, update_user,
 )
+from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

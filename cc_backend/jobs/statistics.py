@@ -14,12 +14,12 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from cc_backend.archive.cluster import ClusterRegistry
+from cc_backend.auth.security import Viewer
+from cc_backend.db.engine import connection_for
 from cc_backend.db.tables import job_table
 from cc_backend.errors import InvalidInput
 from cc_backend.jobs.filter import JobFilter, Page
-from cc_backend.db.engine import connection_for
 from cc_backend.jobs.query import footprint_value, where_clause
-from cc_backend.auth.security import Viewer
 
 J = job_table.c
 
