@@ -17,7 +17,7 @@ from typing import Any
 import bottle
 
 from cc_backend.auth.security import Viewer, may_administer, may_sign_token_for
-from cc_backend.errors import Conflict, Forbidden, InvalidInput
+from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.server.routes_session import request_fields
 
 
@@ -85,7 +85,11 @@ class ConfigHandlers:
         """The first non-empty of add-role, remove-role, add-project, remove-project (upstream's updateUser)."""
         from cc_backend.auth.users import change_access
 
-        return {"msg": f"{change_access(self.runtime.engine, username, request_fields())} Success"}
+        try:
+            label = change_access(self.runtime.engine, username, request_fields())
+        except NotFound as exc:  # upstream's /config answers 422 for an unknown user too
+            raise Conflict(exc.message, field=exc.field) from None
+        return {"msg": f"{label} Success"}
 
     def edit_notice(self, viewer: Viewer) -> str:
         """Field new-content (at most 10000 characters; empty clears the notice)."""

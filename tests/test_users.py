@@ -221,8 +221,9 @@ def test_change_access_applies_the_first_given_change(engine):
     assert err.value.message.startswith("adding role failed: ") and err.value.field == "roles"
     with pytest.raises(Conflict, match="removing role failed: .*still has assigned project"):
         users.change_access(engine, "mia", {"remove-role": "manager"})
-    with pytest.raises(Conflict, match="adding role failed: .*no such user") as err:
+    with pytest.raises(NotFound, match="adding role failed: no such user") as err:
         users.change_access(engine, "ghost", {"add-role": "user"})
+    assert err.value.field == "username"
     with pytest.raises(InvalidInput, match="no operation specified") as err:
         users.change_access(engine, "mia", {"add-role": "", "other": "x"})
     assert err.value.field == "add-role"

@@ -566,8 +566,8 @@ def change_access(engine: Engine, username: str, fields: Mapping[str, Any]) -> s
     """Apply the first non-empty of add-role, remove-role, add-project, remove-project; returns its label.
 
     The label (``"Add Role"``) starts each front end's success message. A refused change is a
-    Conflict (422, as upstream answers for every error of the user repository, an unknown user
-    included) saying what failed; no field given is InvalidInput.
+    Conflict (422, as upstream answers) saying what failed, an unknown user NotFound (which
+    ``/config/user/`` answers with 422 as upstream, ``/api/user/`` with 404); no field given is InvalidInput.
     """
     for key, change, label, failure in ACCESS_CHANGES:
         value = fields.get(key)
@@ -577,8 +577,10 @@ def change_access(engine: Engine, username: str, fields: Mapping[str, Any]) -> s
             raise InvalidInput(f"{key} must be a string, got {value!r}", field=key)
         try:
             change(engine, username, value)
-        except (InvalidInput, NotFound) as exc:
+        except InvalidInput as exc:
             raise Conflict(f"{failure}: {exc.message}", field=exc.field or key) from None
+        except NotFound as exc:
+            raise NotFound(f"{failure}: {exc.message}", field=exc.field or key) from None
         return label
     raise InvalidInput("no operation specified: must provide add-role, remove-role, add-project, or remove-project",
                        field="add-role")
