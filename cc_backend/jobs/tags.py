@@ -14,7 +14,7 @@ from cc_backend.db.limits import check_text
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.model import json_object, reject_unknown
-from cc_backend.jobs.query import get_job
+from cc_backend.jobs.query import get_job, scope_condition
 from cc_backend.jobs.transaction import locked_job, rewriting_transaction, sync_archive_meta, write_transaction
 
 J = job_table.c
@@ -33,8 +33,6 @@ def list_tags(engine: Engine, *, viewer: Viewer | None = None, with_counts: bool
 
     ``with_counts=False`` leaves the count out (and the join over every tagged job that computes it).
     """
-    from cc_backend.jobs.query import scope_condition
-
     stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(T.tag_type, T.tag_name)
     if with_counts:
         count_stmt = (
