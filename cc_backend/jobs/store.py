@@ -28,7 +28,7 @@ import re
 from typing import Any, Mapping
 
 import orjson
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
