@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from cc_backend.archive.cluster import Cluster, ClusterRegistry, MetricConfig, MetricValue, SubCluster, Topology, Unit
+from cc_backend.auth.security import Viewer, sees_restricted_metrics
 from cc_backend.db.tables import job_table
 from cc_backend.errors import InvalidInput
 from cc_backend.jobs.query import hosts_of_running_jobs
-from cc_backend.security import Viewer, sees_restricted_metrics
 
 
 def _unit(unit: Unit) -> dict[str, Any]:

@@ -53,12 +53,12 @@ from typing import Any
 
 import orjson
 
+from cc_backend.archive import ARCHIVE_VERSION
 from cc_backend.archive.paths import job_relpath
 from cc_backend.errors import InvalidInput
 from cc_backend.fileutil import write_atomic
 
 __all__ = [
-    "ARCHIVE_VERSION",
     "DEFAULT_JOBS",
     "JOB_STATES",
     "DemoSummary",
@@ -67,7 +67,6 @@ __all__ = [
     "generate_archive",
 ]
 
-ARCHIVE_VERSION = 3
 DEFAULT_JOBS = 2000
 #: Start times are spread over this many days before ``now``.
 WINDOW_DAYS = 30

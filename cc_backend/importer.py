@@ -50,7 +50,10 @@ class LoadSummary:
 
 
 def enrich(job: dict[str, Any], registry: ClusterRegistry) -> dict[str, Any]:
-    """Fill subcluster, footprint, energy footprint and energy from the job's statistics (§6.1, §9)."""
+    """Fill subcluster, footprint, energy footprint and energy from the job's statistics.
+
+    As upstream's archiver (``internal/archiver``) and importer (``internal/importer``) do.
+    """
     resources = job.get("resources") or []
     if not job.get("subCluster") and (not resources or not isinstance(resources[0], Mapping)):
         raise InvalidInput("missing required field 'resources'", field="resources")

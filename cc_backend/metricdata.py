@@ -18,10 +18,10 @@ import threading
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
+from cc_backend.auth.security import sees_nodes, sees_restricted_metrics
 from cc_backend.errors import Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.footprint import go_round, load_job_stat, series_stats
 from cc_backend.jobs.model import MONITORING_ARCHIVED
-from cc_backend.security import sees_nodes, sees_restricted_metrics
 
 #: Metric scopes from coarse to fine (upstream schema.MetricScope); accelerator stands apart.
 SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")

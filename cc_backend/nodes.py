@@ -11,12 +11,12 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Engine, and_, func, insert, select
 
 from cc_backend.archive.cluster import ClusterRegistry
+from cc_backend.auth.security import Viewer, sees_nodes
 from cc_backend.db.limits import check_int, check_text
 from cc_backend.db.tables import HEALTH_STATES, NODE_STATES, node_state_table, node_table
 from cc_backend.errors import Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.filter import Page, StringInput
 from cc_backend.jobs.query import string_condition  # the one StringInput-to-SQL rule of job and node filters
-from cc_backend.security import Viewer, sees_nodes
 
 NODE_KEYS = frozenset({"hostname", "states", "cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning"})
 REQUEST_KEYS = frozenset({"cluster", "nodes"})

@@ -7,12 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cc_backend.archive import ARCHIVE_VERSION
+from cc_backend.auth.keys import generate_keypair, generate_session_key
 from cc_backend.errors import ConfigError
 from cc_backend.fileutil import write_atomic
-from cc_backend.keys import generate_keypair, generate_session_key
-
-#: Job-archive format version written to var/job-archive/version.txt (upstream v1.5).
-ARCHIVE_VERSION = 3
 
 #: Upstream's ``-init`` template (cmd/cc-backend/init.go), key for key. It has no metric-store
 #: section, so ``-server`` refuses to start until one is added, exactly as upstream.
@@ -86,3 +84,18 @@ def init_project(directory: str | os.PathLike[str]) -> list[Path]:
     write_atomic(version, f"{ARCHIVE_VERSION}\n".encode())
     created.append(version)
     return created
+
+
+def init_here(directory: Path) -> list[Path]:
+    """``--init``: config.json, .env, var/job-archive and a migrated var/job.db in ``directory``."""
+    from cc_backend.db.engine import make_engine
+    from cc_backend.db.migrate import migrate
+
+    created = init_project(directory)
+    db_path = init_db_path(directory)
+    engine = make_engine(f"sqlite:///{db_path}")
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    return [*created, db_path]

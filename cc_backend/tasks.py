@@ -1,4 +1,4 @@
-"""Named periodic background tasks in threads of the server process (upstream's task manager, reference §10)."""
+"""Named periodic background tasks in threads of the server process (upstream ``internal/taskmanager``)."""
 
 from __future__ import annotations
 
@@ -121,9 +121,8 @@ def _names(names: list[str], limit: int = 10) -> str:
 
 
 def ldap_sync_task(runtime: "Runtime") -> PeriodicTask:
-    """``auth.ldap.sync-interval``: :func:`cc_backend.ldap.sync_users`, honouring ``sync-del-old-users``."""
-    from cc_backend.admin import ldap_directory
-    from cc_backend.ldap import sync_users
+    """``auth.ldap.sync-interval``: :func:`cc_backend.auth.ldap.sync_users`, honouring ``sync-del-old-users``."""
+    from cc_backend.auth.ldap import ldap_directory, sync_users
 
     directory = ldap_directory(runtime)
     if not directory.admin_password:

@@ -20,7 +20,7 @@ def set_user_ui_config(engine: "Engine", username: str, key: str | None, value: 
 
     ``value`` is the JSON text the web frontend sends (``JSON.stringify(...)``); it is stored as given,
     so the row reads back exactly as upstream's would. Text that is not JSON is refused, because
-    :func:`cc_backend.users.get_user_ui_config` and upstream's frontend both decode it.
+    :func:`cc_backend.auth.users.get_user_ui_config` and upstream's frontend both decode it.
     """
     if not key:
         raise InvalidInput("key is required: the name of the UI setting", field="key")

@@ -1,4 +1,4 @@
-"""Upstream's action flags (``-init-db``, ``-add-user`` ...), run in upstream's order."""
+"""Upstream's action flags (``-init-db``, ``-add-user`` ...), run in upstream's order; each action is one function that the matching subcommand runs too."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from cc_backend.runtime import Runtime
 
 
 def print_version(runtime: Runtime) -> None:
-    from cc_backend.admin import version_info
+    """``--version`` and ``db version``: program, supported versions, what the configured database and archive hold."""
+    from cc_backend.version import version_info
 
     info = version_info(runtime)
     click.echo(f"cc-backend (Python) {info.program}")
@@ -24,6 +25,66 @@ def print_version(runtime: Runtime) -> None:
         click.echo(f"Configured job archive: version {info.archive_path_version}")
 
 
+def init_directory(directory: Path) -> None:
+    """``--init`` and ``init``."""
+    from cc_backend.project_init import init_here
+
+    for path in init_here(directory):
+        click.echo(f"created {path}")
+
+
+def migrate_database(runtime: Runtime) -> None:
+    """``--migrate-db`` and ``db migrate``."""
+    from cc_backend.db.migrate import migrate
+
+    before, after = migrate(runtime.raw_engine)
+    click.echo(f"database migrated from schema version {before} to {after}" if before != after
+               else f"database is at schema version {after}")
+
+
+def revert_database(runtime: Runtime) -> None:
+    """``--revert-db`` and ``db revert``."""
+    from cc_backend.db.migrate import revert
+
+    before, after = revert(runtime.raw_engine)
+    click.echo(f"database reverted from schema version {before} to {after}")
+
+
+def force_database(runtime: Runtime) -> None:
+    """``--force-db`` and ``db force``."""
+    from cc_backend.db.migrate import SCHEMA_VERSION, force
+
+    force(runtime.raw_engine)
+    click.echo(f"database marked clean at schema version {SCHEMA_VERSION}")
+
+
+def optimize_database(runtime: Runtime) -> None:
+    """``--optimize-db`` and ``db optimize``."""
+    from cc_backend.db.engine import is_sqlite
+    from cc_backend.db.migrate import optimize
+
+    optimize(runtime.engine)
+    click.echo("database optimized (" + ("VACUUM, ANALYZE" if is_sqlite(runtime.engine) else "OPTIMIZE TABLE") + ")")
+
+
+def print_token(runtime: Runtime, username: str) -> None:
+    """``--jwt`` and ``jwt``: the token on stdout, warnings on stderr."""
+    from cc_backend.auth.keys import user_token
+
+    token, warnings = user_token(runtime, username)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(token)
+
+
+def import_jobs(runtime: Runtime, specs: list[tuple[str, str]]) -> None:
+    """``--import-job`` and ``import``."""
+    from cc_backend.importer import import_files
+
+    summary = import_files(runtime.engine, runtime.archive, specs, validate=runtime.config.main.validate_json)
+    click.echo(f"imported {summary.jobs} job(s)")
+
+
 def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, revert_db, force_db, optimize_db,
                      add_user, del_user, jwt_user, init_db, import_job, sync_ldap=False) -> bool | None:
     """Run the requested actions; None if one of them always ends the program, else whether any ran."""
@@ -31,25 +92,17 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         print_version(runtime)
         return None
     if do_init:
-        from cc_backend.admin import init_here
-
-        for path in init_here(Path.cwd()):
-            click.echo(f"created {path}")
+        init_directory(Path.cwd())
         return None
     runtime.load_env()
-    if migrate_db or revert_db or force_db:
-        from cc_backend.db import migrate as m
-
-        if migrate_db:
-            before, after = m.migrate(runtime.raw_engine)
-            click.echo(f"database migrated from schema version {before} to {after}" if before != after
-                       else f"database is at schema version {after}")
-        elif revert_db:
-            before, after = m.revert(runtime.raw_engine)
-            click.echo(f"database reverted from schema version {before} to {after}")
-        else:
-            m.force(runtime.raw_engine)
-            click.echo(f"database marked clean at schema version {m.SCHEMA_VERSION}")
+    if migrate_db:
+        migrate_database(runtime)
+        return None
+    if revert_db:
+        revert_database(runtime)
+        return None
+    if force_db:
+        force_database(runtime)
         return None
     if init_db:
         # Upstream's README sets up a new site with `-init-db -add-user ... -no-server`: the schema
@@ -59,52 +112,40 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         ensure_schema(runtime.raw_engine)
     did = False
     if optimize_db:
-        from cc_backend.db.engine import is_sqlite
-        from cc_backend.db.migrate import optimize
-
-        optimize(runtime.engine)
-        click.echo("database optimized (" + ("VACUUM, ANALYZE" if is_sqlite(runtime.engine) else "OPTIMIZE TABLE") + ")")
+        optimize_database(runtime)
         did = True
     if (add_user or del_user or jwt_user or sync_ldap) and runtime.config.main.disable_authentication:
         raise click.UsageError("--add-user, --del-user, --sync-ldap and --jwt need authentication, but "
                                "main.disable-authentication is set in the configuration")
     if add_user:
-        from cc_backend.users import add_user as add, parse_user_spec
+        from cc_backend.auth.users import add_user as add, parse_user_spec
 
         name, roles, password = parse_user_spec(add_user)
         user = add(runtime.engine, name, password=password, roles=roles)
         click.echo(f"added user {user.username!r} with roles {', '.join(user.roles)}")
         did = True
     if del_user:
-        from cc_backend.users import delete_user
+        from cc_backend.auth.users import delete_user
 
         delete_user(runtime.engine, del_user)  # like upstream: deleting an absent user is no error
         click.echo(f"deleted user {del_user!r}")
         did = True
     if sync_ldap:
-        from cc_backend.admin import ldap_directory
-        from cc_backend.ldap import sync_users
+        from cc_backend.auth.ldap import ldap_directory, sync_users
 
         result = sync_users(runtime.engine, ldap_directory(runtime))
         click.echo(f"LDAP sync: {len(result.added)} added, {len(result.removed)} removed")
         did = True
     if jwt_user:
-        from cc_backend.admin import user_token
-
-        token, warnings = user_token(runtime, jwt_user)
-        for warning in warnings:
-            click.echo(f"warning: {warning}", err=True)
-        click.echo(token)
+        print_token(runtime, jwt_user)
         did = True
     if init_db:
         run_init_db(runtime)
         did = True
     if import_job:
-        from cc_backend.importer import import_files, parse_import_spec
+        from cc_backend.importer import parse_import_spec
 
-        summary = import_files(runtime.engine, runtime.archive, parse_import_spec(import_job),
-                               validate=runtime.config.main.validate_json)
-        click.echo(f"imported {summary.jobs} job(s)")
+        import_jobs(runtime, parse_import_spec(import_job))
         did = True
     return did
 

@@ -17,10 +17,9 @@ def init_cmd(directory: Path) -> None:
 
     Refuses to overwrite anything that exists.
     """
-    from cc_backend.admin import init_here
+    from cc_backend.commands.actions import init_directory
 
-    for path in init_here(directory):
-        click.echo(f"created {path}")
+    init_directory(directory)
 
 
 @click.command("init-db")
@@ -45,12 +44,10 @@ def import_cmd(pairs: tuple[str, ...]) -> None:
     Each argument is META.json:DATA.json (or comma-separated pairs, as upstream's -import-job).
     Statistics missing from meta.json are computed from the data.
     """
-    from cc_backend.importer import import_files, parse_import_spec
+    from cc_backend.commands.actions import import_jobs
+    from cc_backend.importer import parse_import_spec
 
-    rt = runtime()
-    specs = [pair for arg in pairs for pair in parse_import_spec(arg)]
-    summary = import_files(rt.engine, rt.archive, specs, validate=rt.config.main.validate_json)
-    click.echo(f"imported {summary.jobs} job(s)")
+    import_jobs(runtime(), [pair for arg in pairs for pair in parse_import_spec(arg)])
 
 
 @click.group("db")
@@ -62,53 +59,52 @@ def db_group() -> None:
 @format_option
 def db_version_cmd(fmt: str) -> None:
     """Show program, database schema and archive versions."""
-    from cc_backend.admin import version_info
+    from cc_backend.commands.actions import print_version
+    from cc_backend.version import version_info
 
-    emit_object(version_info(runtime()).to_json(), fmt)
+    if fmt == "table":
+        print_version(runtime())
+    else:
+        emit_object(version_info(runtime()).to_json(), fmt)
 
 
 @db_group.command("migrate")
 def db_migrate_cmd() -> None:
     """Migrate the database to the current schema (creates it if empty). Back it up first."""
-    from cc_backend.db.migrate import migrate
+    from cc_backend.commands.actions import migrate_database
 
-    before, after = migrate(runtime().raw_engine)
-    click.echo(f"database migrated from schema version {before} to {after}" if before != after
-               else f"database is at schema version {after}")
+    migrate_database(runtime())
 
 
 @db_group.command("revert")
 def db_revert_cmd() -> None:
     """Migrate the database one schema version down (11 to 10)."""
-    from cc_backend.db.migrate import revert
+    from cc_backend.commands.actions import revert_database
 
-    before, after = revert(runtime().raw_engine)
-    click.echo(f"database reverted from schema version {before} to {after}")
+    revert_database(runtime())
 
 
 @db_group.command("force")
 def db_force_cmd() -> None:
     """Mark the database clean at the current schema version."""
-    from cc_backend.db.migrate import SCHEMA_VERSION, force
+    from cc_backend.commands.actions import force_database
 
-    force(runtime().raw_engine)
-    click.echo(f"database marked clean at schema version {SCHEMA_VERSION}")
+    force_database(runtime())
 
 
 @db_group.command("optimize")
 def db_optimize_cmd() -> None:
     """VACUUM and ANALYZE (SQLite) or OPTIMIZE TABLE (MariaDB)."""
-    from cc_backend.db.migrate import optimize
+    from cc_backend.commands.actions import optimize_database
 
-    optimize(runtime().engine)
-    click.echo("database optimized")
+    optimize_database(runtime())
 
 
 @click.command("gen-keypair")
 @format_option
 def gen_keypair_cmd(fmt: str) -> None:
     """Print a new base64 Ed25519 key pair in upstream's format, ready for .env."""
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
 
     public, private = generate_keypair()
     if fmt == "table":
@@ -123,14 +119,11 @@ def gen_keypair_cmd(fmt: str) -> None:
 @click.argument("username")
 def jwt_cmd(username: str) -> None:
     """Print an API token (JWT) for USERNAME, valid for auth.jwts.max-age."""
-    from cc_backend.admin import user_token
+    from cc_backend.commands.actions import print_token
 
     rt = runtime()
     rt.load_env()
-    token, warnings = user_token(rt, username)
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(token)
+    print_token(rt, username)
 
 
 @click.command("serve")

@@ -170,7 +170,7 @@ def clusters_group() -> None:
 @format_option
 def clusters_list_cmd(fmt) -> None:
     """List clusters with their subclusters, node lists and job counts."""
-    from cc_backend.jobs.stats import cluster_overview
+    from cc_backend.jobs.overview import cluster_overview
 
     rt = runtime()
     rows = cluster_overview(rt.archive, rt.engine)

@@ -1,6 +1,6 @@
 """``cc-backend user ...``: add, list, show and delete users, change roles, projects and passwords.
 
-A thin layer over :mod:`cc_backend.users`: domain errors propagate to ``main()``, which prints
+A thin layer over :mod:`cc_backend.auth.users`: domain errors propagate to ``main()``, which prints
 them and exits with their code (2 invalid input, 3 not found, 4 conflict).
 """
 
@@ -16,7 +16,7 @@ from cc_backend.commands.output import emit, emit_object, format_option
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from cc_backend.users import User
+    from cc_backend.auth.users import User
 
 
 def _engine() -> "Engine":
@@ -105,7 +105,7 @@ def add_cmd(username, roles, roles_csv, projects, name, email, password_stdin, p
       cc-backend user add alice --roles admin,api --name "Alice A."
       echo "$PW" | cc-backend user add bob --role manager --project p1 --password-stdin
     """
-    from cc_backend.users import AuthSource, Role, add_user
+    from cc_backend.auth.users import AuthSource, Role, add_user
 
     role_list = _split_roles(roles, roles_csv) or [Role.USER.label]
     if (ldap or no_password) and (password is not None or password_stdin):
@@ -132,7 +132,7 @@ def add_cmd(username, roles, roles_csv, projects, name, email, password_stdin, p
               help="Only users with roles other than just 'user' (upstream's 'special users').")
 def list_cmd(fmt, not_just_user) -> None:
     """List users."""
-    from cc_backend.users import list_users
+    from cc_backend.auth.users import list_users
 
     users = list_users(_engine(), not_just_user=not_just_user)
     emit([_display(u) for u in users], ["username", "name", "email", "roles", "projects", "auth", "password"], fmt,
@@ -144,7 +144,7 @@ def list_cmd(fmt, not_just_user) -> None:
 @format_option
 def show_cmd(username, fmt) -> None:
     """Show one user."""
-    from cc_backend.users import get_user
+    from cc_backend.auth.users import get_user
 
     user = get_user(_engine(), username)
     emit_object(user.to_json() if fmt == "json" else _display(user), fmt)
@@ -155,7 +155,7 @@ def show_cmd(username, fmt) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def delete_cmd(username, yes) -> None:
     """Delete a user and its UI settings (exit 3 if there is no such user)."""
-    from cc_backend.users import delete_user, get_user
+    from cc_backend.auth.users import delete_user, get_user
 
     engine = _engine()
     get_user(engine, username)  # NotFound -> "Error: no such user" and exit 3
@@ -170,7 +170,7 @@ def delete_cmd(username, yes) -> None:
 @click.argument("role")
 def add_role_cmd(username, role) -> None:
     """Give a user one more role."""
-    from cc_backend.users import add_role
+    from cc_backend.auth.users import add_role
 
     user = add_role(_engine(), username, role)
     click.echo(f"User {username!r} now has roles {','.join(user.roles)}.")
@@ -181,7 +181,7 @@ def add_role_cmd(username, role) -> None:
 @click.argument("role")
 def remove_role_cmd(username, role) -> None:
     """Take a role away from a user (a manager's projects must be removed first)."""
-    from cc_backend.users import remove_role
+    from cc_backend.auth.users import remove_role
 
     user = remove_role(_engine(), username, role)
     click.echo(f"User {username!r} now has roles {','.join(user.roles) or '(none)'}.")
@@ -192,7 +192,7 @@ def remove_role_cmd(username, role) -> None:
 @click.argument("project")
 def add_project_cmd(username, project) -> None:
     """Let a manager manage one more project."""
-    from cc_backend.users import add_project
+    from cc_backend.auth.users import add_project
 
     user = add_project(_engine(), username, project)
     click.echo(f"User {username!r} now manages {','.join(user.projects)}.")
@@ -203,7 +203,7 @@ def add_project_cmd(username, project) -> None:
 @click.argument("project")
 def remove_project_cmd(username, project) -> None:
     """Stop a manager managing a project."""
-    from cc_backend.users import remove_project
+    from cc_backend.auth.users import remove_project
 
     user = remove_project(_engine(), username, project)
     click.echo(f"User {username!r} now manages {','.join(user.projects) or '(no projects)'}.")
@@ -217,7 +217,7 @@ def remove_project_cmd(username, project) -> None:
                    "or the prompt.")
 def passwd_cmd(username, password_stdin, password) -> None:
     """Set a local user's password (asked for twice when stdin is a terminal)."""
-    from cc_backend.users import get_user, set_password
+    from cc_backend.auth.users import get_user, set_password
 
     engine = _engine()
     get_user(engine, username)  # fail before prompting

@@ -16,7 +16,7 @@
 Session users are looked up in the database on every request: their stored roles and projects count,
 and deleting a user ends their sessions at once.
 
-Handlers receive the resulting :class:`~cc_backend.security.Viewer` by naming a ``viewer`` parameter.
+Handlers receive the resulting :class:`~cc_backend.auth.security.Viewer` by naming a ``viewer`` parameter.
 Routes choose their group by prefix; ``route.config["auth"]`` (``"api"``, ``"userapi"``, ``"session"``,
 ``"admin-session"`` or ``None``) overrides it, e.g. ``app.route("/healthz", callback=h, auth=None)``.
 
@@ -40,19 +40,17 @@ from urllib.parse import urlsplit
 
 import bottle
 
+from cc_backend.auth.keys import InvalidToken, load_public_key, verify_jwt
+from cc_backend.auth.security import KNOWN_ROLES, Viewer, admits_api, admits_userapi, may_administer
 from cc_backend.errors import CCError, Forbidden
-from cc_backend.keys import InvalidToken, load_public_key, verify_jwt
-from cc_backend.security import ROLE_LEVELS, Viewer
 
 if TYPE_CHECKING:
-    from cc_backend.sessions import Session, SessionCodec
+    from cc_backend.auth.sessions import Session, SessionCodec
 
 log = logging.getLogger("cc_backend.server.auth")
 
 #: Who every request is when main.disable-authentication is set.
 DISABLED_AUTH_VIEWER = Viewer(username="", roles=("admin", "api"))
-
-_VALID_ROLES = frozenset(r for r in ROLE_LEVELS if r != "anonymous")
 
 #: Name of the session cookie (upstream's gorilla/scs store calls it "session" too).
 SESSION_COOKIE = "session"
@@ -68,20 +66,6 @@ class Unauthorized(CCError):
     """Authentication or admission failed (upstream answers 401 for both)."""
 
     status = 401
-
-
-def admits_api(roles: tuple[str, ...]) -> bool:
-    """``/api/*``: roles exactly ["api"], or >= 2 roles including both admin and api."""
-    if len(roles) == 1:
-        return roles[0] == "api"
-    return len(roles) >= 2 and "admin" in roles and "api" in roles
-
-
-def admits_userapi(roles: tuple[str, ...]) -> bool:
-    """``/userapi/*``: roles ["api"], or api plus any of user/manager/support/admin."""
-    if len(roles) == 1:
-        return roles[0] == "api"
-    return len(roles) >= 2 and "api" in roles and bool({"user", "manager", "support", "admin"} & set(roles))
 
 
 #: The WSGI environ key under which the HTTP middleware stores the request's client address.
@@ -242,7 +226,7 @@ class SessionCookies:
         if self._codec is None:
             with self._lock:
                 if self._codec is None:
-                    from cc_backend.sessions import SessionCodec
+                    from cc_backend.auth.sessions import SessionCodec
 
                     self._codec = SessionCodec(self.runtime.secrets.SESSION_KEY or "", self.max_age_s)
         return self._codec
@@ -337,14 +321,14 @@ class Authenticator:
             raise Unauthorized("token has no subject (sub)")
         jwts = self.runtime.config.auth.jwts
         if jwts is not None and jwts.validate_user:
-            from cc_backend.users import find_user
+            from cc_backend.auth.users import find_user
 
             user = find_user(self.runtime.engine, username)
             if user is None:
                 raise Unauthorized(f"unknown user {username!r}")
             return Viewer(username=user.username, roles=tuple(user.roles), projects=tuple(user.projects))
         raw = claims.get("roles")
-        roles = tuple(r for r in raw if isinstance(r, str) and r in _VALID_ROLES) if isinstance(raw, list) else ()
+        roles = tuple(r for r in raw if isinstance(r, str) and r in KNOWN_ROLES) if isinstance(raw, list) else ()
         return Viewer(username=username, roles=roles)
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
@@ -370,7 +354,7 @@ class Authenticator:
 
     def viewer_from_session(self, environ: dict[str, Any]) -> Viewer:
         """The logged-in user, with the roles and projects the database holds now."""
-        from cc_backend.users import find_user
+        from cc_backend.auth.users import find_user
 
         session = self.cookies.read(environ)
         if session is None:
@@ -389,7 +373,7 @@ class Authenticator:
             return DISABLED_AUTH_VIEWER
         if group in SESSION_GROUPS:
             viewer = self.viewer_from_session(environ)
-            if group == "admin-session" and not viewer.has_role("admin"):
+            if group == "admin-session" and not may_administer(viewer):
                 raise Forbidden(f"only admins are allowed to use the configuration API (user {viewer.username!r} "
                                 f"has roles: {', '.join(viewer.roles) or 'none'})")
             return viewer
@@ -402,9 +386,9 @@ class Authenticator:
             ip = client_ip(environ)
             if not ip_allowed(self.runtime.config.main.api_allowed_ips, ip):
                 raise Unauthorized(f"unknown ip: {ip}")
-            if not admits_api(viewer.roles):
+            if not admits_api(viewer):
                 raise Unauthorized("unauthorized")
-        elif not admits_userapi(viewer.roles):
+        elif not admits_userapi(viewer):
             raise Unauthorized("unauthorized")
         return viewer
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import bottle
 
+from cc_backend.auth.security import Viewer, may_administer
 from cc_backend.db.tables import JOB_STATES
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.errors import CCError
-from cc_backend.security import Viewer
 from cc_backend.server.routes_jobs import INT64_MAX  # SQL binds signed 64-bit integers: larger ones are a 400
 
 log = logging.getLogger("cc_backend.server")
@@ -138,9 +138,9 @@ class ApiHandlers:
         return {"clusters": [archive.load_cluster_raw(name) for name in names]}
 
     def get_users(self, viewer: Viewer) -> list[dict[str, Any]]:
-        from cc_backend.users import list_users
+        from cc_backend.auth.users import list_users
 
-        if not viewer.has_role("admin"):
+        if not may_administer(viewer):
             raise Forbidden("only admins are allowed to fetch a list of users")
         not_just_user = bottle.request.query.get("not-just-user") == "true"
         return [user.to_json() for user in list_users(self.runtime.engine, not_just_user=not_just_user)]

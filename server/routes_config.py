@@ -4,7 +4,7 @@ Upstream's ``MountConfigAPIRoutes`` and ``MountFrontendAPIRoutes`` (``internal/a
 ``log.go``), with upstream's bodies (form fields; JSON objects of strings are accepted too), status
 codes and response texts. Admission (session cookie, admin role for ``/config/``, the same-origin
 check of state-changing requests) happens in :mod:`cc_backend.server.auth` before a handler runs; the
-rules live in :mod:`cc_backend.users`, :mod:`cc_backend.notice`, :mod:`cc_backend.ui_config` and
+rules live in :mod:`cc_backend.auth.users`, :mod:`cc_backend.notice`, :mod:`cc_backend.ui_config` and
 :mod:`cc_backend.journal`.
 
 Not here yet: ``GET /config/taggers/`` and ``POST /config/taggers/run/`` (the taggers do not exist yet).
@@ -16,8 +16,8 @@ from typing import Any
 
 import bottle
 
+from cc_backend.auth.security import Viewer, may_administer, may_sign_token_for
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cc_backend.security import Viewer
 from cc_backend.server.routes_session import request_fields
 
 
@@ -40,15 +40,6 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
     app.route("/frontend/logs/", "GET", h.get_logs)
 
 
-#: POST /config/user/{id}: (form field, function of cc_backend.users, upstream's success and failure texts).
-USER_UPDATES = (
-    ("add-role", "add_role", "Add Role Success", "adding role failed"),
-    ("remove-role", "remove_role", "Remove Role Success", "removing role failed"),
-    ("add-project", "add_project", "Add Project Success", "adding project failed"),
-    ("remove-project", "remove_project", "Remove Project Success", "removing project failed"),
-)
-
-
 class ConfigHandlers:
     """The handlers of one runtime."""
 
@@ -58,19 +49,19 @@ class ConfigHandlers:
     # ------------------------------------------------------------------------------ /config (admins)
 
     def get_roles(self, viewer: Viewer) -> list[str]:
-        from cc_backend.users import ASSIGNABLE_ROLES
+        from cc_backend.auth.users import ASSIGNABLE_ROLES
 
         return list(ASSIGNABLE_ROLES)
 
     def get_users(self, viewer: Viewer) -> list[dict[str, Any]]:
-        from cc_backend.users import list_users
+        from cc_backend.auth.users import list_users
 
         not_just_user = bottle.request.query.get("not-just-user") == "true"
         return [user.to_json() for user in list_users(self.runtime.engine, not_just_user=not_just_user)]
 
     def create_user(self, viewer: Viewer) -> str:
         """Fields username, password, role, name, email, project (upstream's createUser)."""
-        from cc_backend.users import add_user
+        from cc_backend.auth.users import add_user
 
         fields = request_fields()
         role, project = fields.get("role") or "", fields.get("project") or ""
@@ -81,7 +72,7 @@ class ConfigHandlers:
         return _text(f"User {user.username} successfully created!\n")
 
     def delete_user(self, viewer: Viewer) -> str:
-        from cc_backend.users import delete_user
+        from cc_backend.auth.users import delete_user
 
         username = request_fields().get("username")
         if not username:
@@ -92,20 +83,13 @@ class ConfigHandlers:
 
     def update_user(self, username: str, viewer: Viewer) -> dict[str, str]:
         """The first non-empty of add-role, remove-role, add-project, remove-project (upstream's updateUser)."""
-        from cc_backend import users
+        from cc_backend.auth.users import change_access
 
-        fields = request_fields()
-        for key, operation, success, failure in USER_UPDATES:
-            value = fields.get(key)
-            if not value:
-                continue
-            try:
-                getattr(users, operation)(self.runtime.engine, username, value)
-            except (InvalidInput, NotFound) as exc:  # upstream answers 422 for every refused change
-                raise Conflict(f"{failure}: {exc.message}", field=exc.field or key) from None
-            return {"msg": success}
-        raise InvalidInput("no operation specified: must provide add-role, remove-role, add-project, or "
-                           "remove-project", field="add-role")
+        try:
+            label = change_access(self.runtime.engine, username, request_fields())
+        except NotFound as exc:  # upstream's /config answers 422 for an unknown user too
+            raise Conflict(exc.message, field=exc.field) from None
+        return {"msg": f"{label} Success"}
 
     def edit_notice(self, viewer: Viewer) -> str:
         """Field new-content (at most 10000 characters; empty clears the notice)."""
@@ -122,12 +106,12 @@ class ConfigHandlers:
 
     def get_jwt(self, viewer: Viewer) -> str:
         """An API token for ?username= (non-admins only for themselves)."""
-        from cc_backend.admin import user_token
+        from cc_backend.auth.keys import user_token
 
         username = request_fields().get("username")
         if not username:
             raise InvalidInput("username is required: the user to sign a token for", field="username")
-        if not viewer.has_role("admin") and username != viewer.username:
+        if not may_sign_token_for(viewer, username):
             raise Forbidden("only admins are allowed to sign JWTs not for themselves")
         token, _warnings = user_token(self.runtime, username)
         return _text(token)
@@ -147,7 +131,7 @@ class ConfigHandlers:
         """Query since, lines, level, search -> journal entries of main.systemd-unit (admins)."""
         from cc_backend.journal import JournalQuery, read_journal
 
-        if not viewer.has_role("admin"):
+        if not may_administer(viewer):
             raise Forbidden("only admins are allowed to view logs")
         q = bottle.request.query.decode()
         query = JournalQuery.parse(since=q.get("since"), lines=q.get("lines"), level=q.get("level"),

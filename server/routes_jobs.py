@@ -12,8 +12,8 @@ from typing import Any
 import bottle
 import orjson
 
+from cc_backend.auth.security import Viewer, may_administer
 from cc_backend.errors import Forbidden, InvalidInput
-from cc_backend.security import Viewer
 
 
 #: Integers are stored as signed 64-bit (SQLite INTEGER, MySQL BIGINT); upstream decodes them into Go's int64.
@@ -154,12 +154,12 @@ class JobHandlers:
         return {"usedNodes": used_nodes(self.engine, _int(ts, "ts"))}
 
     def tag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
-        from cc_backend.jobs.store import tag_job
+        from cc_backend.jobs.tags import tag_job
 
         return tag_job(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
 
     def untag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
-        from cc_backend.jobs.store import remove_job_tags
+        from cc_backend.jobs.tags import remove_job_tags
 
         return remove_job_tags(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
 
@@ -211,7 +211,7 @@ class JobHandlers:
         return {"msg": f"Successfully deleted {count} jobs"}
 
     def delete_tags(self, viewer: Viewer) -> str:
-        from cc_backend.jobs.store import delete_tags
+        from cc_backend.jobs.tags import delete_tags
 
         deleted, requested = delete_tags(self.engine, json_list(), viewer=viewer)
         bottle.response.content_type = "text/plain; charset=utf-8"
@@ -225,24 +225,12 @@ class JobHandlers:
         return ""
 
     def edit_user(self, username: str, viewer: Viewer) -> dict[str, Any]:
-        from cc_backend import users
+        from cc_backend.auth.users import change_access
 
-        if not viewer.has_role("admin"):
+        if not may_administer(viewer):
             raise Forbidden("only admins are allowed to change users")
         body = json_object() if bottle.request.content_type.startswith("application/json") else dict(bottle.request.forms)
-        actions = (("add-role", users.add_role, "Add Role"), ("remove-role", users.remove_role, "Remove Role"),
-                   ("add-project", users.add_project, "Add Project"),
-                   ("remove-project", users.remove_project, "Remove Project"))
-        for key, action, label in actions:
-            if body.get(key):
-                try:
-                    action(self.engine, username, body[key])
-                except InvalidInput as exc:
-                    from cc_backend.errors import Conflict
-
-                    raise Conflict(exc.message, field=exc.field) from None
-                return {"msg": f"{label} Success for user {username}"}
-        raise InvalidInput("give one of add-role, remove-role, add-project, remove-project", field="body")
+        return {"msg": f"{change_access(self.engine, username, body)} Success for user {username}"}
 
 
 def _key_value(body: dict[str, Any], where: str) -> tuple[str, str]:

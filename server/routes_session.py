@@ -3,11 +3,11 @@
 A successful login sets the signed ``session`` cookie (:class:`~cc_backend.server.auth.SessionCookies`)
 and redirects (302) to the form's relative ``redirect`` target or ``/``. Failures show the login page
 again with the reason: 400 for a missing user name, 401 for wrong credentials or a rejected token,
-429 after :data:`~cc_backend.sessions.MAX_FAILED_LOGINS` failures of one (client address, user name)
+429 after :data:`~cc_backend.auth.sessions.MAX_FAILED_LOGINS` failures of one (client address, user name)
 within 15 minutes, 503 when the LDAP server does not answer.
 
 The rules (password check, LDAP, rate limit, redirect safety, login tokens) live in
-:mod:`cc_backend.sessions`; this module turns requests into calls and results into pages.
+:mod:`cc_backend.auth.sessions`; this module turns requests into calls and results into pages.
 """
 
 from __future__ import annotations
@@ -117,10 +117,10 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
 
 
 class SessionHandlers:
-    """The login handlers of one runtime, sharing one :class:`~cc_backend.sessions.LoginRateLimiter`."""
+    """The login handlers of one runtime, sharing one :class:`~cc_backend.auth.sessions.LoginRateLimiter`."""
 
     def __init__(self, runtime: Any, cookies: Any) -> None:
-        from cc_backend.sessions import LoginRateLimiter
+        from cc_backend.auth.sessions import LoginRateLimiter
 
         self.runtime = runtime
         self.cookies = cookies
@@ -139,12 +139,12 @@ class SessionHandlers:
     def _ldap(self) -> Any:
         if self.runtime.config.auth.ldap is None:
             return None
-        from cc_backend.admin import ldap_directory
+        from cc_backend.auth.ldap import ldap_directory
 
         return ldap_directory(self.runtime)
 
     def _start_session(self, user: Any, target: str) -> str:
-        from cc_backend.sessions import Session
+        from cc_backend.auth.sessions import Session
 
         response = bottle.response
         response.add_header("Set-Cookie", self.cookies.issue(Session.of(user), bottle.request.environ))
@@ -157,14 +157,14 @@ class SessionHandlers:
     # ---------------------------------------------------------------------------------- routes
 
     def show_login(self) -> str:
-        from cc_backend.sessions import safe_redirect
+        from cc_backend.auth.sessions import safe_redirect
 
         return self._page(200, redirect=safe_redirect(bottle.request.query.decode().get("redirect")))
 
     def login(self) -> str:
         """POST /login: form fields username, password, redirect."""
+        from cc_backend.auth.sessions import TooManyAttempts, login, safe_redirect
         from cc_backend.server.auth import client_ip
-        from cc_backend.sessions import TooManyAttempts, login, safe_redirect
 
         try:
             fields = request_fields()
@@ -207,7 +207,7 @@ class SessionHandlers:
 
     def jwt_login(self) -> str:
         """/jwt-login: an HS256/HS512 token (Authorization: Bearer, or ?login-token=) starts a session."""
-        from cc_backend.sessions import safe_redirect, user_for_login_token, verify_cross_login_token
+        from cc_backend.auth.sessions import safe_redirect, user_for_login_token, verify_cross_login_token
 
         query = bottle.request.query.decode()
         target = safe_redirect(query.get("redirect"))

@@ -161,7 +161,7 @@ def site(tmp_path, empty_db_url, peer_archive):
     """
     import json
 
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
 
     if empty_db_url.startswith("sqlite"):
         main = {"addr": "127.0.0.1:0", "db": str(tmp_path / "job.db")}

@@ -70,7 +70,7 @@ class GraphQLSite:
 
 def write_site(folder: Path, main: dict, archive: Path) -> None:
     """config.json (JWTs with validate-user) and .env with a fresh key pair for a GraphQL test site."""
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
 
     config = {"main": main, "archive": {"kind": "file", "path": str(archive)},
               "auth": {"jwts": {"max-age": "2h", "validate-user": True}}}

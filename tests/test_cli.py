@@ -32,8 +32,8 @@ def test_upstream_flag_style_end_to_end(site):
     r = cli(site, "-jwt", "demo")
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()
+    from cc_backend.auth.keys import verify_jwt
     from cc_backend.config import load_env
-    from cc_backend.keys import verify_jwt
 
     secrets = load_env(site / ".env", environ={})
     claims = verify_jwt(token, secrets.JWT_PUBLIC_KEY)
@@ -271,3 +271,19 @@ def test_init_db_shows_progress_with_count_and_rate_on_a_terminal(site):
                          timeout=120).stdout
     assert "init-db: 2 jobs" in out
     assert "2 jobs [" in out and "jobs/s]" in out  # tqdm's counter with the rate
+
+
+def test_action_flags_and_subcommands_print_the_same(site):
+    """One function per action: upstream's flag and its subcommand run it and print the same lines."""
+    assert cli(site, "db", "migrate").stdout.startswith("database migrated from schema version")
+    printed = {}
+    for flag, subcommand in (("-migrate-db", ["db", "migrate"]), ("-version", ["db", "version"]),
+                             ("-optimize-db", ["db", "optimize"]), ("-force-db", ["db", "force"])):
+        by_flag, by_subcommand = cli(site, flag), cli(site, *subcommand)
+        assert by_flag.returncode == by_subcommand.returncode == 0, by_flag.stderr + by_subcommand.stderr
+        assert by_flag.stdout == by_subcommand.stdout, flag
+        printed[flag] = by_flag.stdout
+    assert printed["-migrate-db"] == "database is at schema version 11\n"
+    assert "SQL db version: 11\n" in printed["-version"] and "schema version 11" in printed["-version"]
+    assert printed["-optimize-db"] in ("database optimized (VACUUM, ANALYZE)\n", "database optimized (OPTIMIZE TABLE)\n")
+    assert printed["-force-db"] == "database marked clean at schema version 11\n"

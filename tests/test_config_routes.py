@@ -158,9 +158,9 @@ def test_config_notice(web, site):
 def test_frontend_jwt_and_configuration(web, site):
     from sqlalchemy import create_engine
 
+    from cc_backend.auth.keys import load_public_key, verify_jwt
     from cc_backend.config import load_env
     from cc_backend.db.tables import configuration_table
-    from cc_backend.keys import load_public_key, verify_jwt
 
     url, admin, user = web
     public = load_public_key(load_env(site / ".env", environ={}).JWT_PUBLIC_KEY)

@@ -396,7 +396,8 @@ def test_data_json_series_and_statistics(small: Any) -> None:
             if "accelerator" in scopes:
                 assert [(s["hostname"], s["id"]) for s in scopes["accelerator"]["series"]] == [
                     (r["hostname"], a) for r in meta["resources"] for a in r["accelerators"]]
-            # §9: avg = round(sum of node averages / numNodes, 2), min of mins, max of maxes
+            # As upstream's archiver (internal/archiver): avg = round(sum of node averages / numNodes, 2),
+            # min of mins, max of maxes.
             node_stats = [s["statistics"] for s in node["series"]]
             st = meta["statistics"][name]
             assert st["unit"] == mc["unit"]

@@ -240,8 +240,8 @@ def test_allocated_nodes_count_distinct_hosts_of_running_jobs(graphql_site):
 def test_update_configuration_stores_the_users_setting(graphql_site):
     from sqlalchemy import delete
 
+    from cc_backend.auth.users import get_user_ui_config
     from cc_backend.db.tables import configuration_table
-    from cc_backend.users import get_user_ui_config
 
     engine = site_engine(graphql_site)
     try:

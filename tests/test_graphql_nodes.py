@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from cc_backend.archive.fs import FileArchive
+from cc_backend.auth.security import Viewer
 from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.nodes import (check_node_access, count_node_states, count_node_states_timed, parse_node_filters,
                               query_nodes, update_node_states)
-from cc_backend.security import Viewer
 from graphql_support import graphql_site  # noqa: F401 - fixture
 
 NODE_FIELDS = ("id hostname cluster subCluster jobsRunning cpusAllocated memoryAllocated gpusAllocated "

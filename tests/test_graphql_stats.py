@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import insert
 
+from cc_backend.auth.security import Viewer
 from cc_backend.jobs.filter import Page, parse_filters
 from cc_backend.jobs.statistics import ALL_FIELDS, StatsOptions, job_statistics
-from cc_backend.security import Viewer
 from graphql_support import graphql_site  # noqa: F401 - fixture
 from peerdata import ARCHIVE, JOB_DB
 

@@ -42,7 +42,7 @@ def tag_site(start, site, tokens) -> GraphQLSite:  # noqa: F811 - start and toke
     Users are added in-process (the core's add_user, as ``--add-user`` does): a CLI process per user
     would cost more than the test itself.
     """
-    from cc_backend.users import add_user
+    from cc_backend.auth.users import add_user
 
     server = start(validate_user=True)
     runtime = site_runtime(site)
@@ -303,7 +303,7 @@ def test_failed_deletion_leaves_database_and_archive_unchanged(site):
     from sqlalchemy import select
 
     from cc_backend.db.tables import job_table
-    from cc_backend.jobs.store import add_tags_to_job, create_tag, delete_tags_by_id
+    from cc_backend.jobs.tags import add_tags_to_job, create_tag, delete_tags_by_id
     from cc_backend.jobs.tags import list_tags
 
     assert cli(site, "-init-db").returncode == 0

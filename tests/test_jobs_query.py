@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from cc_backend.auth.security import Viewer
 from cc_backend.db.engine import make_engine
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import Page, parse_filters, parse_order, parse_range, parse_sort, parse_time_range
 from cc_backend.jobs.query import count_jobs, find_jobs, get_job, list_jobs
 from cc_backend.jobs.tags import list_tags, resolve_tag_ids
-from cc_backend.security import Viewer
 
 
 @pytest.fixture

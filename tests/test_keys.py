@@ -12,9 +12,7 @@ import jwt
 import pytest
 
 from conftest import UPSTREAM_SPEC
-from cc_backend.config import load_env
-from cc_backend.errors import ConfigError, InvalidInput
-from cc_backend.keys import (
+from cc_backend.auth.keys import (
     DEMO_JWT_PUBLIC_KEY,
     InvalidToken,
     generate_keypair,
@@ -24,6 +22,8 @@ from cc_backend.keys import (
     public_key_of,
     verify_jwt,
 )
+from cc_backend.config import load_env
+from cc_backend.errors import ConfigError, InvalidInput
 
 UPSTREAM = UPSTREAM_SPEC / "configs"
 

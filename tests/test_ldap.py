@@ -7,10 +7,10 @@ import json
 import pytest
 
 import ldap_server as ldap
+from cc_backend.auth.ldap import LdapDirectory, login, sync_users
+from cc_backend.auth.users import AuthSource, add_user, find_user, list_users
 from cc_backend.config import LdapConfig
 from cc_backend.errors import ConfigError, Forbidden
-from cc_backend.ldap import LdapDirectory, login, sync_users
-from cc_backend.users import AuthSource, add_user, find_user, list_users
 from conftest import run_cli
 
 

@@ -159,10 +159,10 @@ def test_a_hanging_sync_does_not_delay_shutdown(site, serve):
 
 def test_a_failed_search_deletes_nobody(engine, ldap_server):
     """A search that fails (here: a user-base that does not exist) is an error, not an empty directory."""
+    from cc_backend.auth.ldap import LdapDirectory, sync_users
+    from cc_backend.auth.users import find_user
     from cc_backend.config import LdapConfig
     from cc_backend.errors import CCError
-    from cc_backend.ldap import LdapDirectory, sync_users
-    from cc_backend.users import find_user
 
     settings = {"url": ldap_server.url, "search-dn": ldap.ADMIN_DN, "user-bind": f"uid={{username}},{ldap.PEOPLE}",
                 "user-filter": "(&(objectclass=posixAccount))", "sync-del-old-users": True}

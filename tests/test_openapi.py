@@ -207,7 +207,7 @@ def test_swagger_page_without_and_with_assets(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory):
     """A server on SQLite and the peer archive with an admin+api user: (base URL, API token, session cookie)."""
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
     from peerdata import copy_archive
     from test_server import Server
 

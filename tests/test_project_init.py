@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cc_backend.auth.keys import DEMO_JWT_PUBLIC_KEY, issue_jwt, public_key_of, verify_jwt
 from cc_backend.config import load_config, load_env
 from cc_backend.errors import ConfigError
-from cc_backend.keys import DEMO_JWT_PUBLIC_KEY, issue_jwt, public_key_of, verify_jwt
 from cc_backend.project_init import CONFIG_TEMPLATE, init_db_path, init_project
 
 

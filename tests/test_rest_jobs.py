@@ -163,8 +163,8 @@ def test_a_cached_token_still_expires(start, site):
     import time
     from datetime import timedelta
 
+    from cc_backend.auth.keys import issue_jwt
     from cc_backend.config import load_env
-    from cc_backend.keys import issue_jwt
 
     server = start()
     secrets = load_env(site / ".env", environ={})

@@ -121,8 +121,8 @@ def start(site):
 @pytest.fixture
 def tokens(site):
     """Signed tokens for the site's key: tokens(roles, sub=..., ...)."""
+    from cc_backend.auth.keys import issue_jwt
     from cc_backend.config import load_env
-    from cc_backend.keys import issue_jwt
 
     secrets = load_env(site / ".env", environ={})
 
@@ -185,7 +185,7 @@ def test_headers_errors_cors_csrf_gzip(start, tokens):
 
 @SQLITE_ONLY
 def test_jwt_matrix(start, tokens, site):
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
 
     srv = start()
     url = srv.url + "/api/jobs/"
@@ -275,7 +275,7 @@ def test_jobs_and_clusters(start, tokens, site):
     r = get("/api/clusters/", params={"cluster": "nope"})
     assert r.status_code == 400 and r.json() == {"status": "Bad Request", "error": "unknown cluster: nope"}
 
-    # Only an api-only token sees every job (§7.2); api plus user sees that user's jobs, which is
+    # Only an api-only token sees every job (upstream SecurityCheck, internal/repository/job.go); api plus user sees that user's jobs, which is
     # what /userapi/ is for.
     mine = httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user", "api"], sub="nobody"))).json()
     assert mine["jobs"] == []

@@ -80,7 +80,7 @@ def public_dir():
 
 def make_site(root: Path, **main: object) -> Path:
     """An installation in ``root``: config.json, .env, var/job-archive (peer archive), var/job.db after init-db."""
-    from cc_backend.keys import generate_keypair
+    from cc_backend.auth.keys import generate_keypair
 
     (root / "var").mkdir(parents=True)
     archive = copy_archive(root / "var", "job-archive")
@@ -102,8 +102,8 @@ def configure(site: Path, **main: object) -> None:
 
 
 def api_token(site: Path, roles: list[str]) -> dict[str, str]:
+    from cc_backend.auth.keys import issue_jwt
     from cc_backend.config import load_env
-    from cc_backend.keys import issue_jwt
 
     key = load_env(site / ".env", environ={}).JWT_PRIVATE_KEY
     return {"X-Auth-Token": issue_jwt("nettest", roles, key, dt.timedelta(hours=1))}

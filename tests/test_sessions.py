@@ -9,12 +9,12 @@ import jwt
 import pytest
 
 import ldap_server as ldap
-from cc_backend.errors import ConfigError, Forbidden
-from cc_backend.ldap import LdapDirectory
-from cc_backend.sessions import (
+from cc_backend.auth.ldap import LdapDirectory
+from cc_backend.auth.sessions import (
     LoginRateLimiter, Session, SessionCodec, TooManyAttempts, authenticate, safe_redirect, verify_cross_login_token,
 )
-from cc_backend.users import AuthSource, User, add_user
+from cc_backend.auth.users import AuthSource, User, add_user
+from cc_backend.errors import ConfigError, Forbidden
 
 
 def test_local_login(engine):

@@ -1,7 +1,7 @@
 """Job start/stop/tag/edit/delete logic (jobs/store.py): upstream's api_test.go cases A1-A8 at the core level.
 
-Every test runs on SQLite and on the real MariaDB (``engine`` fixture); the archive is the §12.1
-``testcluster`` fixture (one subcluster sc1 = host123..host125, metric load_one).
+Every test runs on SQLite and on the real MariaDB (``engine`` fixture); the archive is the ``testcluster``
+fixture of upstream's ``internal/api/api_test.go`` (one subcluster sc1 = host123..host125, metric load_one).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cc_backend.archive.fs import FileArchive
+from cc_backend.auth.security import Viewer
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.query import get_job, list_jobs
@@ -21,17 +22,14 @@ from cc_backend.jobs.store import (
     delete_job,
     delete_job_by_key,
     delete_jobs_before,
-    delete_tags,
     edit_meta,
     edit_meta_by_job,
-    remove_job_tags,
     start_job,
     stop_job,
     stop_job_by_id,
-    tag_job,
     used_nodes,
 )
-from cc_backend.security import Viewer
+from cc_backend.jobs.tags import delete_tags, remove_job_tags, tag_job
 
 API = Viewer(username="apiuser", roles=("api",))
 ADMIN_API = Viewer(username="admin", roles=("admin", "api"))
@@ -345,7 +343,7 @@ def test_tag_job_and_archive_meta(engine, registry, archive):
     _archive_job(archive, stopped)
     tagged = tag_job(engine, archive, job["id"], [{"type": "app", "name": "vasp"},  # attaching twice is fine
                                                  {"type": "class", "name": "big", "scope": "admin"}], viewer=API)
-    # an api-only user may write admin-scoped tags but not read them (§7.2)
+    # an api-only user may write admin-scoped tags but not read them (upstream ``internal/repository/tags.go``)
     assert sorted(t["name"] for t in tagged["tags"]) == ["vasp"]
     assert sorted(t["name"] for t in get_job(engine, job["id"], viewer=ADMIN_API)["tags"]) == ["big", "vasp"]
     meta = archive.load_meta("testcluster", 123, 123456789)

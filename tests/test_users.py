@@ -11,10 +11,10 @@ import bcrypt
 import pytest
 from sqlalchemy import insert, select, text
 
-from cc_backend import users
+from cc_backend.auth import users
+from cc_backend.auth.users import AuthSource, Role, User
 from cc_backend.db.tables import configuration_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
-from cc_backend.users import AuthSource, Role, User
 
 from conftest import run_cli
 
@@ -205,6 +205,34 @@ def test_remove_project(engine):
         users.remove_project(engine, "rmprojuser3", "proj1")
 
 
+def test_change_access_applies_the_first_given_change(engine):
+    """upstream updateUser (/api/user/{id} and /config/user/{id}): one change per request, first field first."""
+    users.add_user(engine, "mia", roles=["manager"], projects=["p1"])
+    assert users.change_access(engine, "mia", {"add-role": "support", "add-project": "p2"}) == "Add Role"
+    assert users.get_user(engine, "mia").roles == ["manager", "support"]
+    assert users.get_user(engine, "mia").projects == ["p1"]
+    assert users.change_access(engine, "mia", {"add-role": "", "add-project": "p2"}) == "Add Project"
+    assert users.change_access(engine, "mia", {"remove-project": "p1"}) == "Remove Project"
+    assert users.change_access(engine, "mia", {"remove-role": "support"}) == "Remove Role"
+    assert users.get_user(engine, "mia").roles == ["manager"] and users.get_user(engine, "mia").projects == ["p2"]
+
+    with pytest.raises(Conflict) as err:
+        users.change_access(engine, "mia", {"add-role": "wizard"})
+    assert err.value.message.startswith("adding role failed: ") and err.value.field == "roles"
+    with pytest.raises(Conflict, match="removing role failed: .*still has assigned project"):
+        users.change_access(engine, "mia", {"remove-role": "manager"})
+    with pytest.raises(NotFound, match="adding role failed: no such user") as err:
+        users.change_access(engine, "ghost", {"add-role": "user"})
+    assert err.value.field == "username"
+    with pytest.raises(InvalidInput, match="no operation specified") as err:
+        users.change_access(engine, "mia", {"add-role": "", "other": "x"})
+    assert err.value.field == "add-role"
+    with pytest.raises(InvalidInput, match="add-project must be a string") as err:
+        users.change_access(engine, "mia", {"add-project": 5})
+    assert err.value.field == "add-project"
+    assert users.get_user(engine, "mia").roles == ["manager"] and users.get_user(engine, "mia").projects == ["p2"]
+
+
 def test_ui_config(engine):
     users.add_user(engine, "demo", roles=["admin", "api"])
     with engine.begin() as conn:
@@ -353,13 +381,13 @@ def test_parse_user_spec_rejects(spec):
 
 
 def test_core_module_imports_no_click():
-    code = "import sys, cc_backend.users; print('click' in sys.modules)"
+    code = "import sys, cc_backend.auth.users; print('click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_bcrypt_rounds_from_environment():
-    code = "import cc_backend.users as u; print(u.BCRYPT_ROUNDS)"
+    code = "import cc_backend.auth.users as u; print(u.BCRYPT_ROUNDS)"
     env_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**__import__("os").environ, "CC_BCRYPT_ROUNDS": "5"})
     assert env_run.stdout.strip() == "5"

@@ -79,7 +79,7 @@ def forged_cookie(username: str, *, key: str = "abc", age_s: int = 0) -> dict[st
     """A session cookie signed like the server's (site .env: SESSION_KEY="abc"), optionally back-dated."""
     from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-    from cc_backend.sessions import SESSION_SALT
+    from cc_backend.auth.sessions import SESSION_SALT
 
     class BackDated(TimestampSigner):
         def get_timestamp(self) -> int:

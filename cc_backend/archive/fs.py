@@ -11,6 +11,7 @@ from typing import Any, Literal, overload
 
 import orjson
 
+from cc_backend.archive import ARCHIVE_VERSION
 from cc_backend.archive.cluster import Cluster, ClusterRegistry, load_cluster_config
 from cc_backend.archive.paths import check_path_component, job_relpath
 from cc_backend.errors import ArchiveError, InvalidInput, NotFound
@@ -18,15 +19,12 @@ from cc_backend.fileutil import write_atomic
 
 __all__ = [
     "GZIP_THRESHOLD",
-    "VERSION",
     "FileArchive",
     "iter_meta_paths",
     "read_data_file",
     "read_json",
 ]
 
-#: Archive format version this backend reads and writes.
-VERSION = 3
 #: data.json encodings larger than this many bytes are stored gzip'ed as data.json.gz (as upstream).
 GZIP_THRESHOLD = 2000
 
@@ -162,16 +160,16 @@ class FileArchive:
                     raise ArchiveError(
                         f"job archive {root} has no version.txt but is not empty; refusing to guess its format"
                     ) from None
-            write_atomic(vfile, f"{VERSION}\n".encode())
-            return VERSION
+            write_atomic(vfile, f"{ARCHIVE_VERSION}\n".encode())
+            return ARCHIVE_VERSION
         except OSError as exc:
             raise ArchiveError(f"cannot read {vfile}: {exc.strerror or exc}") from exc
         stripped = text.strip()
         if not (stripped.isascii() and stripped.isdigit()):
             raise ArchiveError(f"{vfile}: expected a version number, got {stripped[:40]!r}")
         version = int(stripped)
-        if version != VERSION:
-            raise ArchiveError(f"{vfile}: unsupported version {version}, need {VERSION}")
+        if version != ARCHIVE_VERSION:
+            raise ArchiveError(f"{vfile}: unsupported version {version}, need {ARCHIVE_VERSION}")
         return version
 
     @property

@@ -152,8 +152,9 @@ def validate_archive(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
 
 def _iter_archive_problems(root: str) -> Iterator[tuple[str, str]]:
     # Local imports: fs imports this module lazily for its own validate option.
+    from cc_backend.archive import ARCHIVE_VERSION
     from cc_backend.archive.cluster import Cluster, load_cluster_config
-    from cc_backend.archive.fs import DATA, DATA_GZ, VERSION, iter_meta_paths, read_data_file, read_json
+    from cc_backend.archive.fs import DATA, DATA_GZ, iter_meta_paths, read_data_file, read_json
 
     if not os.path.isdir(root):
         yield root, "job archive directory does not exist"
@@ -162,8 +163,8 @@ def _iter_archive_problems(root: str) -> Iterator[tuple[str, str]]:
     try:
         with open(vfile, encoding="utf-8") as fh:
             version = fh.read().strip()
-        if version != str(VERSION):
-            yield vfile, f"unsupported version {version!r}, need {VERSION}"
+        if version != str(ARCHIVE_VERSION):
+            yield vfile, f"unsupported version {version!r}, need {ARCHIVE_VERSION}"
     except OSError as exc:
         yield vfile, f"cannot read: {exc.strerror or exc}"
 

@@ -1,1 +1,1 @@
-"""Database layer: engine, SQLModel tables of upstream schema 11, migrations."""
+"""Database layer: engine, the SQLAlchemy Core tables of upstream schema 11, migrations."""

@@ -69,7 +69,7 @@ def make_engine(url: str, *, tuning: Tuning | None = None, echo: bool = False) -
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     # READ COMMITTED once per connection instead of per write transaction (a SET before and after
-    # each one); start_job's duplicate check relies on it (see jobs.store._write_transaction).
+    # each one); start_job's duplicate check relies on it (see jobs.transaction.write_transaction).
     # Each statement gets a fresh snapshot, which is also what the Go driver's readers see.
     engine = create_engine(parsed, echo=echo, pool_pre_ping=True, isolation_level="READ COMMITTED",
                            pool_reset_on_return=None, **pool)

@@ -66,6 +66,19 @@ _TEXT_BOUNDS = tuple((key, column, max_chars(job_table.c[column]) or max_bytes(j
                      for key, column in _TEXT_KEYS)
 
 
+def reject_unknown(doc: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
+    """InvalidInput naming the first key of ``doc`` not in ``allowed`` (upstream's DisallowUnknownFields)."""
+    for key in doc:
+        if key not in allowed:
+            raise InvalidInput(f"unknown field {prefix}{key!r}", field=f"{prefix}{key}")
+
+
+def json_object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{what} must be a JSON object", field=what)
+    return value
+
+
 def _json_or(value: Any, default: Any) -> Any:
     if value is None or value == "":
         return default

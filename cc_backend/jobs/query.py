@@ -11,12 +11,12 @@ from sqlalchemy import JSON, Float, String, Text, and_, cast, func, or_, select,
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
+from cc_backend.auth.security import Viewer, readable_tag_scopes, sees_all_jobs
 from cc_backend.db.engine import connection_for, execute_hot, rows_as_dicts
 from cc_backend.db.tables import job_table, jobtag_table
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page, StringInput
 from cc_backend.jobs.model import COLUMN_NAMES, KEY_TO_COLUMN, row_to_job
-from cc_backend.security import Viewer, readable_tag_scopes, sees_all_jobs
 
 J = job_table.c
 _FIND_SQL = f"SELECT {', '.join(c.name for c in job_table.columns)} FROM job"
@@ -156,7 +156,7 @@ def _job_id_condition(spec: StringInput) -> list[ColumnElement]:
 
 
 def scope_condition(viewer: Viewer | None) -> ColumnElement | None:
-    """Restrict to the jobs the viewer may see (§7.2)."""
+    """Restrict to the jobs the viewer may see (upstream ``internal/repository/job.go`` SecurityCheck)."""
     if sees_all_jobs(viewer):
         return None
     assert viewer is not None

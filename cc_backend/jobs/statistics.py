@@ -14,12 +14,12 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from cc_backend.archive.cluster import ClusterRegistry
+from cc_backend.auth.security import Viewer
+from cc_backend.db.engine import connection_for
 from cc_backend.db.tables import job_table
 from cc_backend.errors import InvalidInput
 from cc_backend.jobs.filter import JobFilter, Page
-from cc_backend.db.engine import connection_for
 from cc_backend.jobs.query import footprint_value, where_clause
-from cc_backend.security import Viewer
 
 J = job_table.c
 
@@ -244,7 +244,7 @@ def _grouped_totals(conn: Connection, where: ColumnElement | None, options: Stat
 
 def _display_names(conn: Connection, usernames: list[str]) -> dict[str, str]:
     """hpc_user.name of the users that have one (looked up for the result rows only, not joined per job)."""
-    from cc_backend.users import find_users
+    from cc_backend.auth.users import find_users
 
     return {name: user.name for name, user in find_users(conn, usernames).items() if user.name}
 

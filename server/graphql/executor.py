@@ -118,7 +118,7 @@ class _Executor:
             modules=MODULES,
             custom_default_resolver=_dict_first_resolver,
             error_coercer=_shape_error,
-            # Concurrent coercion of list items and fields costs ~2.5x on a 50-job page (calibration.md):
+            # Concurrent coercion of list items and fields costs ~2.5x on a 50-job page (bench/graphql.py):
             # our resolvers are already done when coercion runs, so there is nothing to overlap.
             coerce_list_concurrently=False,
             coerce_parent_concurrently=False,

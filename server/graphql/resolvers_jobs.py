@@ -52,7 +52,7 @@ async def resolve_jobs_count(parent: dict, args: dict, ctx: dict, info: Any) -> 
 
 @Resolver("Job.userData", schema_name=SCHEMA_NAME)
 async def resolve_user_data(parent: dict, args: dict, ctx: dict, info: Any) -> dict | None:
-    from cc_backend.users import find_users
+    from cc_backend.auth.users import find_users
 
     # One query per request, not per job: the owners of the whole page on the first call.
     known: dict = ctx.setdefault("users_by_name", {})

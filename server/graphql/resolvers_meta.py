@@ -6,9 +6,9 @@ from typing import Any
 
 from tartiflette import Resolver
 
+from cc_backend.auth.security import may_look_up_user
 from cc_backend.clusters import allocated_nodes, cluster_info, global_metrics, partitions
 from cc_backend.errors import Forbidden, InvalidInput
-from cc_backend.security import may_look_up_user
 from cc_backend.server.graphql.common import SCHEMA_NAME, run_blocking, runtime_of, viewer_of
 
 @Resolver("Query.clusters", schema_name=SCHEMA_NAME)
@@ -31,7 +31,7 @@ async def resolve_global_metrics(parent: Any, args: dict, ctx: dict, info: Any) 
 
 @Resolver("Query.user", schema_name=SCHEMA_NAME)
 async def resolve_user(parent: Any, args: dict, ctx: dict, info: Any) -> dict | None:
-    from cc_backend.users import find_user
+    from cc_backend.auth.users import find_user
 
     viewer, username = viewer_of(ctx), args["username"]
     if not may_look_up_user(viewer, username):

@@ -6,13 +6,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cc_backend.auth.users import AuthSource, User, add_user, delete_user, find_user, ldap_usernames, update_user
 from cc_backend.errors import CCError, ConfigError, Forbidden
-from cc_backend.users import AuthSource, User, add_user, delete_user, find_user, ldap_usernames, update_user
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cc_backend.config import LdapConfig
+    from cc_backend.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ class LdapDirectory:
 
     def users(self) -> list[DirectoryUser]:
         return self._search()
+
+
+def ldap_directory(runtime: "Runtime") -> LdapDirectory:
+    """The configured LDAP directory (``auth.ldap``), or a ConfigError saying what is missing."""
+    if runtime.config.auth.ldap is None:
+        raise ConfigError("auth.ldap is not configured")
+    return LdapDirectory(runtime.config.auth.ldap, runtime.secrets.LDAP_ADMIN_PASSWORD)
 
 
 def sync_users(engine: "Engine", directory: LdapDirectory, *, delete_old: bool | None = None) -> SyncResult:

@@ -7,12 +7,15 @@ import binascii
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cc_backend.errors import ConfigError, InvalidInput
+
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
 
 #: The public half of the demo keypair shipped in upstream's configs/env-template.txt; never trust it in production.
 DEMO_JWT_PUBLIC_KEY = "kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0="
@@ -133,6 +136,22 @@ def verify_jwt(token: str, public_key_b64: str | Ed25519PublicKey, *, leeway: ti
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"token is invalid: {exc}", field="token") from None
     return claims
+
+
+def user_token(runtime: "Runtime", username: str) -> tuple[str, list[str]]:
+    """A signed API token for an existing user (upstream -jwt); returns (token, warnings)."""
+    from cc_backend.auth.users import get_user
+
+    user = get_user(runtime.engine, username)
+    key = runtime.secrets.JWT_PRIVATE_KEY
+    if not key:
+        raise ConfigError("JWT_PRIVATE_KEY is not set (in .env or the environment): run `cc-backend gen-keypair`")
+    jwts = runtime.config.auth.jwts
+    max_age = jwts.max_age if jwts is not None else None
+    warnings = []
+    if "api" not in user.roles:
+        warnings.append(f"user {username!r} does not have the api role: the token will not open /api/")
+    return issue_jwt(user.username, user.roles, key, max_age), warnings
 
 
 def _b64(raw: bytes) -> str:

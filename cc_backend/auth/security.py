@@ -1,10 +1,12 @@
-"""Who may see which jobs and tags: the one permission check every front end uses (upstream §7.2)."""
+"""Who may see and do what: the one set of role rules every front end uses (upstream ``cc-lib schema/user.go`` roles, ``internal/repository/job.go`` SecurityCheck, ``internal/auth/auth.go``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 ROLE_LEVELS = {"anonymous": 0, "api": 1, "user": 2, "manager": 3, "support": 4, "admin": 5}
+#: Role names a user or a token can hold (a token's unknown role names are dropped).
+KNOWN_ROLES = frozenset(role for role in ROLE_LEVELS if role != "anonymous")
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,39 @@ def sees_nodes(viewer: Viewer | None) -> bool:
 
 
 def sees_restricted_metrics(viewer: Viewer | None) -> bool:
-    """admin, support and api-only users see metrics marked ``restrict``; user and manager do not (§7.2)."""
+    """admin, support and api-only users see metrics marked ``restrict``; user and manager do not (upstream ``internal/graph/schema.resolvers.go``, a metric config's ``restrict``)."""
     return viewer is None or viewer.is_admin_like
 
 
 def may_look_up_user(viewer: Viewer | None, username: str) -> bool:
     """Anyone may look up themselves; admin, support and manager anyone (upstream FetchUserInCtx)."""
     return viewer is None or viewer.username == username or bool({"admin", "support", "manager"} & set(viewer.roles))
+
+
+# --- admission and administration (upstream internal/auth/auth.go, internal/api/rest.go) -----------
+
+def admits_api(viewer: Viewer) -> bool:
+    """``/api/*``: roles exactly ["api"], or two or more including both admin and api."""
+    roles = viewer.roles
+    if len(roles) == 1:
+        return roles[0] == "api"
+    return len(roles) >= 2 and "admin" in roles and "api" in roles
+
+
+def admits_userapi(viewer: Viewer) -> bool:
+    """``/userapi/*``: roles ["api"], or api plus any of user/manager/support/admin."""
+    roles = viewer.roles
+    if len(roles) == 1:
+        return roles[0] == "api"
+    return len(roles) >= 2 and "api" in roles and bool({"user", "manager", "support", "admin"} & set(roles))
+
+
+def may_administer(viewer: Viewer | None) -> bool:
+    """Admins only: the configuration API (``/config/*``), the user list and user changes, the server's logs."""
+    return viewer is None or viewer.has_role("admin")
+
+
+def may_sign_token_for(viewer: Viewer | None, username: str) -> bool:
+    """An API token for ``username``: admins for anyone, everyone else for themselves (upstream getJWT)."""
+    return may_administer(viewer) or (viewer is not None and bool(viewer.username) and viewer.username == username)
+

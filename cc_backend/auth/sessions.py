@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
-from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput
-from cc_backend.users import (
+from cc_backend.auth.users import (
     ASSIGNABLE_ROLES, AuthSource, User, add_user, check_password, find_user, get_user, update_user,
 )
+from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from cc_backend.ldap import LdapDirectory
+    from cc_backend.auth.ldap import LdapDirectory
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def authenticate(engine: "Engine", username: str, password: str, *, ldap: "LdapD
     if ldap is not None and (user is not None and user.auth_source == AuthSource.LDAP or user is None):
         from ldap3.core.exceptions import LDAPException
 
-        from cc_backend.ldap import login
+        from cc_backend.auth.ldap import login
 
         try:
             return login(engine, ldap, username, password)

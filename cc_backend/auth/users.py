@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import bcrypt
 from sqlalchemy import Engine, and_, delete, insert, select, update
@@ -550,3 +550,37 @@ def remove_project(engine: Engine, username: str, project: str) -> User:
         user.projects = [p for p in user.projects if p != project]
         _set_list(conn, username, "projects", user.projects)
     return user
+
+
+#: One change of roles or projects per request (upstream's updateUser, both /api/user/{id} and
+#: /config/user/{id}): (field, change, label of the success message, what failed), first field first.
+ACCESS_CHANGES = (
+    ("add-role", add_role, "Add Role", "adding role failed"),
+    ("remove-role", remove_role, "Remove Role", "removing role failed"),
+    ("add-project", add_project, "Add Project", "adding project failed"),
+    ("remove-project", remove_project, "Remove Project", "removing project failed"),
+)
+
+
+def change_access(engine: Engine, username: str, fields: Mapping[str, Any]) -> str:
+    """Apply the first non-empty of add-role, remove-role, add-project, remove-project; returns its label.
+
+    The label (``"Add Role"``) starts each front end's success message. A refused change is a
+    Conflict (422, as upstream answers) saying what failed, an unknown user NotFound (which
+    ``/config/user/`` answers with 422 as upstream, ``/api/user/`` with 404); no field given is InvalidInput.
+    """
+    for key, change, label, failure in ACCESS_CHANGES:
+        value = fields.get(key)
+        if not value:
+            continue
+        if not isinstance(value, str):
+            raise InvalidInput(f"{key} must be a string, got {value!r}", field=key)
+        try:
+            change(engine, username, value)
+        except InvalidInput as exc:
+            raise Conflict(f"{failure}: {exc.message}", field=exc.field or key) from None
+        except NotFound as exc:
+            raise NotFound(f"{failure}: {exc.message}", field=exc.field or key) from None
+        return label
+    raise InvalidInput("no operation specified: must provide add-role, remove-role, add-project, or remove-project",
+                       field="add-role")

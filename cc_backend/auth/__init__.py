@@ -1,0 +1,1 @@
+"""Authentication and authorisation: users and roles, permissions, tokens and keys, web sessions, LDAP."""
