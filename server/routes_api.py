@@ -147,7 +147,7 @@ class ApiHandlers:
 
     def get_jobs(self, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.jobs.query import list_jobs
-        from cc_backend.metricdata import add_archived_statistics
+        from cc_backend.metrics.jobdata import add_archived_statistics
 
         flt, page, with_metadata = parse_job_list_query(bottle.request.query.decode())  # decode: UTF-8 values
         jobs = list_jobs(self.runtime.engine, [flt], page=page, viewer=viewer)
@@ -169,20 +169,20 @@ class ApiHandlers:
             raise Conflict(f"finding job with db id {db_id} failed: {exc.message}", field="id") from None
 
     def _load(self, job: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        from cc_backend.metricdata import load_job_data
+        from cc_backend.metrics.jobdata import load_job_data
 
         archive = self.runtime.archive
         return load_job_data(archive, job, registry=archive.registry(), **kwargs)
 
     def _minimum_points(self) -> int:
-        from cc_backend.metricdata import DEFAULT_MINIMUM_POINTS
+        from cc_backend.metrics.jobdata import DEFAULT_MINIMUM_POINTS
 
         resampling = self.runtime.config.main.resampling
         return resampling.minimum_points if resampling is not None else DEFAULT_MINIMUM_POINTS
 
     def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """``{"Meta": job, "Data": JobData}``; Data only with ``all-metrics=true`` (every metric, native resolution)."""
-        from cc_backend.metricdata import default_scopes
+        from cc_backend.metrics.jobdata import default_scopes
 
         job = self._job(id, viewer)
         query = bottle.request.query
@@ -196,7 +196,7 @@ class ApiHandlers:
 
     def get_job_metrics_listed(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         """POST a JSON list of metric names: ``{"Meta": job, "Data": [{"name", "scope", "metric"}]}``."""
-        from cc_backend.metricdata import as_metric_list, default_scopes
+        from cc_backend.metrics.jobdata import as_metric_list, default_scopes
         from cc_backend.server.routes_jobs import json_body
 
         job = self._job(id, viewer)
@@ -211,7 +211,7 @@ class ApiHandlers:
 
         Resolution: the largest of ``main.resampling.resolutions`` (upstream's default), native without resampling.
         """
-        from cc_backend.metricdata import as_metric_list, check_scopes
+        from cc_backend.metrics.jobdata import as_metric_list, check_scopes
 
         try:
             return {"data": {"jobMetrics": self._job_metrics(id, viewer)}, "error": None}
@@ -221,7 +221,7 @@ class ApiHandlers:
             return {"data": None, "error": {"message": exc.message}}
 
     def _job_metrics(self, id: str, viewer: Viewer) -> list[dict[str, Any]]:  # noqa: A002
-        from cc_backend.metricdata import as_metric_list, check_scopes
+        from cc_backend.metrics.jobdata import as_metric_list, check_scopes
 
         query = bottle.request.query.decode()
         unknown = sorted(set(query.keys()) - {"metric", "scope", "resolution"})

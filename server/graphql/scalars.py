@@ -12,7 +12,7 @@ from tartiflette.language.ast import EnumValueNode, FloatValueNode, IntValueNode
 
 from cc_backend.db.tables import HEALTH_STATES, JOB_STATES, NODE_STATES
 from cc_backend.errors import InvalidInput
-from cc_backend.metricdata import SCOPES
+from cc_backend.metrics.jobdata import SCOPES
 from cc_backend.server.graphql.executor import SCHEMA_NAME
 
 
