@@ -168,17 +168,11 @@ class ApiHandlers:
         except NotFound as exc:
             raise Conflict(f"finding job with db id {db_id} failed: {exc.message}", field="id") from None
 
-    def _load(self, job: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        from cc_backend.metrics.jobdata import load_job_data
+    def _visible_data(self, job: dict[str, Any], viewer: Viewer, **kwargs: Any) -> dict[str, Any]:
+        from cc_backend.metrics.jobdata import visible_job_data
 
-        archive = self.runtime.archive
-        return load_job_data(archive, job, registry=archive.registry(), **kwargs)
-
-    def _minimum_points(self) -> int:
-        from cc_backend.metrics.jobdata import DEFAULT_MINIMUM_POINTS
-
-        resampling = self.runtime.config.main.resampling
-        return resampling.minimum_points if resampling is not None else DEFAULT_MINIMUM_POINTS
+        return visible_job_data(self.runtime.archive, job, viewer=viewer,
+                                resampling=self.runtime.config.main.resampling, **kwargs)
 
     def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """``{"Meta": job, "Data": JobData}``; Data only with ``all-metrics=true`` (every metric, native resolution)."""
@@ -191,11 +185,11 @@ class ApiHandlers:
             raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
         data = None
         if query.get("all-metrics") == "true":
-            data = self._load(job, scopes=default_scopes(job))
+            data = self._visible_data(job, viewer, scopes=default_scopes(job), resolution=0)
         return {"Meta": job, "Data": data}
 
     def get_job_metrics_listed(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
-        """POST a JSON list of metric names: ``{"Meta": job, "Data": [{"name", "scope", "metric"}]}``."""
+        """POST a JSON list of metric names: ``{"Meta": job, "Data": [{"name", "scope", "metric"}]}`` at native resolution."""
         from cc_backend.metrics.jobdata import as_metric_list, default_scopes
         from cc_backend.server.routes_jobs import json_body
 
@@ -203,16 +197,14 @@ class ApiHandlers:
         metrics = json_body(required=False)
         if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
             raise InvalidInput("expected a JSON array of metric names", field="body")
-        data = self._load(job, metrics=metrics or None, scopes=default_scopes(job))
+        data = self._visible_data(job, viewer, metrics=metrics or None, scopes=default_scopes(job), resolution=0)
         return {"Meta": job, "Data": as_metric_list(data)}
 
     def get_job_metrics(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         """``?metric=a&scope=node``: ``{"data": {"jobMetrics": [...]}, "error": null}`` as upstream's GraphQL wrapper.
 
-        Resolution: the largest of ``main.resampling.resolutions`` (upstream's default), native without resampling.
+        The same series as GraphQL ``jobMetrics`` (default resolution, restricted metrics hidden).
         """
-        from cc_backend.metrics.jobdata import as_metric_list, check_scopes
-
         try:
             return {"data": {"jobMetrics": self._job_metrics(id, viewer)}, "error": None}
         except CCError as exc:
@@ -221,7 +213,7 @@ class ApiHandlers:
             return {"data": None, "error": {"message": exc.message}}
 
     def _job_metrics(self, id: str, viewer: Viewer) -> list[dict[str, Any]]:  # noqa: A002
-        from cc_backend.metrics.jobdata import as_metric_list, check_scopes
+        from cc_backend.metrics.jobdata import check_scopes, job_metric_list
 
         query = bottle.request.query.decode()
         unknown = sorted(set(query.keys()) - {"metric", "scope", "resolution"})
@@ -229,11 +221,7 @@ class ApiHandlers:
             raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
         metrics = query.getall("metric") or None
         scopes = check_scopes(query.getall("scope") or None)
-        resampling = self.runtime.config.main.resampling
-        resolution = max(resampling.resolutions) if resampling is not None and resampling.resolutions else 0
-        if "resolution" in query:
-            resolution = _int_param("resolution", query["resolution"], 0)
+        resolution = _int_param("resolution", query["resolution"], 0) if "resolution" in query else None
         job = self._job(id, viewer)
-        data = self._load(job, metrics=metrics, scopes=scopes, resolution=resolution,
-                          minimum_points=self._minimum_points())
-        return as_metric_list(data)
+        return job_metric_list(self.runtime.archive, job, viewer=viewer, resampling=self.runtime.config.main.resampling,
+                               metrics=metrics, scopes=scopes, resolution=resolution)
