@@ -40,9 +40,10 @@ from urllib.parse import urlsplit
 
 import bottle
 
-from cc_backend.errors import CCError, Forbidden
+from cc_backend.errors import Forbidden, Unauthorized
 from cc_backend.keys import InvalidToken, load_public_key, verify_jwt
 from cc_backend.security import ROLE_LEVELS, Viewer
+from cc_backend.server.requests import bearer_token
 
 if TYPE_CHECKING:
     from cc_backend.sessions import Session, SessionCodec
@@ -62,12 +63,6 @@ SESSION_GROUPS = frozenset({"session", "admin-session"})
 TOKEN_OR_SESSION = "token-or-session"
 AUTH_GROUPS = frozenset({"api", "userapi", TOKEN_OR_SESSION}) | SESSION_GROUPS
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class Unauthorized(CCError):
-    """Authentication or admission failed (upstream answers 401 for both)."""
-
-    status = 401
 
 
 def admits_api(roles: tuple[str, ...]) -> bool:
@@ -292,10 +287,7 @@ def token_from(environ: dict[str, Any]) -> str | None:
     token = environ.get("HTTP_X_AUTH_TOKEN")
     if token:
         return token.strip()
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return None
+    return bearer_token(environ)
 
 
 VERIFIED_TOKEN_CACHE = 1024

@@ -15,18 +15,12 @@ from typing import Any
 import bottle
 
 from cc_backend.db.tables import JOB_STATES
-from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cc_backend.errors import CCError
+from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from cc_backend.security import Viewer
-from cc_backend.server.routes_jobs import INT64_MAX  # SQL binds signed 64-bit integers: larger ones are a 400
+from cc_backend.server.requests import INT64_MAX, int64, json_body, query_int
 
 log = logging.getLogger("cc_backend.server")
 
-
-class Unavailable(CCError):
-    """A dependency (the database) does not answer."""
-
-    status = 503
 
 #: Query parameters of GET /api/jobs/ (upstream getJobs); anything else is a 400.
 JOB_LIST_PARAMS = frozenset({"state", "cluster", "project", "start-time", "page", "items-per-page", "with-metadata"})
@@ -56,18 +50,6 @@ def mount_dev(app: bottle.Bottle) -> None:
     app.route("/dev/sleep", "GET", sleep, auth=None)
 
 
-def _int_param(name: str, value: str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidInput(f"invalid query parameter value: {name}", field=name) from None
-    if number < minimum:
-        raise InvalidInput(f"invalid query parameter value: {name} (must be >= {minimum})", field=name)
-    if number > INT64_MAX:
-        raise InvalidInput(f"invalid query parameter value: {name} (out of range)", field=name)
-    return number
-
-
 def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
     """GET /api/jobs/ parameters as (JobFilter, Page, with_metadata); InvalidInput (400) otherwise."""
     from cc_backend.jobs.filter import JobFilter, Page
@@ -93,14 +75,14 @@ def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
             if len(parts) != 2:
                 raise InvalidInput("invalid query parameter value: startTime", field="start-time")
             try:
-                flt["startTime"] = {"from": _int_param("start-time", parts[0], 0),
-                                    "to": _int_param("start-time", parts[1], 0)}
+                flt["startTime"] = {"from": query_int("start-time", parts[0], 0),
+                                    "to": query_int("start-time", parts[1], 0)}
             except InvalidInput:
                 raise InvalidInput("invalid query parameter value: startTime", field="start-time") from None
         elif key == "page":
-            page = _int_param("page", first, 1)
+            page = query_int("page", first, 1)
         elif key == "items-per-page":
-            per_page = _int_param("items-per-page", first, 1)
+            per_page = query_int("items-per-page", first, 1)
         else:  # with-metadata: presence is enough
             with_metadata = True
     if page * per_page > INT64_MAX:  # the SQL OFFSET must fit in 64 bits too
@@ -160,9 +142,8 @@ class ApiHandlers:
     def _job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """The job with database id ``id`` as the viewer may see it; upstream answers 422 when it is not found."""
         from cc_backend.jobs.query import get_job
-        from cc_backend.server.routes_jobs import _int
 
-        db_id = _int(id, "id")
+        db_id = int64(id, "id")
         try:
             return get_job(self.runtime.engine, db_id, viewer=viewer)
         except NotFound as exc:
@@ -191,7 +172,6 @@ class ApiHandlers:
     def get_job_metrics_listed(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         """POST a JSON list of metric names: ``{"Meta": job, "Data": [{"name", "scope", "metric"}]}`` at native resolution."""
         from cc_backend.metrics.jobdata import as_metric_list, default_scopes
-        from cc_backend.server.routes_jobs import json_body
 
         job = self._job(id, viewer)
         metrics = json_body(required=False)
@@ -221,7 +201,7 @@ class ApiHandlers:
             raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
         metrics = query.getall("metric") or None
         scopes = check_scopes(query.getall("scope") or None)
-        resolution = _int_param("resolution", query["resolution"], 0) if "resolution" in query else None
+        resolution = query_int("resolution", query["resolution"], 0) if "resolution" in query else None
         job = self._job(id, viewer)
         return job_metric_list(self.runtime.archive, job, viewer=viewer, resampling=self.runtime.config.main.resampling,
                                metrics=metrics, scopes=scopes, resolution=resolution)
