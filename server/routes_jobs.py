@@ -12,7 +12,7 @@ import bottle
 
 from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.security import Viewer
-from cc_backend.server.requests import int64, json_body, json_list, json_object
+from cc_backend.server.requests import int64, json_body, json_list, json_object, request_fields
 
 
 def _job_key(body: dict[str, Any]) -> tuple[Any, str | None, int | None]:
@@ -160,7 +160,7 @@ class JobHandlers:
 
         if not viewer.has_role("admin"):
             raise Forbidden("only admins are allowed to change users")
-        body = json_object() if bottle.request.content_type.startswith("application/json") else dict(bottle.request.forms)
+        body = request_fields()  # form fields as upstream's r.FormValue, or a JSON object of strings
         actions = (("add-role", users.add_role, "Add Role"), ("remove-role", users.remove_role, "Remove Role"),
                    ("add-project", users.add_project, "Add Project"),
                    ("remove-project", users.remove_project, "Remove Project"))
