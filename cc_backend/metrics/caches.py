@@ -57,6 +57,7 @@ def data_file(archive: Any, job: Mapping[str, Any]) -> tuple[str, Any]:
 
 
 def archived_data(archive: Any, job: Mapping[str, Any]) -> dict[str, Any]:
+    """The job's parsed data file, shared: callers must not modify it."""
     path, stat = data_file(archive, job)
     key = (path, stat.st_mtime)
     doc = _files.get(key)

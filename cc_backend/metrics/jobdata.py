@@ -1,7 +1,7 @@
 """Metric data of jobs: archived series selected by metric and scope, resampled with LTTB, summarised.
 
 The one place where REST (``/api/jobs/{id}``, ``/api/jobs/metrics/{id}``), GraphQL (``jobMetrics``)
-and the TUI get time series from. Shapes are upstream's: ``JobData`` is ``{metric: {scope: JobMetric}}``
+and the TUI get time series from (:func:`visible_job_data`). Shapes are upstream's: ``JobData`` is ``{metric: {scope: JobMetric}}``
 and a ``JobMetric`` is ``{"unit", "timestep", "series": [{"hostname", "id"?, "statistics", "data"}],
 "statisticsSeries"?}`` with ``null`` for missing samples.
 
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 #: Metric scopes from coarse to fine (upstream schema.MetricScope); accelerator stands apart.
 SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
-
-
 _GRANULARITY = {"node": 0, "socket": 1, "memoryDomain": 2, "core": 3, "hwthread": 4, "accelerator": 5}
 
 
