@@ -193,7 +193,7 @@ class ApiHandlers:
             return {"data": None, "error": {"message": exc.message}}
 
     def _job_metrics(self, id: str, viewer: Viewer) -> list[dict[str, Any]]:  # noqa: A002
-        from cc_backend.metrics.jobdata import check_scopes, job_metric_list
+        from cc_backend.metrics.jobdata import as_metric_list, check_scopes
 
         query = bottle.request.query.decode()
         unknown = sorted(set(query.keys()) - {"metric", "scope", "resolution"})
@@ -203,5 +203,4 @@ class ApiHandlers:
         scopes = check_scopes(query.getall("scope") or None)
         resolution = query_int("resolution", query["resolution"], 0) if "resolution" in query else None
         job = self._job(id, viewer)
-        return job_metric_list(self.runtime.archive, job, viewer=viewer, resampling=self.runtime.config.main.resampling,
-                               metrics=metrics, scopes=scopes, resolution=resolution)
+        return as_metric_list(self._visible_data(job, viewer, metrics=metrics, scopes=scopes, resolution=resolution))

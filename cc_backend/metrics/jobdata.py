@@ -158,27 +158,6 @@ def as_metric_list(data: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def load_job_data_shared(
-    archive: Any,
-    job: Mapping[str, Any],
-    *,
-    metrics: Sequence[str] | None = None,
-    scopes: Sequence[str] | None = None,
-    resolution: int = 0,
-    minimum_points: int = DEFAULT_MINIMUM_POINTS,
-    registry: Any = None,
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """:func:`load_job_data`, remembered per data file, request and cluster registry: treat the result as read-only."""
-    scopes = check_scopes(scopes)
-    if not is_archived(job):
-        return {}
-    path, stat = data_file(archive, job)
-    key = (path, stat.st_mtime, None if metrics is None else tuple(metrics),
-           None if scopes is None else tuple(scopes), resolution, minimum_points, id(registry))
-    return shared_result(key, lambda: load_job_data(archive, job, metrics=metrics, scopes=scopes, resolution=resolution,
-                                                    minimum_points=minimum_points, registry=registry))
-
-
 def hidden_metrics(registry: Any, cluster: str, subcluster: str | None, viewer: Any) -> frozenset[str]:
     """Metrics the viewer may not see on that (sub)cluster: those its metricConfig marks ``restrict``."""
     if sees_restricted_metrics(viewer) or registry is None:
@@ -212,28 +191,21 @@ def visible_job_data(
         resolution = default_resolution(resampling)
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 0:
         raise InvalidInput(f"resolution must be a non-negative number of seconds, got {resolution!r}", field="resolution")
+    scopes = check_scopes(scopes)
+    if not is_archived(job):
+        return {}
     registry = archive.registry()
-    data = load_job_data_shared(archive, job, metrics=metrics, scopes=scopes, resolution=resolution,
-                                minimum_points=minimum_points_of(resampling), registry=registry)
+    minimum_points = minimum_points_of(resampling)
+    # remembered per data file, request and cluster registry
+    path, stat = data_file(archive, job)
+    key = (path, stat.st_mtime, None if metrics is None else tuple(metrics),
+           None if scopes is None else tuple(scopes), resolution, minimum_points, id(registry))
+    data = shared_result(key, lambda: load_job_data(archive, job, metrics=metrics, scopes=scopes, resolution=resolution,
+                                                    minimum_points=minimum_points, registry=registry))
     hidden = hidden_metrics(registry, job["cluster"], job.get("subCluster"), viewer)
     if hidden:
         data = {name: by_scope for name, by_scope in data.items() if name not in hidden}
     return data
-
-
-def job_metric_list(
-    archive: Any,
-    job: Mapping[str, Any],
-    *,
-    viewer: Any,
-    resampling: ResamplingConfig | None = None,
-    metrics: Sequence[str] | None = None,
-    scopes: Sequence[str] | None = None,
-    resolution: int | None = None,
-) -> list[dict[str, Any]]:
-    """GraphQL ``jobMetrics`` and REST ``/jobs/metrics/{id}``: :func:`visible_job_data` as ``JobMetricWithName`` items."""
-    return as_metric_list(visible_job_data(archive, job, viewer=viewer, resampling=resampling, metrics=metrics,
-                                           scopes=scopes, resolution=resolution))
 
 
 def job_stats(archive: Any, job: Mapping[str, Any], metrics: Sequence[str] | None = None, *,

@@ -28,9 +28,9 @@ async def resolve_job_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> 
 
     def load() -> list[dict]:
         job = _job(ctx, args["id"])
-        return jobdata.job_metric_list(
+        return jobdata.as_metric_list(jobdata.visible_job_data(
             runtime.archive, job, viewer=viewer, resampling=runtime.config.main.resampling,
-            metrics=args.get("metrics"), scopes=args.get("scopes"), resolution=args.get("resolution"))
+            metrics=args.get("metrics"), scopes=args.get("scopes"), resolution=args.get("resolution")))
 
     return await run_blocking(load)
 
