@@ -60,3 +60,17 @@ class ArchiveError(CCError):
     """The job archive is missing, has the wrong version or a file in it is broken."""
 
     exit_code = 66
+
+
+class Unauthorized(CCError):
+    """Authentication or admission failed (upstream answers 401 for both)."""
+
+    status = 401
+    exit_code = 77  # EX_NOPERM
+
+
+class Unavailable(CCError):
+    """A dependency (the database) does not answer."""
+
+    status = 503
+    exit_code = 69  # EX_UNAVAILABLE

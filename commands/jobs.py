@@ -75,38 +75,12 @@ def list_cmd(cluster, subcluster, partition, user, project, job_name, job_id, ar
     from cc_backend.jobs.tags import resolve_tag_ids
 
     rt = runtime()
-    raw: dict = {}
-    for key, value in (("cluster", cluster), ("subCluster", subcluster), ("partition", partition), ("user", user),
-                       ("project", project), ("jobName", job_name), ("jobId", job_id), ("node", node)):
-        if value:
-            raw[key] = jf.match_text(value)
-    if array_job_id is not None:
-        raw["arrayJobId"] = array_job_id
-    if states:
-        raw["state"] = list(states)
-    if start_time:
-        raw["startTime"] = jf.parse_time_range(start_time)
-    if duration:
-        raw["duration"] = jf.parse_range(duration, "duration", duration=True)
-    for key, value in (("numNodes", nodes), ("numHWThreads", hwthreads), ("numAccelerators", accelerators)):
-        if value:
-            raw[key] = jf.parse_range(value, key)
-    if energy:
-        raw["energy"] = jf.parse_range(energy, "energy", integer=False)
-    if shared:
-        raw["shared"] = shared
-    if schedule:
-        raw["schedule"] = schedule
-    if metrics:
-        stats = []
-        for item in metrics:
-            name, sep, rng = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"{item!r}: use NAME=A..B", param_hint="--metric")
-            stats.append({"metricName": name, "range": jf.parse_range(rng, f"metric {name}", integer=False)})
-        raw["metricStats"] = stats
-    if tags:
-        raw["tags"] = resolve_tag_ids(rt.engine, tags)
+    options = {"cluster": cluster, "subcluster": subcluster, "partition": partition, "user": user,
+               "project": project, "job-name": job_name, "job-id": job_id, "node": node, "state": states,
+               "array-job-id": None if array_job_id is None else str(array_job_id), "start-time": start_time,
+               "duration": duration, "nodes": nodes, "hwthreads": hwthreads, "accelerators": accelerators,
+               "energy": energy, "tag": tags, "shared": shared, "schedule": schedule, "metric": metrics}
+    flt = jf.JobFilter.from_text_options(options, tag_ids=lambda specs: resolve_tag_ids(rt.engine, specs))
     extra = []
     if filter_json:
         try:
@@ -114,7 +88,7 @@ def list_cmd(cluster, subcluster, partition, user, project, job_name, job_id, ar
         except orjson.JSONDecodeError as exc:
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--filter-json") from None
         extra = jf.parse_filters(extra_raw)
-    filters = jf.parse_filters(raw) + extra
+    filters = [flt] + extra
     if only_count:
         n = count_jobs(rt.engine, filters)
         emit_object({"count": n}, fmt) if fmt != "table" else click.echo(n)

@@ -42,7 +42,8 @@ import bottle
 
 from cc_backend.auth.keys import InvalidToken, load_public_key, verify_jwt
 from cc_backend.auth.security import KNOWN_ROLES, Viewer, admits_api, admits_userapi, may_administer
-from cc_backend.errors import CCError, Forbidden
+from cc_backend.errors import Forbidden, Unauthorized
+from cc_backend.server.requests import bearer_token
 
 if TYPE_CHECKING:
     from cc_backend.auth.sessions import Session, SessionCodec
@@ -62,10 +63,6 @@ AUTH_GROUPS = frozenset({"api", "userapi", TOKEN_OR_SESSION}) | SESSION_GROUPS
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Unauthorized(CCError):
-    """Authentication or admission failed (upstream answers 401 for both)."""
-
-    status = 401
 
 
 #: The WSGI environ key under which the HTTP middleware stores the request's client address.
@@ -276,10 +273,7 @@ def token_from(environ: dict[str, Any]) -> str | None:
     token = environ.get("HTTP_X_AUTH_TOKEN")
     if token:
         return token.strip()
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return None
+    return bearer_token(environ)
 
 
 VERIFIED_TOKEN_CACHE = 1024

@@ -16,17 +16,11 @@ import bottle
 
 from cc_backend.auth.security import Viewer, may_administer
 from cc_backend.db.tables import JOB_STATES
-from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cc_backend.errors import CCError
-from cc_backend.server.routes_jobs import INT64_MAX  # SQL binds signed 64-bit integers: larger ones are a 400
+from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from cc_backend.server.requests import INT64_MAX, int64, json_body, query_int
 
 log = logging.getLogger("cc_backend.server")
 
-
-class Unavailable(CCError):
-    """A dependency (the database) does not answer."""
-
-    status = 503
 
 #: Query parameters of GET /api/jobs/ (upstream getJobs); anything else is a 400.
 JOB_LIST_PARAMS = frozenset({"state", "cluster", "project", "start-time", "page", "items-per-page", "with-metadata"})
@@ -56,18 +50,6 @@ def mount_dev(app: bottle.Bottle) -> None:
     app.route("/dev/sleep", "GET", sleep, auth=None)
 
 
-def _int_param(name: str, value: str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidInput(f"invalid query parameter value: {name}", field=name) from None
-    if number < minimum:
-        raise InvalidInput(f"invalid query parameter value: {name} (must be >= {minimum})", field=name)
-    if number > INT64_MAX:
-        raise InvalidInput(f"invalid query parameter value: {name} (out of range)", field=name)
-    return number
-
-
 def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
     """GET /api/jobs/ parameters as (JobFilter, Page, with_metadata); InvalidInput (400) otherwise."""
     from cc_backend.jobs.filter import JobFilter, Page
@@ -93,14 +75,14 @@ def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
             if len(parts) != 2:
                 raise InvalidInput("invalid query parameter value: startTime", field="start-time")
             try:
-                flt["startTime"] = {"from": _int_param("start-time", parts[0], 0),
-                                    "to": _int_param("start-time", parts[1], 0)}
+                flt["startTime"] = {"from": query_int("start-time", parts[0], 0),
+                                    "to": query_int("start-time", parts[1], 0)}
             except InvalidInput:
                 raise InvalidInput("invalid query parameter value: startTime", field="start-time") from None
         elif key == "page":
-            page = _int_param("page", first, 1)
+            page = query_int("page", first, 1)
         elif key == "items-per-page":
-            per_page = _int_param("items-per-page", first, 1)
+            per_page = query_int("items-per-page", first, 1)
         else:  # with-metadata: presence is enough
             with_metadata = True
     if page * per_page > INT64_MAX:  # the SQL OFFSET must fit in 64 bits too
@@ -147,7 +129,7 @@ class ApiHandlers:
 
     def get_jobs(self, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.jobs.query import list_jobs
-        from cc_backend.metricdata import add_archived_statistics
+        from cc_backend.metrics.jobdata import add_archived_statistics
 
         flt, page, with_metadata = parse_job_list_query(bottle.request.query.decode())  # decode: UTF-8 values
         jobs = list_jobs(self.runtime.engine, [flt], page=page, viewer=viewer)
@@ -160,29 +142,22 @@ class ApiHandlers:
     def _job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """The job with database id ``id`` as the viewer may see it; upstream answers 422 when it is not found."""
         from cc_backend.jobs.query import get_job
-        from cc_backend.server.routes_jobs import _int
 
-        db_id = _int(id, "id")
+        db_id = int64(id, "id")
         try:
             return get_job(self.runtime.engine, db_id, viewer=viewer)
         except NotFound as exc:
             raise Conflict(f"finding job with db id {db_id} failed: {exc.message}", field="id") from None
 
-    def _load(self, job: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        from cc_backend.metricdata import load_job_data
+    def _visible_data(self, job: dict[str, Any], viewer: Viewer, **kwargs: Any) -> dict[str, Any]:
+        from cc_backend.metrics.jobdata import visible_job_data
 
-        archive = self.runtime.archive
-        return load_job_data(archive, job, registry=archive.registry(), **kwargs)
-
-    def _minimum_points(self) -> int:
-        from cc_backend.metricdata import DEFAULT_MINIMUM_POINTS
-
-        resampling = self.runtime.config.main.resampling
-        return resampling.minimum_points if resampling is not None else DEFAULT_MINIMUM_POINTS
+        return visible_job_data(self.runtime.archive, job, viewer=viewer,
+                                resampling=self.runtime.config.main.resampling, **kwargs)
 
     def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """``{"Meta": job, "Data": JobData}``; Data only with ``all-metrics=true`` (every metric, native resolution)."""
-        from cc_backend.metricdata import default_scopes
+        from cc_backend.metrics.jobdata import default_scopes
 
         job = self._job(id, viewer)
         query = bottle.request.query
@@ -191,28 +166,25 @@ class ApiHandlers:
             raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
         data = None
         if query.get("all-metrics") == "true":
-            data = self._load(job, scopes=default_scopes(job))
+            data = self._visible_data(job, viewer, scopes=default_scopes(job), resolution=0)
         return {"Meta": job, "Data": data}
 
     def get_job_metrics_listed(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
-        """POST a JSON list of metric names: ``{"Meta": job, "Data": [{"name", "scope", "metric"}]}``."""
-        from cc_backend.metricdata import as_metric_list, default_scopes
-        from cc_backend.server.routes_jobs import json_body
+        """POST a JSON list of metric names: ``{"Meta": job, "Data": [{"name", "scope", "metric"}]}`` at native resolution."""
+        from cc_backend.metrics.jobdata import as_metric_list, default_scopes
 
         job = self._job(id, viewer)
         metrics = json_body(required=False)
         if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
             raise InvalidInput("expected a JSON array of metric names", field="body")
-        data = self._load(job, metrics=metrics or None, scopes=default_scopes(job))
+        data = self._visible_data(job, viewer, metrics=metrics or None, scopes=default_scopes(job), resolution=0)
         return {"Meta": job, "Data": as_metric_list(data)}
 
     def get_job_metrics(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         """``?metric=a&scope=node``: ``{"data": {"jobMetrics": [...]}, "error": null}`` as upstream's GraphQL wrapper.
 
-        Resolution: the largest of ``main.resampling.resolutions`` (upstream's default), native without resampling.
+        The same series as GraphQL ``jobMetrics`` (default resolution, restricted metrics hidden).
         """
-        from cc_backend.metricdata import as_metric_list, check_scopes
-
         try:
             return {"data": {"jobMetrics": self._job_metrics(id, viewer)}, "error": None}
         except CCError as exc:
@@ -221,7 +193,7 @@ class ApiHandlers:
             return {"data": None, "error": {"message": exc.message}}
 
     def _job_metrics(self, id: str, viewer: Viewer) -> list[dict[str, Any]]:  # noqa: A002
-        from cc_backend.metricdata import as_metric_list, check_scopes
+        from cc_backend.metrics.jobdata import as_metric_list, check_scopes
 
         query = bottle.request.query.decode()
         unknown = sorted(set(query.keys()) - {"metric", "scope", "resolution"})
@@ -229,11 +201,6 @@ class ApiHandlers:
             raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
         metrics = query.getall("metric") or None
         scopes = check_scopes(query.getall("scope") or None)
-        resampling = self.runtime.config.main.resampling
-        resolution = max(resampling.resolutions) if resampling is not None and resampling.resolutions else 0
-        if "resolution" in query:
-            resolution = _int_param("resolution", query["resolution"], 0)
+        resolution = query_int("resolution", query["resolution"], 0) if "resolution" in query else None
         job = self._job(id, viewer)
-        data = self._load(job, metrics=metrics, scopes=scopes, resolution=resolution,
-                          minimum_points=self._minimum_points())
-        return as_metric_list(data)
+        return as_metric_list(self._visible_data(job, viewer, metrics=metrics, scopes=scopes, resolution=resolution))

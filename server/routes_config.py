@@ -18,7 +18,7 @@ import bottle
 
 from cc_backend.auth.security import Viewer, may_administer, may_sign_token_for
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cc_backend.server.routes_session import request_fields
+from cc_backend.server.requests import request_fields
 
 
 def _text(body: str) -> str:

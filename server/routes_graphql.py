@@ -8,7 +8,7 @@ import bottle
 
 from cc_backend.errors import InvalidInput
 from cc_backend.server.auth import TOKEN_OR_SESSION
-from cc_backend.server.routes_jobs import json_object
+from cc_backend.server.requests import json_object
 
 
 def mount(app: bottle.Bottle, runtime: Any) -> None:

@@ -6,82 +6,13 @@ and returns its result; the rules live there.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import bottle
-import orjson
 
 from cc_backend.auth.security import Viewer, may_administer
 from cc_backend.errors import Forbidden, InvalidInput
-
-
-#: Integers are stored as signed 64-bit (SQLite INTEGER, MySQL BIGINT); upstream decodes them into Go's int64.
-INT64_MAX = 2**63 - 1
-#: What a number beyond 64 bits must contain: 19 digits in a row, or an exponent (1e300).
-_LONG_NUMBER = re.compile(rb"[0-9]{19}|[0-9][eE]")
-
-
-def _check_numbers(value: Any) -> None:
-    """Refuse numbers beyond 64 bits anywhere in a JSON document (the database cannot bind them: a 500 otherwise).
-
-    Iterative: orjson decodes 1,024 levels, deeper than Python's recursion limit. The first bad number in
-    document order is reported.
-    """
-    stack: list[tuple[Any, str]] = [(value, "body")]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, (int, float)) and not isinstance(item, bool):
-            if abs(item) > INT64_MAX:
-                raise InvalidInput(f"{where}: the number {item!r} is out of range (64-bit)", field=where)
-        elif isinstance(item, dict):
-            children = [(child, f"{where}.{key}" if where != "body" else key) for key, child in item.items()]
-            stack.extend(reversed(children))
-        elif isinstance(item, list):
-            stack.extend(reversed([(child, f"{where}[{i}]") for i, child in enumerate(item)]))
-
-
-def json_body(*, required: bool = True) -> Any:
-    """The request body as JSON; a body that is not JSON, or has numbers beyond 64 bits, is a 400 naming it.
-
-    An empty body is a 400 too, or None when the body is optional.
-    """
-    raw = bottle.request.body.read()
-    if not raw.strip() and not required:
-        return None
-    if not raw:
-        raise InvalidInput("the request body is empty; expected JSON", field="body")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}", field="body") from None
-    if _LONG_NUMBER.search(raw):  # only then can an integer beyond 64 bits be in it; walking every body costs
-        _check_numbers(body)
-    return body
-
-
-def json_object() -> dict[str, Any]:
-    body = json_body()
-    if not isinstance(body, dict):
-        raise InvalidInput("expected a JSON object", field="body")
-    return body
-
-
-def json_list() -> list[Any]:
-    body = json_body()
-    if not isinstance(body, list):
-        raise InvalidInput("expected a JSON array", field="body")
-    return body
-
-
-def _int(value: str, field: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{field} must be an integer, got {value!r}", field=field) from None
-    if abs(number) > INT64_MAX:
-        raise InvalidInput(f"{field} {value} is out of range (64-bit)", field=field)
-    return number
+from cc_backend.server.requests import int64, json_body, json_list, json_object, request_fields
 
 
 def _job_key(body: dict[str, Any]) -> tuple[Any, str | None, int | None]:
@@ -143,7 +74,7 @@ class JobHandlers:
     def stop_job_by_id(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         from cc_backend.jobs.store import stop_job_by_id
 
-        return stop_job_by_id(self.engine, _int(id, "id"), json_object(), viewer=viewer)
+        return stop_job_by_id(self.engine, int64(id, "id"), json_object(), viewer=viewer)
 
     def used_nodes(self, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.jobs.store import used_nodes
@@ -151,24 +82,24 @@ class JobHandlers:
         ts = bottle.request.query.get("ts")
         if ts is None:
             raise InvalidInput("missing query parameter ts", field="ts")
-        return {"usedNodes": used_nodes(self.engine, _int(ts, "ts"))}
+        return {"usedNodes": used_nodes(self.engine, int64(ts, "ts"))}
 
     def tag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         from cc_backend.jobs.tags import tag_job
 
-        return tag_job(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
+        return tag_job(self.engine, self.runtime.archive, int64(id, "id"), json_list(), viewer=viewer)
 
     def untag_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         from cc_backend.jobs.tags import remove_job_tags
 
-        return remove_job_tags(self.engine, self.runtime.archive, _int(id, "id"), json_list(), viewer=viewer)
+        return remove_job_tags(self.engine, self.runtime.archive, int64(id, "id"), json_list(), viewer=viewer)
 
     def edit_meta(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         from cc_backend.jobs.store import edit_meta
 
         body = json_object()
         key, value = _key_value(body, "")
-        return edit_meta(self.engine, self.runtime.archive, _int(id, "id"), key, value, viewer=viewer)
+        return edit_meta(self.engine, self.runtime.archive, int64(id, "id"), key, value, viewer=viewer)
 
     def edit_meta_by_job(self, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.jobs.store import edit_meta_by_job
@@ -188,7 +119,7 @@ class JobHandlers:
     def delete_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         from cc_backend.jobs.store import delete_job
 
-        db_id = delete_job(self.engine, _int(id, "id"))
+        db_id = delete_job(self.engine, int64(id, "id"))
         return {"msg": f"Successfully deleted job {db_id}"}
 
     def delete_job_by_key(self, viewer: Viewer) -> dict[str, Any]:
@@ -207,7 +138,7 @@ class JobHandlers:
         omit = bottle.request.query.get("omit-tagged", "none")
         if omit not in ("none", "all", "user"):
             raise InvalidInput("omit-tagged must be none, all or user", field="omit-tagged")
-        count = delete_jobs_before(self.engine, _int(ts, "ts"), omit_tagged=omit)
+        count = delete_jobs_before(self.engine, int64(ts, "ts"), omit_tagged=omit)
         return {"msg": f"Successfully deleted {count} jobs"}
 
     def delete_tags(self, viewer: Viewer) -> str:
@@ -229,7 +160,7 @@ class JobHandlers:
 
         if not may_administer(viewer):
             raise Forbidden("only admins are allowed to change users")
-        body = json_object() if bottle.request.content_type.startswith("application/json") else dict(bottle.request.forms)
+        body = request_fields()  # form fields as upstream's r.FormValue, or a JSON object of strings
         return {"msg": f"{change_access(self.engine, username, body)} Success for user {username}"}
 
 

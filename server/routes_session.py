@@ -17,9 +17,9 @@ import logging
 from typing import Any
 
 import bottle
-import orjson
 
 from cc_backend.errors import CCError, Forbidden, InvalidInput
+from cc_backend.server.requests import bearer_token, request_fields
 
 log = logging.getLogger("cc_backend.server.sessions")
 
@@ -63,43 +63,6 @@ def login_page(message: str = "", *, username: str = "", redirect: str = "/") ->
     shown = f'<p class="message" role="alert">{html.escape(message)}</p>\n' if message else ""
     return LOGIN_PAGE.format(message=shown, username=html.escape(username, quote=True),
                              redirect=html.escape(redirect, quote=True))
-
-
-def request_fields() -> dict[str, str]:
-    """The request's fields as Go's ``r.FormValue`` sees them: body first, then the query string.
-
-    The body may be urlencoded, multipart (the upstream frontend's FormData) or a JSON object of
-    strings; anything else is a 400 naming the field.
-    """
-    request = bottle.request
-    query = request.query.decode()
-    fields = {key: query.get(key) for key in query.keys()}
-    if request.content_type.startswith("application/json"):
-        raw = request.body.read()
-        try:
-            body = orjson.loads(raw) if raw.strip() else {}
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"the request body is not valid JSON: {exc}", field="body") from None
-        if not isinstance(body, dict):
-            raise InvalidInput("the request body must be a JSON object of fields", field="body")
-        for key, value in body.items():
-            if not isinstance(value, str):
-                raise InvalidInput(f"{key} must be a string", field=key)
-        fields.update(body)
-    else:
-        try:
-            forms = request.forms.decode()
-        except (ValueError, bottle.MultipartError) as exc:  # a broken multipart body, control characters in its headers
-            raise InvalidInput(f"the form body cannot be parsed: {exc}", field="body") from None
-        fields.update({key: forms.get(key) for key in forms.keys()})
-    return fields
-
-
-def _bearer(environ: dict[str, Any]) -> str | None:
-    header = environ.get("HTTP_AUTHORIZATION", "").strip()
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return None
 
 
 def mount(app: bottle.Bottle, runtime: Any) -> None:
@@ -211,7 +174,7 @@ class SessionHandlers:
 
         query = bottle.request.query.decode()
         target = safe_redirect(query.get("redirect"))
-        token = _bearer(bottle.request.environ) or query.get("login-token")
+        token = bearer_token(bottle.request.environ) or query.get("login-token")
         if not token:
             return self._page(401, "login-token: no login token given (use ?login-token=... or "
                                    "Authorization: Bearer ...)", redirect=target)

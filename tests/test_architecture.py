@@ -12,6 +12,7 @@ import cc_backend
 
 FRONT_END_LIBRARIES = ("click", "bottle", "tartiflette", "textual", "tabulate", "tqdm")
 FRONT_END_PACKAGES = ("cc_backend.commands", "cc_backend.server", "cc_backend.tui")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def core_modules() -> list[str]:
@@ -47,12 +48,58 @@ def test_cli_help_imports_no_database_or_server_code():
 
 
 def test_every_module_has_a_docstring():
+    import ast
     import importlib
 
-    for name in core_modules() + ["cc_backend.commands.main", "cc_backend.commands.jobs",
-                                  "cc_backend.commands.users", "cc_backend.commands.admin"]:
+    for name in core_modules():
         module = importlib.import_module(name)
         assert module.__doc__ and module.__doc__.strip(), name
+    # front ends are read, not imported: importing every resolver module has side effects
+    front_ends = [path for folder in ("commands", "server", "tui") for path in sorted((ROOT / folder).rglob("*.py"))]
+    assert len(front_ends) > 20
+    for path in front_ends:
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        assert doc and doc.strip(), path.relative_to(ROOT)
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every import in ``path``, relative imports resolved within the server."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.append((node.module, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(alias.name, []) for alias in node.names]
+    return out
+
+
+def test_route_modules_do_not_import_each_other():
+    """Shared request parsing lives in server/requests.py; a route module mounts routes, nothing imports it but the app."""
+    routes = sorted((ROOT / "server").glob("routes_*.py"))
+    names = {f"cc_backend.server.{path.stem}" for path in routes}
+    assert len(names) >= 6
+    offenders = []
+    for path in (ROOT / "server").rglob("*.py"):
+        if path.name == "app.py":
+            continue
+        for module, imported in _imports(path):
+            targets = {module} | {f"{module}.{name}" for name in imported}
+            if targets & names:
+                offenders.append(f"{path.relative_to(ROOT)}: {module}")
+    assert offenders == []
+
+
+def test_front_ends_import_no_private_names_of_other_modules():
+    offenders = []
+    for folder in ("commands", "server", "tui"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for module, imported in _imports(path):
+                private = [name for name in imported if name.startswith("_") and name != "__version__"]
+                if module.startswith("cc_backend") and private:
+                    offenders.append(f"{path.relative_to(ROOT)}: {module} {private}")
+    assert offenders == []
 
 
 def test_nothing_reads_outside_the_repository():

@@ -21,7 +21,8 @@ from test_server import Server, cli
 
 OWNER = "emmyUser6"  # owns both emmy jobs
 #: gqladmin is the GraphQLSite client's default user.
-USERS = {"gqladmin": ["admin", "api"], "mxsupport": ["support"], OWNER: ["user"], "mxstranger": ["user"]}
+#: The owner also holds "api" for /userapi; api with user still sees as a user.
+USERS = {"gqladmin": ["admin", "api"], "mxsupport": ["support"], OWNER: ["user", "api"], "mxstranger": ["user"]}
 EMMY_JOBS = (1403244, 1404397)
 RUNNING_JOB_ID = 4242
 #: Default resolution of this site: the largest of main.resampling.resolutions.
@@ -196,6 +197,33 @@ def test_restricted_metrics_are_hidden_from_users(metrics_site):
         assert ("ipc" in {s["name"] for s in stats}) is sees_ipc, user
         scoped = site.query(SCOPED_STATS, {"id": job_id, "metrics": ["ipc", "mem_bw"]}, user=user)["scopedJobStats"]
         assert [s["name"] for s in scoped] == (["ipc", "mem_bw"] if sees_ipc else ["mem_bw"]), user
+
+
+
+def test_rest_job_metrics_are_graphqls_with_restricted_metrics_hidden(metrics_site):
+    """REST serves a job's series as jobMetrics does: default resolution, and ``ipc`` hidden from a user token."""
+    site = metrics_site
+    job_id = _db_id(site, 1404397)
+
+    def series(items: list[dict]) -> list[tuple]:
+        return [(m["name"], m["scope"], m["metric"]["timestep"], [s["data"] for s in m["metric"]["series"]])
+                for m in items]
+
+    for user, prefix, sees_ipc in (("gqladmin", "/api", True), (OWNER, "/userapi", False)):
+        headers = {"Authorization": f"Bearer {site.tokens[user]}"}
+        graphql = site.query(JOB_METRICS, {"id": job_id, "scopes": ["node"]}, user=user)["jobMetrics"]
+        assert ("ipc" in {m["name"] for m in graphql}) is sees_ipc, user
+        r = httpx.get(f"{site.url}{prefix}/jobs/metrics/{job_id}", params={"scope": "node"}, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        assert series(r.json()["data"]["jobMetrics"]) == series(graphql), user
+        assert {m["metric"]["timestep"] for m in graphql} == {DEFAULT_RESOLUTION}
+
+        r = httpx.get(f"{site.url}{prefix}/jobs/{job_id}", params={"all-metrics": "true"}, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        assert ("ipc" in r.json()["Data"]) is sees_ipc and "flops_any" in r.json()["Data"], user
+        r = httpx.post(f"{site.url}{prefix}/jobs/{job_id}", json=["ipc", "flops_any"], headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        assert [m["name"] for m in r.json()["Data"]] == (["flops_any", "ipc"] if sees_ipc else ["flops_any"]), user
 
 
 def test_other_users_jobs_are_not_visible(metrics_site):

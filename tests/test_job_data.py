@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cc_backend.metricdata import lttb, node_scope_from, statistics_series
+from cc_backend.metrics.resampling import lttb
+from cc_backend.metrics.statistics import node_scope_from, statistics_series
 from peerdata import PEER
 from test_server import SQLITE_ONLY, cli, start  # noqa: F401 - start is a fixture
 

@@ -337,9 +337,9 @@ def _model_tables(model: type, path: str, lines: list[str], level: int) -> None:
 
 def _secret_docs() -> list[tuple[str, str]]:
     """(name, docstring) of the Secrets dataclass fields, read from the source (dataclasses keep no docstrings)."""
-    import cc_backend.config as config_mod
+    import cc_backend.config.secrets as secrets_mod
 
-    tree = ast.parse(inspect.getsource(config_mod))
+    tree = ast.parse(inspect.getsource(secrets_mod))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "Secrets":
             out = []
@@ -350,11 +350,12 @@ def _secret_docs() -> list[tuple[str, str]]:
                     doc = nxt.value.value if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) else ""
                     out.append((stmt.target.id, str(doc)))
             return out
-    raise SystemExit("gen_docs: class Secrets not found in cc_backend/config.py")
+    raise SystemExit("gen_docs: class Secrets not found in cc_backend/config/secrets.py")
 
 
 def render_configuration() -> str:
     import cc_backend.config as cfg
+    from cc_backend.config import loading
     from cc_backend.project_init import CONFIG_TEMPLATE
 
     lines = [
@@ -429,7 +430,7 @@ def render_configuration() -> str:
         "| Section | Old key | Read as |",
         "|---|---|---|",
     ]
-    for loc, renames in cfg._LEGACY_KEYS.items():
+    for loc, renames in loading._LEGACY_KEYS.items():
         for old, new in renames.items():
             lines.append(f"| `{'.'.join(map(str, loc))}` | `{old}` | {f'`{new}`' if new else 'ignored'} |")
 
@@ -443,19 +444,19 @@ def render_configuration() -> str:
         "| v1.0 key | v1.5 key |",
         "|---|---|",
     ]
-    for key in sorted(cfg._FLAT_MAIN_KEYS):
+    for key in sorted(loading._FLAT_MAIN_KEYS):
         lines.append(f"| `{key}` | `main.{key}` |")
-    for key, new in sorted(cfg._FLAT_RENAMED_MAIN.items()):
+    for key, new in sorted(loading._FLAT_RENAMED_MAIN.items()):
         lines.append(f"| `{key}` | `main.{new}` |")
     lines.append("| `db: \"env:VAR\"` | `main.db` from the environment variable `VAR` |")
     lines.append("| `archive` or `job-archive` | `archive` |")
-    for key, new in cfg._FLAT_LDAP.items():
+    for key, new in loading._FLAT_LDAP.items():
         lines.append(f"| `ldap.{key}` | `auth.ldap.{new}` |")
-    for key, new in cfg._FLAT_JWTS.items():
+    for key, new in loading._FLAT_JWTS.items():
         lines.append(f"| `jwts.{key}` | `auth.jwts.{new}` |")
     lines.append("| `clusters[].metricDataRepository` of kind `cc-metric-store` | `metric-store-external[]` with `scope` = cluster name |")
     lines.append("| `clusters[].filterRanges`, other metric repository kinds | ignored |")
-    for key, why in sorted(cfg._FLAT_IGNORED.items()):
+    for key, why in sorted(loading._FLAT_IGNORED.items()):
         lines.append(f"| `{key}` | ignored: {why} |")
     return "\n".join(lines).rstrip() + "\n"
 

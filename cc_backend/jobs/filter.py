@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Literal, Optional, Sequence, TypeVar
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -115,6 +115,58 @@ class JobFilter(_Model):
         if value is not None and value not in SHARED_MODES:
             raise ValueError(f"must be one of {', '.join(SHARED_MODES)}")
         return value
+
+    @classmethod
+    def from_text_options(
+        cls,
+        options: Mapping[str, str | Sequence[str] | None],
+        *,
+        tag_ids: Callable[[list[str]], list[int]] | None = None,
+    ) -> JobFilter:
+        """A filter from the compact text options every front end offers (see :data:`TEXT_OPTIONS`).
+
+        ``options`` maps option names as on the command line (``cluster``, ``start-time``, ``metric``,
+        ...) to their text, or to a list of texts for the repeatable ``state``, ``tag`` and ``metric``;
+        None or empty means unset. Names: ``abc*``/``*abc``/``*abc*`` patterns; ranges ``A..B``;
+        ``start-time`` ``last24h`` or ``FROM..TO``; ``metric`` ``NAME=A..B``. ``tag`` values are ids,
+        or ``type:name`` for ``tag_ids`` to resolve (a lookup in the caller's database). Errors are
+        InvalidInput naming the filter field.
+        """
+        unknown = sorted(set(options) - set(TEXT_OPTIONS))
+        if unknown:
+            raise InvalidInput(f"unknown filter option {unknown[0]!r} (one of {', '.join(TEXT_OPTIONS)})",
+                               field=unknown[0])
+        given = {name: value for name, value in options.items() if value}
+        raw: dict[str, Any] = {}
+        for option, value in given.items():
+            kind, key = TEXT_OPTIONS[option]
+            if kind == "match":
+                raw[key] = match_text(_one(value, key))
+            elif kind == "int":
+                raw[key] = _text_int(_one(value, key), key)
+            elif kind == "list":
+                raw[key] = _many(value)
+            elif kind == "time":
+                raw[key] = parse_time_range(_one(value, key), key)
+            elif kind == "duration":
+                raw[key] = parse_range(_one(value, key), key, duration=True)
+            elif kind == "count":
+                raw[key] = parse_range(_one(value, key), key)
+            elif kind == "float":
+                raw[key] = parse_range(_one(value, key), key, integer=False)
+            elif kind == "metric":
+                raw[key] = [_metric_range(item) for item in _many(value)]
+            elif kind == "tag":
+                specs = _many(value)
+                if tag_ids is None:
+                    if not all(spec.isdigit() for spec in specs):
+                        raise InvalidInput("tags: only tag ids can be used here, not type:name", field=key)
+                    raw[key] = [int(spec) for spec in specs]
+                else:
+                    raw[key] = tag_ids(specs)
+            else:  # "text": validated by the model
+                raw[key] = _one(value, key)
+        return parse_filters(raw)[0]
 
 
 class OrderBy(_Model):
@@ -273,3 +325,58 @@ def parse_sort(text: str) -> OrderBy:
     if direction not in ("ASC", "DESC"):
         raise InvalidInput(f"sort direction {direction!r} must be asc or desc", field="sort")
     return parse_order({"field": name, "type": kind, "order": direction})  # type: ignore[return-value]
+
+
+#: The text options of :meth:`JobFilter.from_text_options`: option name -> (syntax, JobFilter field).
+TEXT_OPTIONS: dict[str, tuple[str, str]] = {
+    "cluster": ("match", "cluster"),
+    "subcluster": ("match", "subCluster"),
+    "partition": ("match", "partition"),
+    "user": ("match", "user"),
+    "project": ("match", "project"),
+    "job-name": ("match", "jobName"),
+    "job-id": ("match", "jobId"),
+    "node": ("match", "node"),
+    "array-job-id": ("int", "arrayJobId"),
+    "state": ("list", "state"),
+    "start-time": ("time", "startTime"),
+    "duration": ("duration", "duration"),
+    "nodes": ("count", "numNodes"),
+    "hwthreads": ("count", "numHWThreads"),
+    "accelerators": ("count", "numAccelerators"),
+    "energy": ("float", "energy"),
+    "metric": ("metric", "metricStats"),
+    "tag": ("tag", "tags"),
+    "shared": ("text", "shared"),
+    "schedule": ("text", "schedule"),
+}
+
+
+def _one(value: str | Sequence[str], field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if len(value) != 1:
+        raise InvalidInput(f"{field}: give one value, not {len(value)}", field=field)
+    return value[0]
+
+
+def _many(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _text_int(text: str, field: str) -> int:
+    try:
+        number = int(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{field}: {text!r} is not an integer", field=field) from None
+    if abs(number) >= 2**63:  # the database binds 64-bit integers
+        raise InvalidInput(f"{field}: {text} is out of range (64-bit)", field=field)
+    return number
+
+
+def _metric_range(item: str) -> dict[str, Any]:
+    """``NAME=A..B`` as a metricStats item (footprint value range)."""
+    name, sep, text = item.partition("=")
+    if not sep or not name:
+        raise InvalidInput(f"metric {item!r}: use NAME=A..B", field="metricStats")
+    return {"metricName": name, "range": parse_range(text, f"metric {name}", integer=False)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from cc_backend.errors import InvalidInput
 from cc_backend.server.graphql.executor import SCHEMA_NAME, run_blocking
+from cc_backend.server.requests import int64
 
 __all__ = ["SCHEMA_NAME", "run_blocking", "runtime_of", "viewer_of", "int_id", "graphql_job", "footprint_list",
            "energy_footprint_list"]
@@ -22,13 +22,7 @@ def viewer_of(ctx: Mapping[str, Any]) -> Any:
 
 def int_id(value: Any, field: str = "id") -> int:
     """A GraphQL ID argument as a database id; InvalidInput naming ``field`` otherwise."""
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{field} must be a numeric id, got {value!r}", field=field) from None
-    if not -(2**63) <= number < 2**63:
-        raise InvalidInput(f"{field} {number} is out of range", field=field)
-    return number
+    return int64(value, field, kind="a numeric id")
 
 
 def footprint_list(footprint: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:

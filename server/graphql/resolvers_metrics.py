@@ -6,10 +6,10 @@ from typing import Any
 
 from tartiflette import Resolver
 
-from cc_backend import metricdata
 from cc_backend.jobs import analysis
 from cc_backend.jobs.filter import parse_filters, parse_page
 from cc_backend.jobs.query import get_job
+from cc_backend.metrics import jobdata, nodedata
 from cc_backend.server.graphql.common import SCHEMA_NAME, int_id, run_blocking, runtime_of, viewer_of
 
 # --- one job --------------------------------------------------------------------------------------
@@ -19,21 +19,18 @@ def _job(ctx: dict, raw_id: Any) -> dict:
 
 
 def _hidden(runtime: Any, job: dict, viewer: Any) -> frozenset[str]:
-    return metricdata.hidden_metrics(runtime.archive.registry(), job["cluster"], job.get("subCluster"), viewer)
+    return jobdata.hidden_metrics(runtime.archive.registry(), job["cluster"], job.get("subCluster"), viewer)
 
 
 @Resolver("Query.jobMetrics", schema_name=SCHEMA_NAME)
 async def resolve_job_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
     runtime, viewer = runtime_of(ctx), viewer_of(ctx)
-    resampling = runtime.config.main.resampling
-    resolution = args.get("resolution")
 
     def load() -> list[dict]:
         job = _job(ctx, args["id"])
-        return metricdata.job_metric_list(
-            runtime.archive, job, viewer=viewer, metrics=args.get("metrics"), scopes=args.get("scopes"),
-            resolution=metricdata.default_resolution(resampling) if resolution is None else resolution,
-            minimum_points=metricdata.minimum_points_of(resampling))
+        return jobdata.as_metric_list(jobdata.visible_job_data(
+            runtime.archive, job, viewer=viewer, resampling=runtime.config.main.resampling,
+            metrics=args.get("metrics"), scopes=args.get("scopes"), resolution=args.get("resolution")))
 
     return await run_blocking(load)
 
@@ -44,7 +41,7 @@ async def resolve_job_stats(parent: Any, args: dict, ctx: dict, info: Any) -> li
 
     def load() -> list[dict]:
         job = _job(ctx, args["id"])
-        return metricdata.job_stats(runtime.archive, job, args.get("metrics"), hidden=_hidden(runtime, job, viewer))
+        return jobdata.job_stats(runtime.archive, job, args.get("metrics"), hidden=_hidden(runtime, job, viewer))
 
     return await run_blocking(load)
 
@@ -55,7 +52,7 @@ async def resolve_scoped_job_stats(parent: Any, args: dict, ctx: dict, info: Any
 
     def load() -> list[dict]:
         job = _job(ctx, args["id"])
-        return metricdata.scoped_job_stats(runtime.archive, job, args.get("metrics"), args.get("scopes"),
+        return jobdata.scoped_job_stats(runtime.archive, job, args.get("metrics"), args.get("scopes"),
                                            registry=runtime.archive.registry(), hidden=_hidden(runtime, job, viewer))
 
     return await run_blocking(load)
@@ -95,7 +92,7 @@ def _time_range(args: dict) -> dict[str, int]:
 @Resolver("Query.nodeMetrics", schema_name=SCHEMA_NAME)
 async def resolve_node_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
     registry = await run_blocking(runtime_of(ctx).archive.registry)
-    return metricdata.node_metrics(registry, args["cluster"], viewer=viewer_of(ctx), scopes=args.get("scopes"),
+    return nodedata.node_metrics(registry, args["cluster"], viewer=viewer_of(ctx), scopes=args.get("scopes"),
                                    **_time_range(args))
 
 
@@ -104,7 +101,7 @@ async def resolve_node_metrics_list(parent: Any, args: dict, ctx: dict, info: An
     runtime = runtime_of(ctx)
     registry = await run_blocking(runtime.archive.registry)
     return await run_blocking(
-        metricdata.node_metrics_list, runtime.engine, registry, args["cluster"], args["subCluster"],
+        nodedata.node_metrics_list, runtime.engine, registry, args["cluster"], args["subCluster"],
         viewer=viewer_of(ctx), state_filter=args["stateFilter"], node_filter=args["nodeFilter"],
         scopes=args.get("scopes"), page=parse_page(args.get("page")), resolution=args.get("resolution"),
         **_time_range(args))
@@ -113,4 +110,4 @@ async def resolve_node_metrics_list(parent: Any, args: dict, ctx: dict, info: An
 @Resolver("Query.clusterMetrics", schema_name=SCHEMA_NAME)
 async def resolve_cluster_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> dict:
     registry = await run_blocking(runtime_of(ctx).archive.registry)
-    return metricdata.cluster_metrics(registry, args["cluster"], viewer=viewer_of(ctx), **_time_range(args))
+    return nodedata.cluster_metrics(registry, args["cluster"], viewer=viewer_of(ctx), **_time_range(args))

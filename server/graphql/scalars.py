@@ -12,8 +12,9 @@ from tartiflette.language.ast import EnumValueNode, FloatValueNode, IntValueNode
 
 from cc_backend.db.tables import HEALTH_STATES, JOB_STATES, NODE_STATES
 from cc_backend.errors import InvalidInput
-from cc_backend.metricdata import SCOPES
+from cc_backend.metrics.jobdata import SCOPES
 from cc_backend.server.graphql.executor import SCHEMA_NAME
+from cc_backend.server.requests import INT64_MAX, INT64_MIN
 
 
 def time_to_epoch(value: Any) -> int:
@@ -118,14 +119,11 @@ _choice_scalar("SchedulerState", NODE_STATES)
 _choice_scalar("MonitoringState", HEALTH_STATES)
 
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
 def _int64(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
         raise InvalidInput(f"Int must be a whole number, got {value!r}", field="Int")
     number = int(value)
-    if not _INT64_MIN <= number <= _INT64_MAX:
+    if not INT64_MIN <= number <= INT64_MAX:
         raise InvalidInput(f"Int must fit in 64 bits, got {number}", field="Int")
     return number
 
