@@ -12,6 +12,7 @@ in place and once without them (the way init-db does it), to show why init-db dr
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import tempfile
 import time
@@ -24,7 +25,6 @@ from cc_backend.db.engine import make_engine
 from cc_backend.db.migrate import migrate
 from cc_backend.demo import generate_archive
 from cc_backend.importer import init_db
-import logging
 
 
 def floor(root: Path) -> tuple[int, float]:

@@ -15,12 +15,12 @@ import uuid
 from pathlib import Path
 
 import pymysql
+from rest_start_stop import CLUSTER
 
 from cc_backend.archive.fs import FileArchive
 from cc_backend.db.engine import make_engine
 from cc_backend.db.migrate import migrate
 from cc_backend.jobs import store
-from rest_start_stop import CLUSTER
 
 
 def logged(admin: pymysql.cursors.Cursor, action) -> list[tuple[str, str]]:

@@ -40,7 +40,7 @@ class JournalQuery:
 
     @classmethod
     def parse(cls, *, since: str | None = None, lines: str | None = None, level: str | None = None,
-              search: str | None = None) -> "JournalQuery":
+              search: str | None = None) -> JournalQuery:
         """Query parameters as given (strings or None); InvalidInput naming the parameter otherwise."""
         since = since or DEFAULT_SINCE
         if not SAFE_TEXT.match(since):

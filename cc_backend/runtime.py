@@ -20,13 +20,13 @@ class Runtime:
         self.env_path = env_path
 
     @cached_property
-    def config(self) -> "Config":
+    def config(self) -> Config:
         from cc_backend.config import load_config
 
         return load_config(self.config_path)
 
     @cached_property
-    def secrets(self) -> "Secrets":
+    def secrets(self) -> Secrets:
         from cc_backend.config import load_env
 
         return load_env(self.env_path)
@@ -40,7 +40,7 @@ class Runtime:
         return self.config.database_url()
 
     @cached_property
-    def raw_engine(self) -> "Engine":
+    def raw_engine(self) -> Engine:
         """The engine without a schema version check (for the migration flags)."""
         from cc_backend.db.engine import Tuning, make_engine
 
@@ -54,7 +54,7 @@ class Runtime:
         return make_engine(self.database_url, tuning=tuning)
 
     @cached_property
-    def engine(self) -> "Engine":
+    def engine(self) -> Engine:
         """The engine of a database at the current schema version; refuses anything else."""
         from cc_backend.db.migrate import check_version
 
@@ -62,7 +62,7 @@ class Runtime:
         return self.raw_engine
 
     @cached_property
-    def archive(self) -> "FileArchive":
+    def archive(self) -> FileArchive:
         from cc_backend.archive.fs import FileArchive
         from cc_backend.errors import ConfigError
 

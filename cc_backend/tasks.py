@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from cc_backend.errors import CCError
 
@@ -120,7 +121,7 @@ def _names(names: list[str], limit: int = 10) -> str:
     return f" ({shown})"
 
 
-def ldap_sync_task(runtime: "Runtime") -> PeriodicTask:
+def ldap_sync_task(runtime: Runtime) -> PeriodicTask:
     """``auth.ldap.sync-interval``: :func:`cc_backend.auth.ldap.sync_users`, honouring ``sync-del-old-users``."""
     from cc_backend.auth.ldap import ldap_directory, sync_users
 
@@ -139,7 +140,7 @@ def ldap_sync_task(runtime: "Runtime") -> PeriodicTask:
     return PeriodicTask("ldap-sync", interval.total_seconds(), run)
 
 
-def server_tasks(runtime: "Runtime") -> list[PeriodicTask]:
+def server_tasks(runtime: Runtime) -> list[PeriodicTask]:
     """The background tasks ``serve`` runs for this configuration (so far: the LDAP sync)."""
     config = runtime.config
     tasks = []

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 
-def set_user_ui_config(engine: "Engine", username: str, key: str | None, value: str | None) -> None:
+def set_user_ui_config(engine: Engine, username: str, key: str | None, value: str | None) -> None:
     """Store one UI setting of ``username`` (upstream's ``REPLACE INTO configuration``).
 
     ``value`` is the JSON text the web frontend sends (``JSON.stringify(...)``); it is stored as given,

@@ -27,7 +27,7 @@ class VersionInfo:
         return self.__dict__.copy()
 
 
-def version_info(runtime: "Runtime") -> VersionInfo:
+def version_info(runtime: Runtime) -> VersionInfo:
     """Program, supported schema and archive versions, and what the configured database/archive hold."""
     from cc_backend.db.migrate import read_version
     from cc_backend.db.tables import SCHEMA_VERSION

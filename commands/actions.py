@@ -118,7 +118,8 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
         raise click.UsageError("--add-user, --del-user, --sync-ldap and --jwt need authentication, but "
                                "main.disable-authentication is set in the configuration")
     if add_user:
-        from cc_backend.auth.users import add_user as add, parse_user_spec
+        from cc_backend.auth.users import add_user as add
+        from cc_backend.auth.users import parse_user_spec
 
         name, roles, password = parse_user_spec(add_user)
         user = add(runtime.engine, name, password=password, roles=roles)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cc_backend.auth.users import User
 
 
-def _engine() -> "Engine":
+def _engine() -> Engine:
     from cc_backend.commands.common import runtime
 
     return runtime().engine
@@ -57,7 +57,7 @@ def _split_roles(roles: tuple[str, ...], roles_csv: str | None) -> list[str]:
     return out
 
 
-def _display(user: "User") -> dict:
+def _display(user: User) -> dict:
     """Row for tables and CSV: lists joined with commas."""
     return {
         "username": user.username,

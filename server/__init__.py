@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from cc_backend.runtime import Runtime
 
 
-def serve(runtime: "Runtime", *, dev: bool = False) -> None:
+def serve(runtime: Runtime, *, dev: bool = False) -> None:
     """Check the database, bind main.addr, drop privileges, start the background tasks, serve until SIGTERM/SIGINT."""
     from cc_backend.server.serving import run_server
 

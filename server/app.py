@@ -25,8 +25,9 @@ import gzip
 import io
 import logging
 import time
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import unquote_plus
 
 import bottle

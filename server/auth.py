@@ -35,7 +35,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import bottle
@@ -209,7 +210,7 @@ class SessionCookies:
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
-        self._codec: "SessionCodec | None" = None
+        self._codec: SessionCodec | None = None
         self._lock = threading.Lock()
         self._revoked: OrderedDict[str, float] = OrderedDict()  # cookie -> time.monotonic() of the logout
 
@@ -218,7 +219,7 @@ class SessionCookies:
         age = self.runtime.config.main.session_max_age
         return int(age.total_seconds()) if age else None
 
-    def codec(self) -> "SessionCodec":
+    def codec(self) -> SessionCodec:
         """The signer; ConfigError (500, naming SESSION_KEY) when no key is configured."""
         if self._codec is None:
             with self._lock:
@@ -228,7 +229,7 @@ class SessionCookies:
                     self._codec = SessionCodec(self.runtime.secrets.SESSION_KEY or "", self.max_age_s)
         return self._codec
 
-    def read(self, environ: dict[str, Any]) -> "Session | None":
+    def read(self, environ: dict[str, Any]) -> Session | None:
         """The request's session; None without a cookie, Unauthorized for a forged, expired or broken one."""
         raw = cookie_value(environ, SESSION_COOKIE)
         if raw is None:
@@ -259,7 +260,7 @@ class SessionCookies:
     def _attributes(self, environ: dict[str, Any]) -> str:
         return "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if request_is_tls(environ) else "")
 
-    def issue(self, session: "Session", environ: dict[str, Any]) -> str:
+    def issue(self, session: Session, environ: dict[str, Any]) -> str:
         """The Set-Cookie value that starts ``session``."""
         max_age = f"; Max-Age={self.max_age_s}" if self.max_age_s else ""
         return f"{SESSION_COOKIE}={self.codec().encode(session)}{max_age}{self._attributes(environ)}"

@@ -13,8 +13,9 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from cc_backend.errors import ConfigError
 
@@ -223,7 +224,7 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
         except OSError as exc:
             for other in servers:
                 other.stop()
-            where = "%s:%s" % srv.bind_addr[:2]
+            where = ":".join(str(part) for part in srv.bind_addr[:2])
             key = "main.addr" if srv is server else "main.redirect-http-to"
             raise ConfigError(f"{key}: cannot listen on {where}: {exc}", field=key) from None
     try:

@@ -182,7 +182,7 @@ def _simple_response(status: str, text: bytes = b"") -> bytes:
 class GuardedConnectionManager(connections.ConnectionManager):
     """cheroot's ConnectionManager that dispatches a connection only with a complete request head."""
 
-    def __init__(self, server: "GuardedServer") -> None:
+    def __init__(self, server: GuardedServer) -> None:
         super().__init__(server)
         self.header_timeout = server.header_timeout
 

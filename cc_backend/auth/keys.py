@@ -138,7 +138,7 @@ def verify_jwt(token: str, public_key_b64: str | Ed25519PublicKey, *, leeway: ti
     return claims
 
 
-def user_token(runtime: "Runtime", username: str) -> tuple[str, list[str]]:
+def user_token(runtime: Runtime, username: str) -> tuple[str, list[str]]:
     """A signed API token for an existing user (upstream -jwt); returns (token, warnings)."""
     from cc_backend.auth.users import get_user
 

@@ -37,7 +37,7 @@ class DirectoryUser:
 class LdapDirectory:
     """One LDAP server as configured in ``auth.ldap``; the search DN's password is LDAP_ADMIN_PASSWORD."""
 
-    def __init__(self, config: "LdapConfig", admin_password: str | None) -> None:
+    def __init__(self, config: LdapConfig, admin_password: str | None) -> None:
         self.config = config
         self.admin_password = admin_password
 
@@ -117,14 +117,14 @@ class LdapDirectory:
         return self._search()
 
 
-def ldap_directory(runtime: "Runtime") -> LdapDirectory:
+def ldap_directory(runtime: Runtime) -> LdapDirectory:
     """The configured LDAP directory (``auth.ldap``), or a ConfigError saying what is missing."""
     if runtime.config.auth.ldap is None:
         raise ConfigError("auth.ldap is not configured")
     return LdapDirectory(runtime.config.auth.ldap, runtime.secrets.LDAP_ADMIN_PASSWORD)
 
 
-def sync_users(engine: "Engine", directory: LdapDirectory, *, delete_old: bool | None = None) -> SyncResult:
+def sync_users(engine: Engine, directory: LdapDirectory, *, delete_old: bool | None = None) -> SyncResult:
     """Add directory users missing from the database (role user, auth source LDAP); with ``delete_old``
     (default: ``sync-del-old-users``) remove LDAP users that left the directory. Local users are never touched."""
     delete_old = directory.config.sync_del_old_users if delete_old is None else delete_old
@@ -148,7 +148,7 @@ def sync_users(engine: "Engine", directory: LdapDirectory, *, delete_old: bool |
     return result
 
 
-def login(engine: "Engine", directory: LdapDirectory, username: str, password: str) -> User:
+def login(engine: Engine, directory: LdapDirectory, username: str, password: str) -> User:
     """Authenticate an LDAP user by binding as them; unknown users are created if ``sync-user-on-login``."""
     cfg = directory.config
     user = find_user(engine, username)

@@ -8,12 +8,20 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cc_backend.auth.users import (
-    ASSIGNABLE_ROLES, AuthSource, User, add_user, check_password, find_user, get_user, update_user,
+    ASSIGNABLE_ROLES,
+    AuthSource,
+    User,
+    add_user,
+    check_password,
+    find_user,
+    get_user,
+    update_user,
 )
 from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput
 
@@ -45,7 +53,7 @@ class DirectoryUnavailable(CCError):
     status = 503
 
 
-def authenticate(engine: "Engine", username: str, password: str, *, ldap: "LdapDirectory | None" = None) -> User:
+def authenticate(engine: Engine, username: str, password: str, *, ldap: LdapDirectory | None = None) -> User:
     """The user whose password this is: local users by bcrypt, LDAP users by binding as them.
 
     Unknown users log in through LDAP only when ``sync-user-on-login`` is configured (they are created).
@@ -71,7 +79,7 @@ def authenticate(engine: "Engine", username: str, password: str, *, ldap: "LdapD
     raise Forbidden("wrong user name or password", field="password")
 
 
-def account_key(engine: "Engine", username: str) -> str:
+def account_key(engine: Engine, username: str) -> str:
     """The account a login name means, as the database resolves it: the key of the login rate limit.
 
     MariaDB compares user names without regard to case or trailing blanks, so ``PLAINUSER`` and
@@ -82,8 +90,8 @@ def account_key(engine: "Engine", username: str) -> str:
     return user.username if user is not None else username.strip().casefold()
 
 
-def login(engine: "Engine", limiter: "LoginRateLimiter", address: str, username: str, password: str, *,
-          ldap: "LdapDirectory | None" = None) -> User:
+def login(engine: Engine, limiter: LoginRateLimiter, address: str, username: str, password: str, *,
+          ldap: LdapDirectory | None = None) -> User:
     """One login attempt from ``address``: the rate limit per (address, account), then the password check.
 
     Raises TooManyAttempts while the pair is blocked (even for the right password), Forbidden for a
@@ -166,7 +174,7 @@ class Session:
     sid: str = ""
 
     @classmethod
-    def of(cls, user: User) -> "Session":
+    def of(cls, user: User) -> Session:
         return cls(user.username, tuple(user.roles), tuple(user.projects), int(user.auth_source),
                    secrets.token_urlsafe(16))
 
@@ -242,7 +250,7 @@ def _token_name(claims: dict[str, Any]) -> str | None:
     return None
 
 
-def user_for_login_token(engine: "Engine", claims: dict[str, Any], *, sync_user_on_login: bool = False,
+def user_for_login_token(engine: Engine, claims: dict[str, Any], *, sync_user_on_login: bool = False,
                          update_user_on_login: bool = False) -> User:
     """The user a verified ``/jwt-login`` token logs in (``auth.jwts`` sync/update-user-on-login).
 

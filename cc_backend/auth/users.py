@@ -23,8 +23,9 @@ import enum
 import json
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import bcrypt
 from sqlalchemy import Engine, and_, delete, insert, select, update
@@ -69,7 +70,7 @@ class Role(enum.IntEnum):
         return self.name.lower()
 
     @classmethod
-    def parse(cls, name: str) -> "Role | None":
+    def parse(cls, name: str) -> Role | None:
         """The role called ``name`` (any case), or None for an unknown name."""
         try:
             return cls[name.strip().upper()]

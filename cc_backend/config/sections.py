@@ -11,8 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from cc_backend.config.durations import GoDuration, PositiveGoDuration, format_go_duration
 from cc_backend.config.dsn import mysql_url, parse_mysql_db
+from cc_backend.config.durations import GoDuration, PositiveGoDuration, format_go_duration
 from cc_backend.config.messages import show_value
 
 log = logging.getLogger("cc_backend.config")

@@ -11,7 +11,6 @@ from typing import Any
 from cc_backend.demo.base import STATE_WEIGHTS
 from cc_backend.demo.clusters import METRICS
 
-
 UNIT_OF = {m: v[0] for m, v in METRICS.items()}
 
 

@@ -15,7 +15,14 @@ import orjson
 
 from cc_backend.archive.paths import job_relpath
 from cc_backend.demo.base import (
-    ARCHIVE_VERSION, DEFAULT_JOBS, GZIP_LEVEL, GZIP_THRESHOLD, SEED_STRIDE, WINDOW_DAYS, default_now, mix,
+    ARCHIVE_VERSION,
+    DEFAULT_JOBS,
+    GZIP_LEVEL,
+    GZIP_THRESHOLD,
+    SEED_STRIDE,
+    WINDOW_DAYS,
+    default_now,
+    mix,
 )
 from cc_backend.demo.clusters import cluster_configs
 from cc_backend.demo.jobs import RNG_STATS, Identity, make_job, world

@@ -8,8 +8,25 @@ import random
 from typing import Any
 
 from cc_backend.demo.applications import (
-    ADMIN_TAGS, APPS, BODIES, DATASETS, DOMAINS, ENVS, HEADER, JOBNAME_SUFFIX, MULTINODE, MULTINODE_CUM,
-    MULTINODE_CUM_BIG, PRIVATE_TAGS, STATE_CUM, SYSTEMS, WALLTIMES_H, WALLTIME_CUM, App, cumulative, pick,
+    ADMIN_TAGS,
+    APPS,
+    BODIES,
+    DATASETS,
+    DOMAINS,
+    ENVS,
+    HEADER,
+    JOBNAME_SUFFIX,
+    MULTINODE,
+    MULTINODE_CUM,
+    MULTINODE_CUM_BIG,
+    PRIVATE_TAGS,
+    STATE_CUM,
+    SYSTEMS,
+    WALLTIME_CUM,
+    WALLTIMES_H,
+    App,
+    cumulative,
+    pick,
 )
 from cc_backend.demo.base import FORCE_PERIOD, JOB_STATES, WINDOW_DAYS, mix
 from cc_backend.demo.clusters import SubCluster, make_clusters, metric_names

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -12,7 +13,6 @@ from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page
 from cc_backend.jobs.query import list_jobs
 from cc_backend.metrics.jobdata import hidden_metrics, is_archived, job_stats, node_series
-from cc_backend.auth.security import Viewer
 
 #: Upstream's cap for footprints and the roofline heatmap (graph/util.go MAX_JOBS_FOR_ANALYSIS).
 MAX_JOBS_FOR_ANALYSIS = 500

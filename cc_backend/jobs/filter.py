@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,12 +24,12 @@ class _Model(BaseModel):
 class StringInput(_Model):
     """Match a text column: exactly one of the operators is normally set."""
 
-    eq: Optional[str] = None
-    neq: Optional[str] = None
-    contains: Optional[str] = None
-    startsWith: Optional[str] = None
-    endsWith: Optional[str] = None
-    in_: Optional[list[str]] = Field(default=None, alias="in")
+    eq: str | None = None
+    neq: str | None = None
+    contains: str | None = None
+    startsWith: str | None = None
+    endsWith: str | None = None
+    in_: list[str] | None = Field(default=None, alias="in")
 
 
 class IntRange(_Model):
@@ -44,13 +45,13 @@ class FloatRange(_Model):
 class TimeRange(_Model):
     """Either a named range (last6h, last24h, last7d, last30d) or from/to epoch seconds."""
 
-    range: Optional[str] = None
-    from_: Optional[int] = Field(default=None, alias="from")
-    to: Optional[int] = None
+    range: str | None = None
+    from_: int | None = Field(default=None, alias="from")
+    to: int | None = None
 
     @field_validator("range")
     @classmethod
-    def _known_range(cls, value: Optional[str]) -> Optional[str]:
+    def _known_range(cls, value: str | None) -> str | None:
         if value not in (None, "") and value not in START_TIME_RANGES:
             raise ValueError(f"must be one of {', '.join(START_TIME_RANGES)}")
         return value or None
@@ -79,31 +80,31 @@ class MetricStatItem(_Model):
 class JobFilter(_Model):
     """One condition set; a list of filters is combined with AND."""
 
-    tags: Optional[list[int]] = None
-    dbId: Optional[list[int]] = None
-    jobId: Optional[StringInput] = None
-    arrayJobId: Optional[int] = None
-    user: Optional[StringInput] = None
-    project: Optional[StringInput] = None
-    jobName: Optional[StringInput] = None
-    cluster: Optional[StringInput] = None
-    subCluster: Optional[StringInput] = None
-    partition: Optional[StringInput] = None
-    duration: Optional[IntRange] = None
-    energy: Optional[FloatRange] = None
-    numNodes: Optional[IntRange] = None
-    numAccelerators: Optional[IntRange] = None
-    numHWThreads: Optional[IntRange] = None
-    startTime: Optional[TimeRange] = None
-    state: Optional[list[str]] = None
-    metricStats: Optional[list[MetricStatItem]] = None
-    shared: Optional[str] = None
-    schedule: Optional[Literal["interactive", "batch"]] = None
-    node: Optional[StringInput] = None
+    tags: list[int] | None = None
+    dbId: list[int] | None = None
+    jobId: StringInput | None = None
+    arrayJobId: int | None = None
+    user: StringInput | None = None
+    project: StringInput | None = None
+    jobName: StringInput | None = None
+    cluster: StringInput | None = None
+    subCluster: StringInput | None = None
+    partition: StringInput | None = None
+    duration: IntRange | None = None
+    energy: FloatRange | None = None
+    numNodes: IntRange | None = None
+    numAccelerators: IntRange | None = None
+    numHWThreads: IntRange | None = None
+    startTime: TimeRange | None = None
+    state: list[str] | None = None
+    metricStats: list[MetricStatItem] | None = None
+    shared: str | None = None
+    schedule: Literal["interactive", "batch"] | None = None
+    node: StringInput | None = None
 
     @field_validator("state")
     @classmethod
-    def _known_states(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+    def _known_states(cls, value: list[str] | None) -> list[str] | None:
         for state in value or ():
             if state not in JOB_STATES:
                 raise ValueError(f"{state!r} is not one of {', '.join(JOB_STATES)}")
@@ -111,7 +112,7 @@ class JobFilter(_Model):
 
     @field_validator("shared")
     @classmethod
-    def _known_shared(cls, value: Optional[str]) -> Optional[str]:
+    def _known_shared(cls, value: str | None) -> str | None:
         if value is not None and value not in SHARED_MODES:
             raise ValueError(f"must be one of {', '.join(SHARED_MODES)}")
         return value
@@ -177,7 +178,7 @@ class OrderBy(_Model):
     order: Literal["ASC", "DESC"] = "ASC"
 
     @model_validator(mode="after")
-    def _safe_field(self) -> "OrderBy":
+    def _safe_field(self) -> OrderBy:
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.field):
             raise ValueError("sort field contains only letters, digits and '_'")
         return self
@@ -190,7 +191,7 @@ class Page(_Model):
     page: int = 1
 
     @model_validator(mode="after")
-    def _positive(self) -> "Page":
+    def _positive(self) -> Page:
         if self.itemsPerPage == 0 or self.itemsPerPage < -1:
             raise ValueError("itemsPerPage must be positive (or -1 for all)")
         if self.page < 1:

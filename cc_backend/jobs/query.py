@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Float, String, Text, and_, cast, func, or_, select, type_coerce

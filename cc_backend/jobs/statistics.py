@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Integer, and_, case, distinct, func, literal_column, select
 from sqlalchemy.engine import Connection, Engine

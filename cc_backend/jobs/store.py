@@ -25,7 +25,8 @@ Differences from upstream, on purpose:
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from sqlalchemy import delete, exists, select, update
@@ -360,6 +361,6 @@ def used_nodes(engine: Engine, ts: int) -> dict[str, list[str]]:
 
 
 __all__ = [
-    "delete_job", "delete_job_by_key", "delete_jobs_before", "delete_tags", "edit_meta",
-    "edit_meta_by_job", "remove_job_tags", "start_job", "stop_job", "stop_job_by_id", "tag_job", "used_nodes",
+    "delete_job", "delete_job_by_key", "delete_jobs_before", "edit_meta", "edit_meta_by_job", "start_job",
+    "stop_job", "stop_job_by_id", "used_nodes",
 ]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from cc_backend.auth.security import (Viewer, can_write_tag_scope, may_assign_tag_scope, may_delete_tag_scope,
-                                      readable_tag_scopes)
+from cc_backend.auth.security import (
+    Viewer,
+    can_write_tag_scope,
+    may_assign_tag_scope,
+    may_delete_tag_scope,
+    readable_tag_scopes,
+)
 from cc_backend.db.engine import is_sqlite
 from cc_backend.db.limits import check_text
 from cc_backend.db.tables import job_table, jobtag_table, tag_table

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine

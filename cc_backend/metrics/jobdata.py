@@ -11,8 +11,10 @@ which is an empty result, not an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from cc_backend.auth.security import sees_restricted_metrics
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.model import MONITORING_ARCHIVED
 from cc_backend.metrics.caches import archived_data, data_file, shared_result
@@ -24,7 +26,6 @@ from cc_backend.metrics.statistics import (
     node_scope_from,
     statistics_series,
 )
-from cc_backend.auth.security import sees_restricted_metrics
 
 if TYPE_CHECKING:
     from cc_backend.config.sections import ResamplingConfig

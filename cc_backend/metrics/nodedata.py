@@ -6,11 +6,13 @@ error; input and permissions are still checked.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from cc_backend.auth.security import sees_nodes
 from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.metrics.jobdata import check_scopes
-from cc_backend.auth.security import sees_nodes
+
 
 def check_node_metrics_access(viewer: Any) -> None:
     """Node and cluster metrics are for admin and support (upstream); everyone else gets Forbidden."""

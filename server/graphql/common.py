@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cc_backend.server.graphql.executor import SCHEMA_NAME, run_blocking
 from cc_backend.server.requests import int64

@@ -13,9 +13,10 @@ import functools
 import logging
 import re
 import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from cc_backend.errors import CCError, InvalidInput
 

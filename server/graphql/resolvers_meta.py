@@ -11,6 +11,7 @@ from cc_backend.clusters import allocated_nodes, cluster_info, global_metrics, p
 from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.server.graphql.common import SCHEMA_NAME, run_blocking, runtime_of, viewer_of
 
+
 @Resolver("Query.clusters", schema_name=SCHEMA_NAME)
 async def resolve_clusters(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
     registry = await run_blocking(runtime_of(ctx).archive.registry)

@@ -6,8 +6,14 @@ from typing import Any
 
 from tartiflette import Resolver
 
-from cc_backend.nodes import (check_node_access, count_node_states, count_node_states_timed, get_node,
-                              parse_node_filters, query_nodes)
+from cc_backend.nodes import (
+    check_node_access,
+    count_node_states,
+    count_node_states_timed,
+    get_node,
+    parse_node_filters,
+    query_nodes,
+)
 from cc_backend.server.graphql.common import SCHEMA_NAME, int_id, run_blocking, runtime_of, viewer_of
 
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from tartiflette import Resolver
 
-from cc_backend.jobs.tags import add_tags_to_job, create_tag, delete_tags_by_id, remove_tags_from_job
-from cc_backend.jobs.tags import list_tags
+from cc_backend.jobs.tags import add_tags_to_job, create_tag, delete_tags_by_id, list_tags, remove_tags_from_job
 from cc_backend.server.graphql.common import SCHEMA_NAME, int_id, run_blocking, runtime_of, viewer_of
 
 

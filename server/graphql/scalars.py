@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tartiflette import Scalar
@@ -30,13 +30,13 @@ def time_to_epoch(value: Any) -> int:
         except ValueError:
             raise InvalidInput(f"not an RFC 3339 time: {value!r}", field="Time") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return int(parsed.timestamp())
     raise InvalidInput(f"not a time: {value!r}", field="Time")
 
 
 def epoch_to_time(value: int) -> str:
-    return datetime.fromtimestamp(int(value), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(int(value), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @Scalar("Time", schema_name=SCHEMA_NAME)
