@@ -9,9 +9,7 @@ import time
 import httpx
 import pytest
 
-from graphql_support import graphql_site  # noqa: F401 - fixture
 from peerdata import ARCHIVE, JOB_DB
-from test_server import start, tokens  # noqa: F401 - fixtures
 
 CLUSTERS = """{
   clusters {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from graphql_support import GraphQLSite
-from test_server import cli, start, tokens  # noqa: F401 - start and tokens are fixtures
+from support.graphql import GraphQLSite
+from support.cli import cli
 
 #: Users of each test's server: name -> roles. emmyUser6 owns both peer-archive emmy jobs; the manager
 #: manages their project; tuser owns no job.

@@ -16,7 +16,8 @@ from cc_backend.db.tables import configuration_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
 from cc_backend.users import AuthSource, Role, User
 
-from conftest import run_cli
+from support.cli import cli as support_cli
+from support.cli import run_cli
 
 FAST = {"CC_BCRYPT_ROUNDS": "4"}
 
@@ -397,7 +398,7 @@ def site_engine(site):
 
 
 def cli(site, *args, input=None):
-    return run_cli("--config", str(site / "config.json"), "user", *args, cwd=site, input=input, env=FAST)
+    return support_cli(site, "user", *args, input=input)
 
 
 def test_cli_add_with_password_stdin(site, site_engine):

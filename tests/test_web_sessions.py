@@ -12,7 +12,9 @@ import httpx
 import jwt as pyjwt
 
 import ldap_server as ldap
-from test_server import SQLITE_ONLY, cli, self_signed, start  # noqa: F401 - start is the fixture that runs a server
+from support.db import SQLITE_ONLY
+from support.server import self_signed
+from support.web import add_users, cookie_attributes, json_error, login, set_cookie
 
 HS_SECRET = bytes(range(64))  # 64 bytes: long enough for HS512 without PyJWT's key-length warning
 HS_KEY = base64.b64encode(HS_SECRET).decode()
@@ -41,35 +43,6 @@ def add_env(site: Path, **values: str) -> None:
             env.write(f'{key}="{value}"\n')
 
 
-def add_users(site: Path, *specs: str) -> None:
-    for spec in specs:
-        r = cli(site, "-add-user", spec)
-        assert r.returncode == 0, r.stderr
-
-
-def set_cookie(r: httpx.Response) -> str:
-    """The one Set-Cookie header of ``r`` for the session cookie."""
-    headers = [h for h in r.headers.get_list("set-cookie") if h.startswith("session=")]
-    assert len(headers) == 1, r.headers
-    return headers[0]
-
-
-def cookie_attributes(header: str) -> dict[str, str]:
-    """``{"session": value, "Path": "/", "HttpOnly": "", ...}`` of one Set-Cookie header."""
-    out = {}
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        out[key] = value
-    return out
-
-
-def login(url: str, username: str, password: str, **kwargs) -> dict[str, str]:
-    """Log in; the headers that carry the new session."""
-    r = httpx.post(url + "/login", data={"username": username, "password": password}, **kwargs)
-    assert r.status_code == 302, r.text
-    return {"Cookie": "session=" + cookie_attributes(set_cookie(r))["session"]}
-
-
 def whoami(url: str, headers: dict[str, str], username: str, **kwargs) -> httpx.Response:
     """A /frontend/ request that needs a session: the caller's own API token."""
     return httpx.get(url + "/frontend/jwt/", params={"username": username}, headers=headers, **kwargs)
@@ -91,14 +64,6 @@ def forged_cookie(username: str, *, key: str = "abc", age_s: int = 0) -> dict[st
 
 def hs_token(claims: dict, algorithm: str = "HS256", secret: bytes = HS_SECRET) -> str:
     return pyjwt.encode(claims, secret, algorithm=algorithm)
-
-
-def json_error(r: httpx.Response, status: int, reason: str) -> str:
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"] == "application/json"
-    body = r.json()
-    assert body["status"] == reason and body["error"], body
-    return body["error"]
 
 
 def self_signed_tls(site: Path) -> ssl.SSLContext:
@@ -379,7 +344,7 @@ def test_ldap_login(start, site, ldap_server):
 
 @SQLITE_ONLY
 def test_ldap_server_down_is_503(start, site):
-    from test_server import free_port
+    from support.server import free_port
 
     edit_config(site, "auth", ldap={
         "url": f"ldap://127.0.0.1:{free_port()}", "user-base": ldap.PEOPLE, "search-dn": ldap.ADMIN_DN,
