@@ -38,4 +38,5 @@ fi
 mariadb --host=127.0.0.1 --user=root -e "SET GLOBAL innodb_flush_log_at_trx_commit=2" 2>/dev/null || true
 
 export CC_BCRYPT_ROUNDS=4
-exec .venv/bin/python -m pytest -q "$@"
+# One worker per core; a module's tests stay on one worker (module-scoped sites and servers are built once).
+exec .venv/bin/python -m pytest -q -n "${CC_TEST_WORKERS:-auto}" --dist loadfile "$@"
