@@ -26,7 +26,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class InProcess:
+class Requests:
+    """``get``/``post``/... by path on top of one ``request(method, path, **kwargs)``."""
+
+    url: str
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        raise NotImplementedError
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def options(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("OPTIONS", path, **kwargs)
+
+
+class InProcess(Requests):
     """A site's app (``make_app``) called in this process through ``httpx.WSGITransport``.
 
     ``get``/``post``/... take paths; the client address is 127.0.0.1 as for a local client of a real
@@ -56,29 +83,11 @@ class InProcess:
         with self.client() as client:
             return client.request(method, path, **kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PUT", path, **kwargs)
-
-    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PATCH", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", path, **kwargs)
-
-    def options(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("OPTIONS", path, **kwargs)
-
     def stop(self) -> None:
         self.runtime.close()
 
 
-class Server:
+class Server(Requests):
     """One ``cc-backend serve`` process on a free port; ``url`` is its base URL."""
 
     def __init__(self, site: Path, *, https: bool = False, dev: bool = False, env: dict | None = None,
@@ -91,6 +100,10 @@ class Server:
         args = [str(EXE), *options, "--config", str(site / "config.json"), "serve"] + (["--dev"] if dev else [])
         self.proc = subprocess.Popen(args, cwd=site, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request over the network, like ``httpx.request``."""
+        return httpx.request(method, self.url + path, **kwargs)
 
     def wait_ready(self, verify: object = True, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ import httpx
 from support.cli import cli
 
 if TYPE_CHECKING:
-    from support.server import InProcess
+    from support.server import Requests
 
 
 def add_users(site: Path, *specs: str) -> None:
@@ -35,10 +35,9 @@ def cookie_attributes(header: str) -> dict[str, str]:
     return out
 
 
-def login(target: "str | InProcess", username: str, password: str, **kwargs) -> dict[str, str]:
-    """Log in at a server's base URL or an app in process; the headers that carry the new session."""
-    data = {"username": username, "password": password}
-    r = httpx.post(target + "/login", data=data, **kwargs) if isinstance(target, str) else target.post("/login", data=data, **kwargs)
+def login(target: "Requests", username: str, password: str, **kwargs) -> dict[str, str]:
+    """Log in at a server or an app in process; the headers that carry the new session."""
+    r = target.post("/login", data={"username": username, "password": password}, **kwargs)
     assert r.status_code == 302, r.text
     return {"Cookie": "session=" + cookie_attributes(set_cookie(r))["session"]}
 
