@@ -168,13 +168,13 @@ def test_a_web_session_works_and_is_protected_against_other_sites(graphql_site):
     assert httpx.post(graphql_site.url + "/query", json=query, headers={"Cookie": "session=forged"}).status_code == 401
 
 
-def test_concurrent_jobs_on_shared_nodes(start, site):
+def test_concurrent_jobs_on_shared_nodes(app_start, site):
     """Job.concurrentJobs: jobs that overlapped on a shared node; none for exclusive or short jobs."""
     from support.cli import cli
     from support.graphql import GraphQLSite
     from support.jobs import start_payload
 
-    server = start()
+    server = app_start()
     assert cli(site, "--add-user", "boss:admin,api:pw").returncode == 0
     token = cli(site, "--jwt", "boss").stdout.strip()
     client = GraphQLSite(server=server, site=site, tokens={"boss": token})
@@ -189,10 +189,10 @@ def test_concurrent_jobs_on_shared_nodes(start, site):
     ids = {}
     for job_id, (begin, end, shared, host) in plan.items():
         body = start_payload(job_id, begin, shared=shared, resources=[{"hostname": host}], numHwthreads=1)
-        r = httpx.post(server.url + "/api/jobs/start_job/", json=body, headers=headers)
+        r = server.post("/api/jobs/start_job/", json=body, headers=headers)
         assert r.status_code == 201, r.text
         ids[job_id] = r.json()["id"]
-        r = httpx.post(server.url + "/api/jobs/stop_job/", headers=headers,
+        r = server.post("/api/jobs/stop_job/", headers=headers,
                        json={"jobId": job_id, "cluster": "fritz", "startTime": begin, "stopTime": end})
         assert r.status_code == 200, r.text
 

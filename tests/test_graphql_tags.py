@@ -36,15 +36,15 @@ JOB_TAGS = "query($id: ID!) { job(id: $id) { tags { id type name scope } } }"
 
 
 @pytest.fixture
-def tag_site(start, site, tokens) -> GraphQLSite:  # noqa: F811 - start and tokens are fixtures
-    """A fresh server over the two emmy jobs, JWTs checked against the database (roles and projects from there).
+def tag_site(app_start, site, tokens) -> GraphQLSite:
+    """A fresh app in process over the two emmy jobs, JWTs checked against the database (roles and projects from there).
 
     Users are added in-process (the core's add_user, as ``--add-user`` does): a CLI process per user
     would cost more than the test itself.
     """
     from cc_backend.users import add_user
 
-    server = start(validate_user=True)
+    server = app_start(validate_user=True)
     runtime = site_runtime(site)
     try:
         for name, role in USERS.items():

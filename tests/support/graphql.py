@@ -19,7 +19,7 @@ import pytest
 from peerdata import JOB_DB, copy_archive
 from support.cli import cli
 from support.db import copy_database, module_database
-from support.server import Server
+from support.server import InProcess, Server
 from support.site import main_section, write_site
 
 #: Users of the GraphQL site: name -> roles (the manager manages project caph: 65 alex jobs).
@@ -33,9 +33,9 @@ USERS = {
 
 @dataclass
 class GraphQLSite:
-    """A running server, its site folder, and a JWT per user."""
+    """A running server (or the app in process), its site folder, and a JWT per user."""
 
-    server: Server
+    server: Server | InProcess
     site: Path
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -50,7 +50,7 @@ class GraphQLSite:
             body["variables"] = variables
         hdrs = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
         hdrs.update(headers or {})
-        return httpx.post(self.url + "/query", json=body, headers=hdrs, timeout=60)
+        return self.server.post("/query", json=body, headers=hdrs, timeout=60)
 
     def query(self, query: str, variables: dict | None = None, *, user: str = "gqladmin") -> dict:
         """The ``data`` of a query that must succeed (status 200, no errors)."""
