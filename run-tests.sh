@@ -38,4 +38,12 @@ fi
 mariadb --host=127.0.0.1 --user=root -e "SET GLOBAL innodb_flush_log_at_trx_commit=2" 2>/dev/null || true
 
 export CC_BCRYPT_ROUNDS=4
-exec .venv/bin/python -m pytest -q "$@"
+if [ $# -gt 0 ]; then  # a chosen selection runs as given (add -n 2 --dist loadfile for workers)
+    exec .venv/bin/python -m pytest -q "$@"
+fi
+# One worker per core; a module's tests stay on one worker (module-scoped sites and servers are built once).
+# schemathesis' generated items do not run under xdist (a worker reports one placeholder instead of one
+# item per operation), so the fuzzer has a second pass in one process.
+FUZZ=tests/test_openapi.py::test_no_request_makes_a_server_error
+.venv/bin/python -m pytest -q -n "${CC_TEST_WORKERS:-auto}" --dist loadfile --deselect "$FUZZ"
+exec .venv/bin/python -m pytest -q -p no:xdist "$FUZZ"

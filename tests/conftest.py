@@ -1,15 +1,23 @@
-"""Shared fixtures: peer data copies, fresh SQLite and MariaDB databases."""
+"""Shared fixtures: peer data copies, fresh SQLite and MariaDB databases, sites, servers and tokens.
+
+Helpers that are not fixtures (the command line, server wrappers, config writers) are in ``support/``.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("CC_BCRYPT_ROUNDS", "4")  # before cc_backend.auth.users is imported: the in-process CLI uses it
+
+from support.cli import cli  # noqa: E402 - after the environment above
+from support.db import copy_database, drop_mysql_database, fresh_mysql_database, module_database  # noqa: E402
+from support.graphql import graphql_site  # noqa: E402, F401 - a fixture of the GraphQL test modules
+from support.server import InProcess, Server  # noqa: E402
+from support.site import configure, main_section, token, write_site  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -37,26 +45,6 @@ def mysql_server() -> str:
     return MYSQL_URL
 
 
-def _fresh_mysql_database(server_url: str) -> tuple[str, str]:
-    import pymysql
-
-    name = f"cctest_{uuid.uuid4().hex[:12]}"
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    conn.close()
-    return name, f"{server_url}/{name}"
-
-
-def _drop_mysql_database(name: str) -> None:
-    import pymysql
-
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-    conn.close()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def empty_db_url(request, tmp_path) -> str:
     """URL of a fresh, empty database: SQLite file, or a new database on the real MariaDB."""
@@ -64,11 +52,11 @@ def empty_db_url(request, tmp_path) -> str:
         yield f"sqlite:///{tmp_path / 'job.db'}"
         return
     server = request.getfixturevalue("mysql_server")
-    name, url = _fresh_mysql_database(server)
+    name, url = fresh_mysql_database(server)
     try:
         yield url
     finally:
-        _drop_mysql_database(name)
+        drop_mysql_database(name)
 
 
 @pytest.fixture
@@ -108,32 +96,6 @@ def peer_archive(tmp_path) -> Path:
     return copy_archive(tmp_path, "job-archive")
 
 
-def run_cli(*args: str, cwd: Path | None = None, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed ``cc-backend`` console script as a real process."""
-    exe = Path(sys.executable).parent / "cc-backend"
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [str(exe), *args], cwd=cwd, input=input, capture_output=True, text=True, env=full_env, timeout=300
-    )
-
-
-def copy_database(src_url: str, dst_url: str) -> None:
-    """Copy every row of every schema table (the dst schema must exist)."""
-    from sqlalchemy import select
-
-    from cc_backend.db.engine import make_engine
-    from cc_backend.db.tables import metadata
-
-    src, dst = make_engine(src_url), make_engine(dst_url)
-    with src.connect() as s, dst.begin() as d:
-        for table in metadata.sorted_tables:
-            rows = [dict(r) for r in s.execute(select(table)).mappings()]
-            if rows:
-                d.execute(table.insert(), rows)
-    src.dispose()
-    dst.dispose()
-
-
 @pytest.fixture
 def peer_db_url(request, peer_db_path, empty_db_url) -> str:
     """The upstream peer job.db (544 jobs) migrated to schema 11, on SQLite or copied into MariaDB."""
@@ -159,20 +121,107 @@ def site(tmp_path, empty_db_url, peer_archive):
 
     Parametrised over SQLite and MariaDB through ``empty_db_url``; the database is still empty.
     """
-    import json
+    return write_site(tmp_path, main_section(empty_db_url), peer_archive)
 
-    from cc_backend.auth.keys import generate_keypair
 
-    if empty_db_url.startswith("sqlite"):
-        main = {"addr": "127.0.0.1:0", "db": str(tmp_path / "job.db")}
-    else:
-        main = {"addr": "127.0.0.1:0", "db-driver": "mysql", "db": empty_db_url}
-    config = {"main": main, "archive": {"kind": "file", "path": str(peer_archive)},
-              "auth": {"jwts": {"max-age": "2h"}}}
-    (tmp_path / "config.json").write_text(json.dumps(config, indent=2))
-    public, private = generate_keypair()
-    (tmp_path / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
-    return tmp_path
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def shared_site(request, tmp_path_factory) -> Path:
+    """A site like ``site`` after init-db, shared by the tests of one module that only read it.
+
+    SQLite only: ``@SHARED_SQLITE_ONLY`` (support/db.py).
+    """
+    from peerdata import copy_archive
+
+    folder = tmp_path_factory.mktemp(f"shared-{request.param}")
+    with module_database(request, folder) as db_url:
+        write_site(folder, main_section(db_url), copy_archive(folder, "job-archive"))
+        r = cli(folder, "-init-db")
+        assert r.returncode == 0, r.stderr
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def shared_app(shared_site) -> InProcess:
+    """The app of ``shared_site`` in process."""
+    app = InProcess(shared_site)
+    yield app
+    app.stop()
+
+
+def _init_db_and_configure(site: Path, main: dict) -> None:
+    """What a server start needs first: init-db, then the test's main.* settings."""
+    r = cli(site, "-init-db")
+    assert r.returncode == 0, r.stderr
+    if main:
+        configure(site, **main)
+
+
+@pytest.fixture
+def start(site):
+    """Start a real server process on ``site`` (after init-db) with extra main.* settings; stopped at teardown."""
+    servers: list[Server] = []
+
+    def _start(*, https: bool = False, dev: bool = False, verify: object = True, env: dict | None = None,
+               **main: object) -> Server:
+        _init_db_and_configure(site, main)
+        server = Server(site, https=https, dev=dev, env=env)
+        servers.append(server)
+        server.wait_ready(verify=verify)
+        return server
+
+    yield _start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def app_start(site, monkeypatch):
+    """Like ``start``, but the app runs in this process (``InProcess``: ``get``/``post``/... by path).
+
+    The test runs in the site's folder, as a server does (relative paths such as var/notice.txt).
+    """
+    apps: list[InProcess] = []
+    monkeypatch.chdir(site)
+
+    def _start(*, dev: bool = False, **main: object) -> InProcess:
+        _init_db_and_configure(site, main)
+        app = InProcess(site, dev=dev)
+        apps.append(app)
+        return app
+
+    yield _start
+    for app in apps:
+        app.stop()
+
+
+def _api_users(site: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Users adapter (api) and boss (admin, api) with tokens from the CLI: the headers of each."""
+    for spec in ("adapter:api:pw", "boss:admin,api:pw"):
+        r = cli(site, "-add-user", spec)
+        assert r.returncode == 0, r.stderr
+    headers = {name: {"X-AUTH-TOKEN": cli(site, "-jwt", name).stdout.strip(), "accept": "application/ld+json"}
+               for name in ("adapter", "boss")}
+    return headers["adapter"], headers["boss"]
+
+
+@pytest.fixture
+def api(app_start, site) -> tuple[InProcess, dict[str, str], dict[str, str]]:
+    """(the app in process, headers of an api-only token, headers of an admin+api token)."""
+    app = app_start()
+    return (app, *_api_users(site))
+
+
+@pytest.fixture
+def api_server(start, site) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(base URL of a real server, headers of an api-only token, headers of an admin+api token)."""
+    server = start()
+    return (server.url, *_api_users(site))
+
+
+@pytest.fixture
+def tokens(site):
+    """Signed tokens for the site's key: tokens(roles, sub=..., key=..., now=...)."""
+    return lambda roles, sub="apiuser", **kw: token(site, roles, sub, **kw)
 
 
 @pytest.fixture(scope="session")

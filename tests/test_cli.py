@@ -8,14 +8,10 @@ import json
 import shutil
 
 import pytest
-
-from conftest import PEER, run_cli
-
-FAST_BCRYPT = {"CC_BCRYPT_ROUNDS": "4"}
-
-
-def cli(site, *args, **kw):
-    return run_cli("--config", str(site / "config.json"), *args, cwd=site, env=FAST_BCRYPT, **kw)
+from conftest import PEER
+from support.cli import EXE, cli, cli_process, run_cli
+from support.server import free_port
+from support.site import configure
 
 
 def test_upstream_flag_style_end_to_end(site):
@@ -181,22 +177,14 @@ def test_gen_keypair_format(tmp_path):
 def test_bare_invocation_starts_the_server(site):
     """A bare `cc-backend` (like `serve` and `--server`) serves HTTP until SIGTERM."""
     import signal
-    import socket
     import subprocess
-    import sys
     import time
     import urllib.request
-    from pathlib import Path
 
     cli(site, "-migrate-db")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = json.loads((site / "config.json").read_text())
-    cfg["main"]["addr"] = f"127.0.0.1:{port}"
-    (site / "config.json").write_text(json.dumps(cfg))
-    exe = Path(sys.executable).parent / "cc-backend"
-    proc = subprocess.Popen([str(exe), "--config", str(site / "config.json")], cwd=site,
+    port = free_port()
+    configure(site, addr=f"127.0.0.1:{port}")
+    proc = subprocess.Popen([str(EXE), "--config", str(site / "config.json")], cwd=site,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -234,12 +222,12 @@ def test_db_maintenance_flags(site):
 
 def test_loglevel_and_logdate(site):
     cli(site, "-migrate-db")
-    r = cli(site, "-loglevel", "info", "-logdate", "-init-db")
+    r = cli_process(site, "-loglevel", "info", "-logdate", "-init-db")  # logging is set up once per process
     assert r.returncode == 0
     import re
 
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO cc_backend\.importer: init-db: rows loaded", r.stderr, re.M), r.stderr
-    r = cli(site, "-loglevel", "warn", "-init-db")
+    r = cli_process(site, "-loglevel", "warn", "-init-db")
     assert "INFO" not in r.stderr
     r = cli(site, "-loglevel", "loud")
     assert r.returncode == 2 and "loglevel" in r.stderr
@@ -260,13 +248,10 @@ def test_server_false_is_an_explicit_no(site):
 def test_init_db_shows_progress_with_count_and_rate_on_a_terminal(site):
     import shlex
     import subprocess
-    import sys
-    from pathlib import Path
 
     if shutil.which("script") is None:
         pytest.skip("util-linux `script` (a pseudo-terminal) is not installed")
-    exe = Path(sys.executable).parent / "cc-backend"
-    command = f"{shlex.quote(str(exe))} --config {shlex.quote(str(site / 'config.json'))} init-db"
+    command = f"{shlex.quote(str(EXE))} --config {shlex.quote(str(site / 'config.json'))} init-db"
     out = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, cwd=site,
                          timeout=120).stdout
     assert "init-db: 2 jobs" in out

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import UPSTREAM_SPEC
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
-from conftest import UPSTREAM_SPEC
 from cc_backend.config import (
     Config,
     Secrets,

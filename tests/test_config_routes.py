@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-
-from test_server import SQLITE_ONLY, start  # noqa: F401 - start is the fixture that runs a server
-from test_web_sessions import add_users, json_error, login
+from support.db import SQLITE_ONLY
+from support.server import InProcess
+from support.web import add_users, json_error, login
 
 ROLES = ["api", "user", "manager", "support", "admin"]
 
@@ -24,16 +24,16 @@ printf '{"MESSAGE":[104,105],"PRIORITY":"x"}\\n'
 
 
 @pytest.fixture
-def web(start, site, tmp_path_factory):
-    """A server whose PATH has no journalctl; (url, admin headers, user headers)."""
-    empty = tmp_path_factory.mktemp("empty-path")
-    srv = start(env={"PATH": str(empty)})
+def web(app_start, site, tmp_path_factory, monkeypatch):
+    """The app in process with a PATH that has no journalctl; (app, admin headers, user headers)."""
+    srv = app_start()
+    monkeypatch.setenv("PATH", str(tmp_path_factory.mktemp("empty-path")))
     add_users(site, "boss:admin:boss-pw", "ann:user:ann-pw")
-    return srv.url, login(srv.url, "boss", "boss-pw"), login(srv.url, "ann", "ann-pw")
+    return srv, login(srv, "boss", "boss-pw"), login(srv, "ann", "ann-pw")
 
 
-def users_of(url: str, admin: dict, **params) -> dict[str, dict]:
-    r = httpx.get(url + "/config/users/", headers=admin, params=params)
+def users_of(app: InProcess, admin: dict, **params) -> dict[str, dict]:
+    r = app.get("/config/users/", headers=admin, params=params)
     assert r.status_code == 200
     return {u["username"]: u for u in r.json()}
 
@@ -46,40 +46,40 @@ def text(r: httpx.Response, status: int = 200) -> str:
 
 @SQLITE_ONLY
 def test_config_access(web):
-    url, admin, user = web
+    app, admin, user = web
     routes = [("GET", "/config/roles/"), ("GET", "/config/users/"), ("POST", "/config/users/"),
               ("PUT", "/config/users/"), ("DELETE", "/config/users/"), ("POST", "/config/user/ann"),
               ("POST", "/config/notice/")]
     for method, path in routes:
-        assert "log in" in json_error(httpx.request(method, url + path), 401, "Unauthorized"), path
-        assert "only admins" in json_error(httpx.request(method, url + path, headers=user), 403, "Forbidden"), path
+        assert "log in" in json_error(app.request(method, path), 401, "Unauthorized"), path
+        assert "only admins" in json_error(app.request(method, path, headers=user), 403, "Forbidden"), path
     for method, path in (("GET", "/frontend/jwt/"), ("POST", "/frontend/configuration/"), ("GET", "/frontend/logs/")):
-        json_error(httpx.request(method, url + path), 401, "Unauthorized")
-    r = httpx.get(url + "/config/roles/", headers=admin)
+        json_error(app.request(method, path), 401, "Unauthorized")
+    r = app.get("/config/roles/", headers=admin)
     assert r.status_code == 200 and r.json() == ROLES
     # Unknown routes and methods answer in the API error shape.
-    assert httpx.get(url + "/config/nope/", headers=admin).json()["status"] == "Resource not found"
-    json_error(httpx.get(url + "/config/notice/", headers=admin), 405, "Method Not Allowed")
+    assert app.get("/config/nope/", headers=admin).json()["status"] == "Resource not found"
+    json_error(app.get("/config/notice/", headers=admin), 405, "Method Not Allowed")
 
 
 @SQLITE_ONLY
 def test_config_users(web):
-    url, admin, user = web
+    app, admin, user = web
     create = {"username": "mia", "password": "mia-pw", "role": "manager", "project": "proj1",
               "name": "Mia Manager", "email": "mia@example.org"}
     # A user cannot create users; nothing happens.
-    json_error(httpx.post(url + "/config/users/", data=create, headers=user), 403, "Forbidden")
-    assert "mia" not in users_of(url, admin)
+    json_error(app.post("/config/users/", data=create, headers=user), 403, "Forbidden")
+    assert "mia" not in users_of(app, admin)
 
-    assert text(httpx.post(url + "/config/users/", data=create, headers=admin)) == "User mia successfully created!\n"
-    assert users_of(url, admin)["mia"] == {"username": "mia", "name": "Mia Manager", "email": "mia@example.org",
+    assert text(app.post("/config/users/", data=create, headers=admin)) == "User mia successfully created!\n"
+    assert users_of(app, admin)["mia"] == {"username": "mia", "name": "Mia Manager", "email": "mia@example.org",
                                            "roles": ["manager"], "projects": ["proj1"], "authSource": 0}
-    login(url, "mia", "mia-pw")  # the password works
+    login(app, "mia", "mia-pw")  # the password works
     # PUT and a JSON body work too; an API user may have no password.
-    r = httpx.put(url + "/config/users/", json={"username": "svc", "role": "api"}, headers=admin)
+    r = app.put("/config/users/", json={"username": "svc", "role": "api"}, headers=admin)
     assert text(r) == "User svc successfully created!\n"
-    assert users_of(url, admin)["svc"]["roles"] == ["api"]
-    assert set(users_of(url, admin, **{"not-just-user": "true"})) == {"boss", "mia", "svc"}  # ann is ["user"]
+    assert users_of(app, admin)["svc"]["roles"] == ["api"]
+    assert set(users_of(app, admin, **{"not-just-user": "true"})) == {"boss", "mia", "svc"}  # ann is ["user"]
 
     bad = {
         "duplicate": (dict(create), 422, "already exists"),
@@ -94,53 +94,53 @@ def test_config_users(web):
     }
     for name, (form, status, message) in bad.items():
         if form is None:
-            r = httpx.post(url + "/config/users/", json={"username": "x6", "password": 5, "role": "user"}, headers=admin)
+            r = app.post("/config/users/", json={"username": "x6", "password": 5, "role": "user"}, headers=admin)
         else:
-            r = httpx.post(url + "/config/users/", data=form, headers=admin)
+            r = app.post("/config/users/", data=form, headers=admin)
         reason = "Bad Request" if status == 400 else "Unprocessable Entity"
         assert message in json_error(r, status, reason), name
-    assert not {"x1", "x2", "x3", "x4", "x5", "x6"} & set(users_of(url, admin))
+    assert not {"x1", "x2", "x3", "x4", "x5", "x6"} & set(users_of(app, admin))
 
     # Roles and projects, one change per request (upstream's answers).
     def update(**form: str) -> httpx.Response:
-        return httpx.post(url + "/config/user/mia", data=form, headers=admin)
+        return app.post("/config/user/mia", data=form, headers=admin)
 
     assert update(**{"add-role": "support"}).json() == {"msg": "Add Role Success"}
     assert update(**{"add-project": "proj2"}).json() == {"msg": "Add Project Success"}
-    assert users_of(url, admin)["mia"]["roles"] == ["manager", "support"]
-    assert users_of(url, admin)["mia"]["projects"] == ["proj1", "proj2"]
+    assert users_of(app, admin)["mia"]["roles"] == ["manager", "support"]
+    assert users_of(app, admin)["mia"]["projects"] == ["proj1", "proj2"]
     assert "still has assigned project" in json_error(update(**{"remove-role": "manager"}), 422, "Unprocessable Entity")
     assert update(**{"remove-project": "proj1"}).json() == {"msg": "Remove Project Success"}
     assert update(**{"remove-project": "proj2"}).json() == {"msg": "Remove Project Success"}
     assert update(**{"remove-role": "manager"}).json() == {"msg": "Remove Role Success"}
-    mia = users_of(url, admin)["mia"]
+    mia = users_of(app, admin)["mia"]
     assert mia["roles"] == ["support"] and mia["projects"] == []
     assert "adding role failed" in json_error(update(**{"add-role": "wizard"}), 422, "Unprocessable Entity")
     assert "already has role" in json_error(update(**{"add-role": "support"}), 422, "Unprocessable Entity")
     assert "not a manager" in json_error(update(**{"add-project": "p"}), 422, "Unprocessable Entity")
     assert "no operation specified" in json_error(update(), 400, "Bad Request")
-    r = httpx.post(url + "/config/user/ghost", data={"add-role": "user"}, headers=admin)
+    r = app.post("/config/user/ghost", data={"add-role": "user"}, headers=admin)
     assert "no such user" in json_error(r, 422, "Unprocessable Entity")
-    assert httpx.post(url + "/config/user/mia", json={"add-role": "api"}, headers=admin).json() == {"msg": "Add Role Success"}
+    assert app.post("/config/user/mia", json={"add-role": "api"}, headers=admin).json() == {"msg": "Add Role Success"}
 
     # Delete: form body (as upstream's frontend sends it); the user is gone.
-    r = httpx.request("DELETE", url + "/config/users/", data={"username": "mia"}, headers=admin)
+    r = app.request("DELETE", "/config/users/", data={"username": "mia"}, headers=admin)
     assert r.status_code == 200 and r.text == ""
-    assert "mia" not in users_of(url, admin)
-    r = httpx.post(url + "/login", data={"username": "mia", "password": "mia-pw"})
+    assert "mia" not in users_of(app, admin)
+    r = app.post("/login", data={"username": "mia", "password": "mia-pw"})
     assert r.status_code == 401
-    assert "no such user" in json_error(httpx.request("DELETE", url + "/config/users/", data={"username": "mia"},
+    assert "no such user" in json_error(app.request("DELETE", "/config/users/", data={"username": "mia"},
                                                       headers=admin), 422, "Unprocessable Entity")
-    assert "username" in json_error(httpx.request("DELETE", url + "/config/users/", headers=admin), 400, "Bad Request")
+    assert "username" in json_error(app.request("DELETE", "/config/users/", headers=admin), 400, "Bad Request")
 
 
 @SQLITE_ONLY
 def test_config_notice(web, site):
-    url, admin, _ = web
+    app, admin, _ = web
     notice = site / "var" / "notice.txt"
 
     def post(**form: str) -> httpx.Response:
-        return httpx.post(url + "/config/notice/", data=form, headers=admin)
+        return app.post("/config/notice/", data=form, headers=admin)
 
     assert text(post(**{"new-content": "Maintenance on Friday, 8:00–12:00"})) == "Update Notice Content Success"
     assert notice.read_text(encoding="utf-8") == "Maintenance on Friday, 8:00–12:00"
@@ -162,27 +162,27 @@ def test_frontend_jwt_and_configuration(web, site):
     from cc_backend.config import load_env
     from cc_backend.db.tables import configuration_table
 
-    url, admin, user = web
+    app, admin, user = web
     public = load_public_key(load_env(site / ".env", environ={}).JWT_PUBLIC_KEY)
 
     # /frontend/jwt/: one's own token; admins any user's; 404 for unknown users.
-    r = httpx.get(url + "/frontend/jwt/", params={"username": "ann"}, headers=user)
+    r = app.get("/frontend/jwt/", params={"username": "ann"}, headers=user)
     claims = verify_jwt(text(r), public)
     assert claims["sub"] == "ann" and claims["roles"] == ["user"] and claims["exp"] - claims["iat"] == 2 * 3600
-    r = httpx.get(url + "/frontend/jwt/", params={"username": "boss"}, headers=user)
+    r = app.get("/frontend/jwt/", params={"username": "boss"}, headers=user)
     assert "not for themselves" in json_error(r, 403, "Forbidden")
-    assert verify_jwt(text(httpx.get(url + "/frontend/jwt/", params={"username": "ann"}, headers=admin)), public)["sub"] == "ann"
-    assert "no such user" in json_error(httpx.get(url + "/frontend/jwt/", params={"username": "ghost"}, headers=admin),
+    assert verify_jwt(text(app.get("/frontend/jwt/", params={"username": "ann"}, headers=admin)), public)["sub"] == "ann"
+    assert "no such user" in json_error(app.get("/frontend/jwt/", params={"username": "ghost"}, headers=admin),
                                         404, "Not Found")
-    assert "username" in json_error(httpx.get(url + "/frontend/jwt/", headers=user), 400, "Bad Request")
+    assert "username" in json_error(app.get("/frontend/jwt/", headers=user), 400, "Bad Request")
 
     # /frontend/configuration/: the logged-in user's own row, replaced on the second write.
     def configure(headers: dict, **form) -> httpx.Response:
-        return httpx.post(url + "/frontend/configuration/", data=form, headers=headers)
+        return app.post("/frontend/configuration/", data=form, headers=headers)
 
     assert text(configure(user, key="plotConfiguration_lineWidth", value="3")) == "success"
     assert text(configure(user, key="plotConfiguration_lineWidth", value="4")) == "success"
-    r = httpx.post(url + "/frontend/configuration/", json={"key": "jobList_usePaging", "value": "true"}, headers=user)
+    r = app.post("/frontend/configuration/", json={"key": "jobList_usePaging", "value": "true"}, headers=user)
     assert text(r) == "success"
     assert text(configure(admin, key="plotConfiguration_lineWidth", value="1")) == "success"
     assert "value" in json_error(configure(user, key="k", value="{not json"), 400, "Bad Request")
@@ -198,26 +198,27 @@ def test_frontend_jwt_and_configuration(web, site):
 
 @SQLITE_ONLY
 def test_frontend_logs_without_journalctl(web):
-    url, admin, user = web
-    assert "only admins" in json_error(httpx.get(url + "/frontend/logs/", headers=user), 403, "Forbidden")
-    error = json_error(httpx.get(url + "/frontend/logs/", headers=admin), 503, "Service Unavailable")
+    app, admin, user = web
+    assert "only admins" in json_error(app.get("/frontend/logs/", headers=user), 403, "Forbidden")
+    error = json_error(app.get("/frontend/logs/", headers=admin), 503, "Service Unavailable")
     assert "journalctl is not installed" in error
     # Parameters are checked first, whether or not journalctl exists.
-    assert "'lines'" in json_error(httpx.get(url + "/frontend/logs/", params={"lines": "0"}, headers=admin),
+    assert "'lines'" in json_error(app.get("/frontend/logs/", params={"lines": "0"}, headers=admin),
                                    400, "Bad Request")
 
 
 @SQLITE_ONLY
-def test_frontend_logs(start, site, tmp_path_factory):
+def test_frontend_logs(app_start, site, tmp_path_factory, monkeypatch):
     fake = tmp_path_factory.mktemp("fakebin")
     (fake / "journalctl").write_text(FAKE_JOURNALCTL)
     os.chmod(fake / "journalctl", 0o755)
-    srv = start(env={"PATH": str(fake)}, systemd_unit="cc.service")
+    srv = app_start(systemd_unit="cc.service")
+    monkeypatch.setenv("PATH", str(fake))
     add_users(site, "boss:admin:boss-pw")
-    admin = login(srv.url, "boss", "boss-pw")
+    admin = login(srv, "boss", "boss-pw")
 
     def logs(**params: str) -> httpx.Response:
-        return httpx.get(srv.url + "/frontend/logs/", params=params, headers=admin)
+        return srv.get("/frontend/logs/", params=params, headers=admin)
 
     r = logs()
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
@@ -240,18 +241,18 @@ def test_frontend_logs(start, site, tmp_path_factory):
 
 
 @SQLITE_ONLY
-def test_disabled_authentication(start, site):
-    srv = start(disable_authentication=True)
+def test_disabled_authentication(app_start, site):
+    srv = app_start(disable_authentication=True)
     # No session needed: everyone acts as an administrator.
-    r = httpx.post(srv.url + "/config/users/", data={"username": "ann", "password": "ann-pw", "role": "user"})
+    r = srv.post("/config/users/", data={"username": "ann", "password": "ann-pw", "role": "user"})
     assert text(r) == "User ann successfully created!\n"
-    r = httpx.get(srv.url + "/config/users/")
+    r = srv.get("/config/users/")
     assert r.status_code == 200 and [u["username"] for u in r.json()] == ["ann"]
-    assert httpx.get(srv.url + "/config/roles/").json() == ROLES
-    assert text(httpx.get(srv.url + "/frontend/jwt/", params={"username": "ann"})).count(".") == 2
-    r = httpx.post(srv.url + "/frontend/configuration/", data={"key": "k", "value": "1"})
+    assert srv.get("/config/roles/").json() == ROLES
+    assert text(srv.get("/frontend/jwt/", params={"username": "ann"})).count(".") == 2
+    r = srv.post("/frontend/configuration/", data={"key": "k", "value": "1"})
     assert "disable-authentication" in json_error(r, 403, "Forbidden")
     # Cross-site protection does not depend on authentication.
-    json_error(httpx.post(srv.url + "/config/notice/", data={"new-content": "x"},
+    json_error(srv.post("/config/notice/", data={"new-content": "x"},
                           headers={"Origin": "https://evil.example"}), 403, "Forbidden")
     assert not Path(site / "var" / "notice.txt").exists()

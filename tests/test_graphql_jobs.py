@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import httpx
-
 from conftest import UPSTREAM_SPEC
-from graphql_support import graphql_site  # noqa: F401 - fixture
-from test_server import start  # noqa: F401 - fixture
 
 JOBS = """query($filter: [JobFilter!], $page: PageRequest, $order: OrderByInput) {
   jobs(filter: $filter, page: $page, order: $order) {
@@ -69,7 +66,7 @@ def test_job_fields_and_filters(graphql_site):
 
 
 def test_user_data_of_a_page(graphql_site):
-    from test_server import cli
+    from support.cli import cli
 
     assert cli(graphql_site.site, "user", "add", "mppi067h", "--name", "Maria Musterfrau", "--password", "pw",
                "--role", "user").returncode == 0
@@ -97,8 +94,8 @@ def test_visibility_by_role(graphql_site):
 
 
 def test_errors_are_graphql_errors(graphql_site):
-    bad_filter = graphql_site.errors(JOBS, {"filter": [{"state": ["bogus"]}]})
-    assert "JobState" in bad_filter[0]["message"] or "bogus" in bad_filter[0]["message"]
+    bad_filter = graphql_site.errors(JOBS, {"filter": [{"state": ["bogus"]}]}, status=422)
+    assert "JobState must be one of" in bad_filter[0]["message"] and "got 'bogus'" in bad_filter[0]["message"]
     r = graphql_site.post(JOBS, {"order": {"field": "resources", "type": "col", "order": "ASC"}})
     assert r.status_code == 200 and "cannot sort by 'resources'" in r.json()["errors"][0]["message"]
     r = graphql_site.post(JOBS, {"filter": [{"metricStats": [{"metricName": "x; DROP TABLE job", "range": {"from": 0, "to": 1}}]}]})
@@ -170,13 +167,13 @@ def test_a_web_session_works_and_is_protected_against_other_sites(graphql_site):
     assert httpx.post(graphql_site.url + "/query", json=query, headers={"Cookie": "session=forged"}).status_code == 401
 
 
-def test_concurrent_jobs_on_shared_nodes(start, site):
+def test_concurrent_jobs_on_shared_nodes(app_start, site):
     """Job.concurrentJobs: jobs that overlapped on a shared node; none for exclusive or short jobs."""
-    from graphql_support import GraphQLSite
-    from test_rest_jobs import start_payload
-    from test_server import cli
+    from support.cli import cli
+    from support.graphql import GraphQLSite
+    from support.jobs import start_payload
 
-    server = start()
+    server = app_start()
     assert cli(site, "--add-user", "boss:admin,api:pw").returncode == 0
     token = cli(site, "--jwt", "boss").stdout.strip()
     client = GraphQLSite(server=server, site=site, tokens={"boss": token})
@@ -191,10 +188,10 @@ def test_concurrent_jobs_on_shared_nodes(start, site):
     ids = {}
     for job_id, (begin, end, shared, host) in plan.items():
         body = start_payload(job_id, begin, shared=shared, resources=[{"hostname": host}], numHwthreads=1)
-        r = httpx.post(server.url + "/api/jobs/start_job/", json=body, headers=headers)
+        r = server.post("/api/jobs/start_job/", json=body, headers=headers)
         assert r.status_code == 201, r.text
         ids[job_id] = r.json()["id"]
-        r = httpx.post(server.url + "/api/jobs/stop_job/", headers=headers,
+        r = server.post("/api/jobs/stop_job/", headers=headers,
                        json={"jobId": job_id, "cluster": "fritz", "startTime": begin, "stopTime": end})
         assert r.status_code == 200, r.text
 

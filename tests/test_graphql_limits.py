@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
-from test_server import SQLITE_ONLY, start, tokens  # noqa: F401 - fixtures
+from support.db import SHARED_SQLITE_ONLY
+from support.server import Server
+from support.site import token
 
 MAX_NESTING = 64  # server/graphql/executor.py; docs/graphql.md says so
 MAX_DEFINITIONS = 100
@@ -31,11 +32,16 @@ def _nested_list(depth: int, leaf: object = 1) -> object:
     return value
 
 
-@pytest.fixture
-def server(start, tokens):
-    srv = start()
-    srv.headers = {"Authorization": f"Bearer {tokens(['admin'], sub='boss')}"}
-    return srv
+@pytest.fixture(scope="module")
+def server(shared_site):
+    """A real server process for the module: a document that crashed the parser would end it."""
+    srv = Server(shared_site)
+    try:
+        srv.wait_ready()
+        srv.headers = {"Authorization": f"Bearer {token(shared_site, ['admin'], sub='boss')}"}
+        yield srv
+    finally:
+        srv.stop()
 
 
 def _post_raw(server, body: str) -> httpx.Response:
@@ -64,7 +70,7 @@ def _refused(r: httpx.Response, field: str) -> None:
     _too_complex(r, TOO_DEEP[field], field)
 
 
-@SQLITE_ONLY
+@SHARED_SQLITE_ONLY
 def test_deeply_nested_documents_are_refused_before_parsing(server):
     for name, document in HOSTILE.items():
         r = httpx.post(server.url + "/query", json={"query": document}, headers=server.headers, timeout=10)
@@ -82,7 +88,7 @@ def _fragment_chain(length: int) -> str:
     return f"{{ ...F0 }} {chain} fragment F{length - 1} on Query {{ jobs {{ count }} }}"
 
 
-@SQLITE_ONLY
+@SHARED_SQLITE_ONLY
 def test_many_definitions_and_colons_are_refused_before_validation(server):
     """3,000 chained fragments were a RecursionError in tartiflette's cycle check (500 took 6 s); some of its
     checks of arguments, variable definitions and input fields are quadratic (40,000: minutes)."""
@@ -111,7 +117,7 @@ def test_many_definitions_and_colons_are_refused_before_validation(server):
     assert r.status_code == 200 and r.json() == {"data": {"jobs": {"count": 0}}}, r.text[:500]
 
 
-@SQLITE_ONLY
+@SHARED_SQLITE_ONLY
 def test_nesting_inside_strings_and_comments_does_not_count(server):
     """Brackets in strings, block strings (with escaped quotes) and comments are text, not nesting."""
     deep = "[" * 20000
@@ -128,7 +134,7 @@ def test_nesting_inside_strings_and_comments_does_not_count(server):
     _alive(server)
 
 
-@SQLITE_ONLY
+@SHARED_SQLITE_ONLY
 def test_nesting_up_to_the_limit_reaches_the_parser(server):
     """At the limit the document is parsed and validated as usual: here a list where a JobFilter belongs."""
     document = "{ jobs(filter: " + "[" * (MAX_NESTING - 2) + "]" * (MAX_NESTING - 2) + ") { count } }"
@@ -138,7 +144,7 @@ def test_nesting_up_to_the_limit_reaches_the_parser(server):
     assert "QueryTooComplex" not in str(error) and "JobFilter" in error["message"], error
 
 
-@SQLITE_ONLY
+@SHARED_SQLITE_ONLY
 def test_deeply_nested_variables_are_a_clean_client_error(server):
     post = {"query": COUNT, "variables": {"f": _nested_list(MAX_NESTING)}}
     _refused(httpx.post(server.url + "/query", json=post, headers=server.headers, timeout=10), "variables")

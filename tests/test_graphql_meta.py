@@ -8,10 +8,7 @@ import time
 
 import httpx
 import pytest
-
-from graphql_support import graphql_site  # noqa: F401 - fixture
 from peerdata import ARCHIVE, JOB_DB
-from test_server import start, tokens  # noqa: F401 - fixtures
 
 CLUSTERS = """{
   clusters {
@@ -141,17 +138,17 @@ def test_global_metrics_list_every_metric_with_its_availability(graphql_site):
     assert graphql_site.query(GLOBAL_METRICS, user="gqluser")["globalMetrics"] == list(metrics.values())
 
 
-def test_restricted_metrics_are_hidden_from_users_and_managers(start, peer_archive, tokens):
-    path = peer_archive / "fritz" / "cluster.json"  # the archive of start()'s site
+def test_restricted_metrics_are_hidden_from_users_and_managers(app_start, peer_archive, tokens):
+    path = peer_archive / "fritz" / "cluster.json"  # the archive of app_start()'s site
     fritz = json.loads(path.read_text())
     for metric in fritz["metricConfig"]:
         if metric["name"] in ("ib_recv", "ipc"):  # ipc is unrestricted on alex: restricted anywhere hides it
             metric["restrict"] = True
     path.write_text(json.dumps(fritz))
-    server = start()
+    server = app_start()
 
     def names(roles):
-        r = httpx.post(server.url + "/query", json={"query": GLOBAL_METRICS},
+        r = server.post("/query", json={"query": GLOBAL_METRICS},
                        headers={"Authorization": f"Bearer {tokens(roles, sub='someone')}"}, timeout=30)
         assert r.status_code == 200 and not r.json().get("errors"), r.text
         return {m["name"] for m in r.json()["data"]["globalMetrics"]}

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from conftest import _drop_mysql_database, _fresh_mysql_database
-from graphql_support import GraphQLSite, add_users, write_site
 from peerdata import copy_archive
-from test_server import Server, cli
+from support.cli import cli
+from support.db import module_database
+from support.graphql import GraphQLSite, add_users
+from support.server import Server
+from support.site import main_section, write_site
 
 OWNER = "emmyUser6"  # owns both emmy jobs
 #: gqladmin is the GraphQLSite client's default user.
@@ -59,15 +60,10 @@ def _prepare_archive(folder: Path) -> Path:
 def metrics_site(request, tmp_path_factory) -> GraphQLSite:
     folder = tmp_path_factory.mktemp(f"graphql-metrics-{request.param}")
     archive = _prepare_archive(folder)
-    mysql_name = None
-    if request.param == "sqlite":
-        main: dict = {"addr": "127.0.0.1:0", "db": str(folder / "job.db")}
-    else:
-        mysql_name, url = _fresh_mysql_database(request.getfixturevalue("mysql_server"))
-        main = {"addr": "127.0.0.1:0", "db-driver": "mysql", "db": url}
-    main["resampling"] = {"minimum-points": 600, "trigger": 30, "resolutions": [DEFAULT_RESOLUTION, 300, 60]}
-    write_site(folder, main, archive)
-    try:
+    with module_database(request, folder) as db_url:
+        main = main_section(db_url)
+        main["resampling"] = {"minimum-points": 600, "trigger": 30, "resolutions": [DEFAULT_RESOLUTION, 300, 60]}
+        write_site(folder, main, archive, validate_user=True)
         r = cli(folder, "--init-db")
         assert r.returncode == 0, r.stderr
         tokens = add_users(folder, USERS)
@@ -78,9 +74,6 @@ def metrics_site(request, tmp_path_factory) -> GraphQLSite:
             yield GraphQLSite(server=server, site=folder, tokens=tokens)
         finally:
             server.stop()
-    finally:
-        if mysql_name:
-            _drop_mysql_database(mysql_name)
 
 
 def _start_running_job(url: str, token: str) -> None:
@@ -486,15 +479,15 @@ def test_node_and_cluster_metrics_are_for_admin_and_support_only(metrics_site):
 def test_bad_input_names_the_field(metrics_site):
     site = metrics_site
     job_id = _db_id(site, 1404397)
-    errors = site.errors(JOB_METRICS, {"id": job_id, "scopes": ["galaxy"]})
+    errors = site.errors(JOB_METRICS, {"id": job_id, "scopes": ["galaxy"]}, status=422)
     assert "galaxy" in errors[0]["message"]
     errors = site.errors(JOB_METRICS, {"id": "abc"})
     assert errors[0]["extensions"] == {"code": "InvalidInput", "status": 400, "field": "id"}
     errors = site.errors(JOB_METRICS, {"id": job_id, "resolution": -60})
     assert errors[0]["extensions"]["field"] == "resolution"
-    errors = site.errors(SCOPED_STATS, {"id": job_id, "scopes": ["node", "galaxy"]})
+    errors = site.errors(SCOPED_STATS, {"id": job_id, "scopes": ["node", "galaxy"]}, status=422)
     assert "galaxy" in errors[0]["message"]
     errors = site.errors(JOB_STATS, {"id": "1.5"})
     assert errors[0]["extensions"]["field"] == "id"
-    errors = site.errors('{ jobsMetricStats(filter: [{state: ["sleeping"]}]) { id } }')
+    errors = site.errors('{ jobsMetricStats(filter: [{state: ["sleeping"]}]) { id } }', status=422)
     assert errors and "sleeping" in json.dumps(errors)

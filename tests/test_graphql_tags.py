@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from graphql_support import GraphQLSite
-from test_server import cli, start, tokens  # noqa: F401 - start and tokens are fixtures
+from support.cli import cli
+from support.graphql import GraphQLSite
 
 #: Users of each test's server: name -> roles. emmyUser6 owns both peer-archive emmy jobs; the manager
 #: manages their project; tuser owns no job.
@@ -36,15 +35,15 @@ JOB_TAGS = "query($id: ID!) { job(id: $id) { tags { id type name scope } } }"
 
 
 @pytest.fixture
-def tag_site(start, site, tokens) -> GraphQLSite:  # noqa: F811 - start and tokens are fixtures
-    """A fresh server over the two emmy jobs, JWTs checked against the database (roles and projects from there).
+def tag_site(app_start, site, tokens) -> GraphQLSite:
+    """A fresh app in process over the two emmy jobs, JWTs checked against the database (roles and projects from there).
 
     Users are added in-process (the core's add_user, as ``--add-user`` does): a CLI process per user
     would cost more than the test itself.
     """
     from cc_backend.auth.users import add_user
 
-    server = start(validate_user=True)
+    server = app_start(validate_user=True)
     runtime = site_runtime(site)
     try:
         for name, role in USERS.items():
@@ -303,8 +302,7 @@ def test_failed_deletion_leaves_database_and_archive_unchanged(site):
     from sqlalchemy import select
 
     from cc_backend.db.tables import job_table
-    from cc_backend.jobs.tags import add_tags_to_job, create_tag, delete_tags_by_id
-    from cc_backend.jobs.tags import list_tags
+    from cc_backend.jobs.tags import add_tags_to_job, create_tag, delete_tags_by_id, list_tags
 
     assert cli(site, "-init-db").returncode == 0
     runtime = site_runtime(site)

@@ -7,14 +7,13 @@ import shutil
 
 import orjson
 import pytest
+from conftest import PEER
 
 from cc_backend.archive.fs import FileArchive
 from cc_backend.errors import Conflict, InvalidInput
 from cc_backend.importer import import_files, init_db, parse_import_spec
 from cc_backend.jobs.query import find_jobs, list_jobs
 from cc_backend.jobs.tags import list_tags
-
-from conftest import PEER
 
 IMPORTER = PEER / "importer"
 

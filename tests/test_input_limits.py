@@ -12,9 +12,8 @@ import socket
 
 import httpx
 import orjson
-
-from test_rest_jobs import api, start_payload  # noqa: F401 - the fixture that starts a server
-from test_server import cli, start, tokens  # noqa: F401 - fixtures
+from support.cli import cli
+from support.jobs import start_payload
 
 #: A job in the peer archive (emmy, archived): tag_job rewrites its meta.json.
 ARCHIVED = ("emmy", 1404397, 1609300556)
@@ -66,8 +65,8 @@ BAD_START_FIELDS = [
 
 
 def test_start_job_refuses_out_of_range_and_oversized_fields(api):
-    url, headers, _ = api
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+    app, headers, _ = api
+    with app.client(headers=headers) as client:
         for i, (extra, field) in enumerate(BAD_START_FIELDS):
             _bad(client, "POST", "/api/jobs/start_job/", start_payload(100 + i, 1000, **extra), field)
         assert client.get("/api/jobs/?state=running").json()["jobs"] == []  # nothing was stored
@@ -84,8 +83,8 @@ def test_start_job_refuses_out_of_range_and_oversized_fields(api):
 
 
 def test_stop_job_refuses_a_duration_that_overflows(api):
-    url, headers, _ = api
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    app, headers, _ = api
+    with app.client(headers=headers) as client:
         assert client.post("/api/jobs/start_job/", json=start_payload(77, 1000)).status_code == 201
         key = {"jobId": 77, "cluster": "fritz", "startTime": 1000}
         for stop_time in (9223372036854775807, 2**53 + 1, 1000 + 2**31):
@@ -96,11 +95,11 @@ def test_stop_job_refuses_a_duration_that_overflows(api):
 
 
 def test_tags_metadata_and_node_states_must_fit_their_columns(api, site, tokens):
-    url, headers, admin = api
+    app, headers, admin = api
     cluster, job_id, start_time = ARCHIVED
     meta_path = (site / "job-archive" / cluster / str(job_id // 1000) / f"{job_id % 1000:03d}" / str(start_time)
                  / "meta.json")
-    with httpx.Client(base_url=url, headers=admin, timeout=60) as client:
+    with app.client(headers=admin) as client:
         [job] = [j for j in client.get("/api/jobs/?cluster=emmy").json()["jobs"] if j["jobId"] == job_id]
         before = meta_path.read_bytes()
         _bad(client, "POST", f"/api/jobs/tag_job/{job['id']}", [{"type": "app", "name": "n" * 256}], "tags[0].name")
@@ -126,13 +125,13 @@ def test_tags_metadata_and_node_states_must_fit_their_columns(api, site, tokens)
 
     # GraphQL's createTag has the same limit (one rule in the core)
     gql = {"Authorization": f"Bearer {tokens(['admin'], sub='boss')}"}
-    r = httpx.post(url + "/query", headers=gql, json={
+    r = app.post("/query", headers=gql, json={
         "query": 'mutation { createTag(type: "app", name: "%s", scope: "global") { id } }' % ("n" * 256)})
     assert r.json()["data"] is None and "name is longer than 255" in r.json()["errors"][0]["message"]
     # updateConfiguration: the setting's name and value must fit the configuration table
     for name, value, message in (("k" * 256, '"x"', "name is longer than 255"),
                                  ("plot_list_selectedMetrics", json.dumps("x" * (5 << 20)), "value is too large")):
-        r = httpx.post(url + "/query", headers=gql, timeout=60, json={
+        r = app.post("/query", headers=gql, timeout=60, json={
             "query": "mutation($n: String!, $v: String!) { updateConfiguration(name: $n, value: $v) }",
             "variables": {"n": name, "v": value}})
         assert message in r.json()["errors"][0]["message"], r.text[:300]
@@ -143,9 +142,9 @@ BAD_FOOTPRINTS = ['"abc"', "[1, 2]", '{"a": "x"}', "not json"]
 
 def test_a_bad_footprint_row_is_a_null_field_not_a_failed_page(api, site, tokens):
     """Rows written by an older version (or by hand): each bad job shows null, the page and the others are intact."""
-    url, headers, _ = api
+    app, headers, _ = api
     good = {"flops_any_avg": 2.5}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    with app.client(headers=headers) as client:
         for i in range(len(BAD_FOOTPRINTS) + 1):
             r = client.post("/api/jobs/start_job/", json=start_payload(
                 900 + i, 50000, footprint=good, energyFootprint={"cpu_power": 1.0}))
@@ -165,7 +164,7 @@ def test_a_bad_footprint_row_is_a_null_field_not_a_failed_page(api, site, tokens
     running = '[{state: [running], cluster: {eq: "fritz"}}]'
     # as a plain selection (completed by projection) and through a fragment (completed by the engine)
     for selection in (fields, f"... on Job {{ {fields} }}"):
-        r = httpx.post(url + "/query", headers=gql, json={
+        r = app.post("/query", headers=gql, json={
             "query": f"{{ jobs(filter: {running}, page: {{itemsPerPage: 50, page: 1}}) "
                      f"{{ items {{ {selection} }} }} }}"})
         body = r.json()
@@ -177,14 +176,14 @@ def test_a_bad_footprint_row_is_a_null_field_not_a_failed_page(api, site, tokens
         assert items[good_id]["footprint"] == [{"name": "flops_any", "stat": "avg", "value": 2.5}]
         assert items[good_id]["energyFootprint"] == [{"hardware": "CPU", "metric": "cpu_power", "value": 1.0}]
 
-    r = httpx.post(url + "/query", headers=gql, json={
+    r = app.post("/query", headers=gql, json={
         "query": f'{{ jobsFootprints(filter: {running}, metrics: ["flops_any"]) {{ metrics {{ metric data }} }} }}'})
     body = r.json()
     assert "errors" not in body, body
     assert sorted(body["data"]["jobsFootprints"]["metrics"][0]["data"], key=lambda v: v is None) == \
         [2.5] + [None] * len(BAD_FOOTPRINTS)
 
-    jobs = {j["jobId"]: j for j in httpx.get(url + "/api/jobs/?state=running", headers=headers).json()["jobs"]}
+    jobs = {j["jobId"]: j for j in app.get("/api/jobs/?state=running", headers=headers).json()["jobs"]}
     assert {job_id: jobs[job_id]["footprint"] for job_id in bad_ids} == dict.fromkeys(bad_ids)
     assert jobs[good_id]["footprint"] == good
 
@@ -211,8 +210,9 @@ def _length(data: bytes) -> int:
     return 0
 
 
-def test_default_body_limit_refuses_20_mb_unread(api):
-    url, headers, _ = api
+def test_default_body_limit_refuses_20_mb_unread(api_server):
+    """A real server: the refusal must not wait for the body (the connection handling is under test)."""
+    url, headers, _ = api_server
     token = headers["X-AUTH-TOKEN"]
     for path in ("/api/jobs/start_job/", "/query", "/api/nodestate/"):
         # only the headers are sent: the answer must not wait for a body it will not read

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from peerdata import PEER
+from support.cli import cli
+from support.db import SQLITE_ONLY
 
 from cc_backend.metrics.resampling import lttb
 from cc_backend.metrics.statistics import node_scope_from, statistics_series
-from peerdata import PEER
-from test_server import SQLITE_ONLY, cli, start  # noqa: F401 - start is a fixture
 
 IMPORTER = PEER / "importer"
 
@@ -58,12 +59,12 @@ def test_node_scope_from_core_sums_or_averages_per_host():
 # --- over HTTP ------------------------------------------------------------------------------------
 
 @pytest.fixture
-def served(start, site):
-    """A server on the peer archive (two archived 32-node emmy jobs) and an admin+api token."""
-    server = start()
+def served(app_start, site):
+    """The app in process on the peer archive (two archived 32-node emmy jobs); a client with an admin+api token."""
+    server = app_start()
     assert cli(site, "-add-user", "boss:admin,api:pw").returncode == 0
     headers = {"X-Auth-Token": cli(site, "-jwt", "boss").stdout.strip()}
-    client = httpx.Client(base_url=server.url, headers=headers, timeout=30)
+    client = server.client(headers=headers)
     yield client, site
     client.close()
 
@@ -181,8 +182,8 @@ def test_userapi_shows_series_of_own_jobs_only(served):
     assert cli(site, "-add-user", "stranger:api,user:pw").returncode == 0
     for name, status in ((job["user"], 200), ("stranger", 422)):
         token = cli(site, "-jwt", name).stdout.strip()
-        r = httpx.get(f"{client.base_url}/userapi/jobs/metrics/{job['id']}?metric=mem_bw&scope=node",
-                      headers={"X-Auth-Token": token}, timeout=30)
+        r = client.get(f"/userapi/jobs/metrics/{job['id']}?metric=mem_bw&scope=node",
+                       headers={"X-Auth-Token": token})
         assert r.status_code == status
         if status == 200:
             assert r.json()["data"]["jobMetrics"][0]["name"] == "mem_bw"

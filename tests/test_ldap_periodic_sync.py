@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
-
 import ldap_server as ldap
+import pytest
+from support.cli import run_cli
+from support.db import SQLITE_ONLY
+from support.server import Server, free_port
+
 from cc_backend.tasks import PeriodicTask, TaskRunner, server_tasks
-from conftest import run_cli
-from test_server import SQLITE_ONLY, Server, free_port
 
 LDAP_AUTH_SOURCE = 1
 

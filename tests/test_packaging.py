@@ -12,9 +12,8 @@ import zipfile
 from pathlib import Path
 
 import httpx
-
 from conftest import REPO
-from test_server import free_port
+from support.server import free_port
 
 
 def test_building_the_package_prints_no_warnings(tmp_path):

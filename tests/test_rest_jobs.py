@@ -1,36 +1,13 @@
-"""The job-changing REST API over real HTTP: a cc-slurm-adapter-like client and upstream's API cases."""
+"""The job-changing REST API through the app in process: a cc-slurm-adapter-like client and upstream's API cases."""
 
 from __future__ import annotations
 
-import httpx
-import pytest
-
-from test_server import cli, start  # noqa: F401 - the fixture that starts a server
-
-HOST = "f0101"  # fritz, subcluster main, in the peer archive
-
-
-@pytest.fixture
-def api(start, site):
-    """(base URL, headers of an api-only token, headers of an admin+api token) of a running server."""
-    server = start()
-    for spec in ("adapter:api:pw", "boss:admin,api:pw"):
-        assert cli(site, "-add-user", spec).returncode == 0
-    tokens = {name: cli(site, "-jwt", name).stdout.strip() for name in ("adapter", "boss")}
-    headers = {name: {"X-AUTH-TOKEN": token, "accept": "application/ld+json"} for name, token in tokens.items()}
-    return server.url, headers["adapter"], headers["boss"]
-
-
-def start_payload(job_id: int, start_time: int, **extra) -> dict:
-    return {"jobId": job_id, "user": "testuser", "project": "testproj", "cluster": "fritz", "partition": "singlenode",
-            "walltime": 3600, "arrayJobId": 0, "numNodes": 1, "numHwthreads": 72, "numAcc": 0, "shared": "none",
-            "monitoringStatus": 1, "smt": 1, "resources": [{"hostname": HOST, "hwthreads": list(range(72))}],
-            "metaData": {"jobScript": "blablabla..."}, "startTime": start_time, **extra}
+from support.jobs import HOST, start_payload
 
 
 def test_slurm_adapter_conversation(api):
-    url, headers, _ = api
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    app, headers, _ = api
+    with app.client(headers=headers) as client:
         r = client.get("/api/jobs/?state=running&items-per-page=9999999&page=1&with-metadata=false")
         assert r.status_code == 200 and r.json()["jobs"] == []
         assert client.post("/api/jobs/start_job/", json=start_payload(123, 123456789)).status_code == 201
@@ -52,8 +29,8 @@ def test_slurm_adapter_conversation(api):
 
 
 def test_upstream_cases_a5_to_a8(api):
-    url, headers, _ = api
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    app, headers, _ = api
+    with app.client(headers=headers) as client:
         minimal = {"jobId": 12345, "user": "testuser", "project": "testproj", "cluster": "fritz",
                    "partition": "default", "walltime": 3600, "numNodes": 1, "shared": "none",
                    "monitoringStatus": 1, "smt": 1, "resources": [{"hostname": HOST}], "startTime": 12345678}
@@ -88,35 +65,44 @@ BAD_STARTS = [
 
 def test_start_job_rejects_bad_input(api):
     """Each bad body is a 400 naming the field; one server for all of them (a server start costs seconds)."""
-    url, headers, _ = api
+    app, headers, _ = api
     for payload, field in BAD_STARTS:
-        r = httpx.post(url + "/api/jobs/start_job/", json=payload, headers=headers)
+        r = app.post("/api/jobs/start_job/", json=payload, headers=headers)
         assert r.status_code == 400, payload
         body = r.json()
         assert body["status"] == "Bad Request" and isinstance(body["error"], str)
         if field:
             assert field in body["error"], (payload, body)
-    listed = httpx.get(url + "/api/jobs/?state=running", headers=headers).json()["jobs"]
+    listed = app.get("/api/jobs/?state=running", headers=headers).json()["jobs"]
     assert listed == []  # nothing was stored
 
 
 def test_stop_job_errors(api):
-    url, headers, _ = api
-    with httpx.Client(base_url=url, headers=headers) as client:
-        assert client.post("/api/jobs/stop_job/", json={"cluster": "fritz", "stopTime": 5}).status_code == 400
-        assert client.post("/api/jobs/stop_job/", json={"jobId": 4242, "cluster": "fritz",
-                                                       "stopTime": 5}).status_code == 404
-        client.post("/api/jobs/start_job/", json=start_payload(77, 1000))
+    """Each refused stop names the field or the job, and leaves the running job as it was."""
+    app, headers, _ = api
+    with app.client(headers=headers) as client:
+        r = client.post("/api/jobs/stop_job/", json={"cluster": "fritz", "stopTime": 5})
+        assert r.status_code == 400
+        assert r.json() == {"status": "Bad Request", "error": "the field 'jobId' is required"}
+        r = client.post("/api/jobs/stop_job/", json={"jobId": 4242, "cluster": "fritz", "stopTime": 5})
+        assert r.status_code == 404
+        assert r.json() == {"status": "Not Found", "error": "no job with jobId 4242 on fritz"}
+        assert client.post("/api/jobs/start_job/", json=start_payload(77, 1000)).status_code == 201
+        before = client.get("/api/jobs/?with-metadata=true").json()["jobs"]
+        assert [(j["jobId"], j["jobState"]) for j in before if j["jobId"] == 77] == [(77, "running")]
         r = client.post("/api/jobs/stop_job/", json={"jobId": 77, "cluster": "fritz", "startTime": 1000,
                                                     "stopTime": 999})
-        assert r.status_code == 400 and "stopTime" in r.json()["error"]
+        assert r.status_code == 400
+        assert r.json() == {"status": "Bad Request", "error": "stopTime 999 must not be before startTime 1000"}
         r = client.post("/api/jobs/stop_job/", content=b"{not json", headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and r.json()["status"] == "Bad Request"
+        assert r.json()["error"].startswith("the request body is not valid JSON: ")
+        assert client.get("/api/jobs/?with-metadata=true").json()["jobs"] == before  # nothing changed
 
 
 def test_tags_metadata_and_deletes(api):
-    url, headers, admin = api
-    with httpx.Client(base_url=url, headers=headers) as client:
+    app, headers, admin = api
+    with app.client(headers=headers) as client:
         client.post("/api/jobs/start_job/", json=start_payload(501, 5000))
         client.post("/api/jobs/start_job/", json=start_payload(502, 5000))
         jobs = {j["jobId"]: j for j in client.get("/api/jobs/").json()["jobs"] if j["jobId"] in (501, 502)}
@@ -127,6 +113,8 @@ def test_tags_metadata_and_deletes(api):
         assert {(t["type"], t["name"]) for t in r.json()["tags"]} >= {("app", "gromacs")}
         r = client.post(f"/api/jobs/tag_job/{db_id}", json=[{"type": "note", "name": "x", "scope": "someoneelse"}])
         assert r.status_code == 403
+        assert r.json() == {"status": "Forbidden",
+                            "error": "tag note:x: cannot write tag scope 'someoneelse' with current authorization"}
         r = client.request("DELETE", f"/api/jobs/tag_job/{db_id}", json=[{"type": "app", "name": "gromacs"}])
         assert r.status_code == 200 and ("app", "gromacs") not in {(t["type"], t["name"]) for t in r.json()["tags"]}
         r = client.patch(f"/api/jobs/edit_meta/{db_id}", json={"key": "message", "value": "hello"})
@@ -136,13 +124,16 @@ def test_tags_metadata_and_deletes(api):
         assert r.status_code == 200 and r.json()["metaData"]["k"] == "v"
         r = client.patch("/api/jobs/edit_meta/", json={"jobId": 4242, "payload": {"key": "k", "value": "v"}})
         assert r.status_code == 422
+        assert r.json() == {"status": "Unprocessable Entity", "error": "finding job failed: no job with jobId 4242"}
         r = client.request("DELETE", "/api/tags/", json=[{"type": "review", "name": "slow", "scope": "admin"}])
         assert r.status_code == 200 and r.text.startswith("Deleted Tags from DB: 1 successfull of 1 requested")
         r = client.request("DELETE", f"/api/jobs/delete_job/{db_id}")
         assert r.status_code == 200 and r.json() == {"msg": f"Successfully deleted job {db_id}"}
         r = client.request("DELETE", "/api/jobs/delete_job/", json={"jobId": 502, "cluster": "fritz", "startTime": 5000})
         assert r.status_code == 200
-        assert client.request("DELETE", f"/api/jobs/delete_job/{db_id}").status_code == 422
+        r = client.request("DELETE", f"/api/jobs/delete_job/{db_id}")
+        assert r.status_code == 422
+        assert r.json() == {"status": "Unprocessable Entity", "error": f"deleting job failed: no job with id {db_id}"}
         r = client.request("DELETE", "/api/jobs/delete_job_before/1000000000?omit-tagged=none")
         assert r.status_code == 200 and r.json()["msg"].startswith("Successfully deleted")
         remaining = client.get("/api/jobs/?items-per-page=1000").json()["jobs"]
@@ -150,28 +141,32 @@ def test_tags_metadata_and_deletes(api):
 
 
 def test_user_roles_via_api_need_admin(api, site):
-    url, headers, admin = api
-    r = httpx.post(url + "/api/user/adapter", json={"add-role": "support"}, headers=headers)
+    app, headers, admin = api
+    r = app.post("/api/user/adapter", json={"add-role": "support"}, headers=headers)
     assert r.status_code == 403
-    r = httpx.post(url + "/api/user/adapter", json={"add-role": "support"}, headers=admin)
+    assert r.json() == {"status": "Forbidden", "error": "only admins are allowed to change users"}
+    r = app.post("/api/user/adapter", json={"add-role": "support"}, headers=admin)
     assert r.status_code == 200 and r.json() == {"msg": "Add Role Success for user adapter"}
-    r = httpx.post(url + "/api/user/adapter", json={"add-role": "wizard"}, headers=admin)
+    r = app.post("/api/user/adapter", json={"add-role": "wizard"}, headers=admin)
     assert r.status_code == 422
+    assert r.json()["error"].startswith("supplied role is no valid option: 'wizard'")
+    r = app.get("/api/users/", headers=admin)
+    assert {u["username"]: u["roles"] for u in r.json()} == {"adapter": ["api", "support"], "boss": ["admin", "api"]}
 
 
-def test_a_cached_token_still_expires(start, site):
+def test_a_cached_token_still_expires(app_start, site):
     import time
     from datetime import timedelta
 
     from cc_backend.auth.keys import issue_jwt
     from cc_backend.config import load_env
 
-    server = start()
+    server = app_start()
     secrets = load_env(site / ".env", environ={})
     token = issue_jwt("adapter", ["api"], secrets.JWT_PRIVATE_KEY, timedelta(seconds=2))
     headers = {"X-Auth-Token": token}
-    assert httpx.get(server.url + "/api/jobs/", headers=headers).status_code == 200
-    assert httpx.get(server.url + "/api/jobs/", headers=headers).status_code == 200  # from the cache
+    assert server.get("/api/jobs/", headers=headers).status_code == 200
+    assert server.get("/api/jobs/", headers=headers).status_code == 200  # from the cache
     time.sleep(2.5)
-    r = httpx.get(server.url + "/api/jobs/", headers=headers)
+    r = server.get("/api/jobs/", headers=headers)
     assert r.status_code == 401 and r.json()["status"] == "Unauthorized"

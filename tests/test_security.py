@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cc_backend.auth.security import (KNOWN_ROLES, Viewer, admits_api, admits_userapi, may_administer,
-                                      may_sign_token_for)
+from cc_backend.auth.security import KNOWN_ROLES, Viewer, admits_api, admits_userapi, may_administer, may_sign_token_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import signal
@@ -14,17 +12,15 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import httpx
 import jwt as pyjwt
 import pytest
+from support.cli import cli, run_cli
+from support.db import SHARED_SQLITE_ONLY, SQLITE_ONLY
+from support.server import free_port, self_signed, wsgi_call
+from support.site import auth, configure, token
 
-from conftest import run_cli
-
-FAST_BCRYPT = {"CC_BCRYPT_ROUNDS": "4"}
-EXE = Path(sys.executable).parent / "cc-backend"
-SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
@@ -33,205 +29,102 @@ SECURITY_HEADERS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cli(site: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_cli("--config", str(site / "config.json"), *args, cwd=site, env=FAST_BCRYPT)
-
-
-def configure(site: Path, **main: object) -> dict:
-    config = json.loads((site / "config.json").read_text())
-    for key, value in main.items():
-        if key == "validate_user":
-            config["auth"]["jwts"]["validate-user"] = value
-        else:
-            config["main"][key.replace("_", "-")] = value
-    (site / "config.json").write_text(json.dumps(config, indent=2))
-    return config
-
-
-class Server:
-    """One ``cc-backend serve`` process; ``url`` is its base URL."""
-
-    def __init__(self, site: Path, *, https: bool = False, dev: bool = False, env: dict | None = None,
-                 options: tuple[str, ...] = ()) -> None:
-        self.site = site
-        self.port = free_port()
-        configure(site, addr=f"127.0.0.1:{self.port}")
-        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
-        self.log = open(site / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        args = [str(EXE), *options, "--config", str(site / "config.json"), "serve"] + (["--dev"] if dev else [])
-        self.proc = subprocess.Popen(args, cwd=site, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
-
-    def wait_ready(self, verify: object = True, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.url + "/healthz", verify=verify, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"server did not answer /healthz within {timeout} s:\n{self.output()}")
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.site / "server.log").read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def start(site):
-    """Start a server on ``site`` (after init-db) with extra main.* settings; stopped at teardown."""
-    servers: list[Server] = []
-
-    def _start(*, https: bool = False, dev: bool = False, verify: object = True, env: dict | None = None,
-               **main: object) -> Server:
-        r = cli(site, "-init-db")
-        assert r.returncode == 0, r.stderr
-        if main:
-            configure(site, **main)
-        server = Server(site, https=https, dev=dev, env=env)
-        servers.append(server)
-        server.wait_ready(verify=verify)
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def tokens(site):
-    """Signed tokens for the site's key: tokens(roles, sub=..., ...)."""
-    from cc_backend.auth.keys import issue_jwt
-    from cc_backend.config import load_env
-
-    secrets = load_env(site / ".env", environ={})
-
-    def _token(roles, sub: str = "apiuser", *, key: str | None = None, now: float | None = None) -> str:
-        return issue_jwt(sub, roles, key or secrets.JWT_PRIVATE_KEY, dt.timedelta(hours=1), now=now)
-
-    return _token
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token}
-
-
 # --------------------------------------------------------------------------------------------------
 
 
-@SQLITE_ONLY
-def test_headers_errors_cors_csrf_gzip(start, tokens):
-    srv = start()
-    ok = tokens(["api"])
-    r = httpx.get(srv.url + "/healthz")
+@SHARED_SQLITE_ONLY
+def test_headers_errors_cors_csrf_gzip(shared_app, shared_site):
+    srv = shared_app
+    ok = token(shared_site, ["api"])
+    r = srv.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     for name, value in SECURITY_HEADERS.items():
         assert r.headers[name] == value
     assert "strict-transport-security" not in r.headers
-    assert "strict-transport-security" in httpx.get(srv.url + "/healthz", headers={"X-Forwarded-Proto": "https"}).headers
+    assert "strict-transport-security" in srv.get("/healthz", headers={"X-Forwarded-Proto": "https"}).headers
 
     for path in ("/api/does-not-exist", "/userapi/nope/", "/frontend/x", "/config/y"):
-        r = httpx.get(srv.url + path, headers=auth(ok))
+        r = srv.get(path, headers=auth(ok))
         assert r.status_code == 404, path
         assert r.json() == {"status": "Resource not found", "error": "the requested endpoint does not exist"}
         assert r.headers["x-frame-options"] == "DENY"
-    r = httpx.get(srv.url + "/not-api")
+    r = srv.get("/not-api")
     assert r.status_code == 404 and r.headers["x-content-type-options"] == "nosniff"
-    r = httpx.delete(srv.url + "/api/jobs/", headers=auth(ok))
+    r = srv.delete("/api/jobs/", headers=auth(ok))
     assert r.status_code == 405 and r.json()["status"] == "Method Not Allowed"
 
     # CSRF guard: a cross-site non-GET is refused before anything else; same-site passes on.
-    r = httpx.post(srv.url + "/api/jobs/", headers={"Sec-Fetch-Site": "cross-site", **auth(ok)})
+    r = srv.post("/api/jobs/", headers={"Sec-Fetch-Site": "cross-site", **auth(ok)})
     assert r.status_code == 403 and r.json()["status"] == "Forbidden"
-    assert httpx.post(srv.url + "/api/jobs/", headers={"Sec-Fetch-Site": "same-origin", **auth(ok)}).status_code == 405
-    assert httpx.get(srv.url + "/api/jobs/", headers={"Sec-Fetch-Site": "cross-site", **auth(ok)}).status_code == 200
+    assert srv.post("/api/jobs/", headers={"Sec-Fetch-Site": "same-origin", **auth(ok)}).status_code == 405
+    assert srv.get("/api/jobs/", headers={"Sec-Fetch-Site": "cross-site", **auth(ok)}).status_code == 200
 
     # CORS as upstream: any origin, no credentials, preflight answered.
-    r = httpx.get(srv.url + "/healthz", headers={"Origin": "https://elsewhere.example"})
+    r = srv.get("/healthz", headers={"Origin": "https://elsewhere.example"})
     assert r.headers["access-control-allow-origin"] == "*"
-    r = httpx.options(srv.url + "/api/jobs/", headers={"Origin": "https://x.example", "Access-Control-Request-Method": "GET"})
+    r = srv.options("/api/jobs/", headers={"Origin": "https://x.example", "Access-Control-Request-Method": "GET"})
     assert r.status_code == 200 and "GET" in r.headers["access-control-allow-methods"]
     assert "access-control-allow-credentials" not in r.headers
 
     # gzip above 1 KiB when accepted, not for small bodies or clients that do not accept it.
-    big = httpx.get(srv.url + "/api/clusters/", headers={"Accept-Encoding": "gzip", **auth(ok)})
+    big = srv.get("/api/clusters/", headers={"Accept-Encoding": "gzip", **auth(ok)})
     assert big.status_code == 200 and big.headers["content-encoding"] == "gzip"
     assert int(big.headers["content-length"]) < len(big.content)
     assert {c["name"] for c in big.json()["clusters"]} == {"alex", "emmy", "fritz"}
-    plain = httpx.get(srv.url + "/api/clusters/", headers={"Accept-Encoding": "identity", **auth(ok)})
+    plain = srv.get("/api/clusters/", headers={"Accept-Encoding": "identity", **auth(ok)})
     assert "content-encoding" not in plain.headers and plain.json() == big.json()
-    assert "content-encoding" not in httpx.get(srv.url + "/healthz", headers={"Accept-Encoding": "gzip"}).headers
+    assert "content-encoding" not in srv.get("/healthz", headers={"Accept-Encoding": "gzip"}).headers
 
 
-@SQLITE_ONLY
-def test_jwt_matrix(start, tokens, site):
+@SHARED_SQLITE_ONLY
+def test_jwt_matrix(shared_app, shared_site):
     from cc_backend.auth.keys import generate_keypair
 
-    srv = start()
-    url = srv.url + "/api/jobs/"
+    srv = shared_app
+    url = "/api/jobs/"
     now = int(time.time())
     claims = {"sub": "apiuser", "roles": ["api"], "iat": now, "exp": now + 3600}
-    public = (site / ".env").read_text().split('"')[1]
+    public = (shared_site / ".env").read_text().split('"')[1]
     other_private = generate_keypair()[1]
     cases = {
         "no token": {},
         "alg none": auth(pyjwt.encode(claims, None, algorithm="none")),
         "HS256 with the public key as secret": auth(pyjwt.encode(claims, public, algorithm="HS256")),
-        "other key": auth(tokens(["api"], key=other_private)),
-        "expired": auth(tokens(["api"], now=now - 7200)),
+        "other key": auth(token(shared_site, ["api"], key=other_private)),
+        "expired": auth(token(shared_site, ["api"], now=now - 7200)),
         "garbage": auth("not.a.jwt"),
-        "roles [user]": auth(tokens(["user"])),
-        "roles [admin]": auth(tokens(["admin"])),
-        "roles [user, api]": auth(tokens(["user", "api"])),
-        "roles []": auth(tokens([])),
+        "roles [user]": auth(token(shared_site, ["user"])),
+        "roles [admin]": auth(token(shared_site, ["admin"])),
+        "roles [user, api]": auth(token(shared_site, ["user", "api"])),
+        "roles []": auth(token(shared_site, [])),
         "bad bearer": {"Authorization": "Bearer nope"},
     }
     for name, headers in cases.items():
-        r = httpx.get(url, headers=headers)
+        r = srv.get(url, headers=headers)
         assert r.status_code == 401, name
         assert r.json()["status"] == "Unauthorized" and r.json()["error"], name
 
     for roles in (["api"], ["admin", "api"], ["api", "admin", "user"], ["api", "wizard"]):
-        r = httpx.get(url, headers=auth(tokens(roles)))
+        r = srv.get(url, headers=auth(token(shared_site, roles)))
         assert r.status_code == 200, roles
-    assert httpx.get(url, headers={"Authorization": "Bearer " + tokens(["api"])}).status_code == 200
+    assert srv.get(url, headers={"Authorization": "Bearer " + token(shared_site, ["api"])}).status_code == 200
 
     # /userapi/: api plus any of user/manager/support/admin
-    assert httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user", "api"]))).status_code == 200
-    assert httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["api"]))).status_code == 200
-    assert httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user"]))).status_code == 401
+    assert srv.get("/userapi/jobs/", headers=auth(token(shared_site, ["user", "api"]))).status_code == 200
+    assert srv.get("/userapi/jobs/", headers=auth(token(shared_site, ["api"]))).status_code == 200
+    assert srv.get("/userapi/jobs/", headers=auth(token(shared_site, ["user"]))).status_code == 401
 
     # /api/users/ needs admin in addition to admission
-    r = httpx.get(srv.url + "/api/users/", headers=auth(tokens(["api"])))
+    r = srv.get("/api/users/", headers=auth(token(shared_site, ["api"])))
     assert r.status_code == 403 and r.json()["status"] == "Forbidden"
-    assert httpx.get(srv.url + "/api/users/", headers=auth(tokens(["admin", "api"]))).json() == []
+    assert srv.get("/api/users/", headers=auth(token(shared_site, ["admin", "api"]))).json() == []
 
 
-def test_jobs_and_clusters(start, tokens, site):
+def test_jobs_and_clusters(shared_app, shared_site):
     """GET /api/jobs/, /api/jobs/{id}, /api/clusters/ over the peer archive, on SQLite and MariaDB."""
-    srv = start()
-    h = auth(tokens(["api"]))
-    get = lambda path, **kw: httpx.get(srv.url + path, headers=kw.pop("headers", h), **kw)  # noqa: E731
+    srv = shared_app
+    h = auth(token(shared_site, ["api"]))
+    get = lambda path, **kw: srv.get(path, headers=kw.pop("headers", h), **kw)  # noqa: E731
 
     r = get("/api/jobs/")
     assert r.status_code == 200
@@ -277,30 +170,30 @@ def test_jobs_and_clusters(start, tokens, site):
 
     # Only an api-only token sees every job (upstream SecurityCheck, internal/repository/job.go); api plus user sees that user's jobs, which is
     # what /userapi/ is for.
-    mine = httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user", "api"], sub="nobody"))).json()
+    mine = srv.get("/userapi/jobs/", headers=auth(token(shared_site, ["user", "api"], sub="nobody"))).json()
     assert mine["jobs"] == []
     owner = job["user"]
-    mine = httpx.get(srv.url + "/userapi/jobs/", headers=auth(tokens(["user", "api"], sub=owner))).json()
+    mine = srv.get("/userapi/jobs/", headers=auth(token(shared_site, ["user", "api"], sub=owner))).json()
     assert {j["user"] for j in mine["jobs"]} == {owner} and mine["jobs"]
 
 
 @SQLITE_ONLY
-def test_allowed_ips_and_validate_user(start, tokens, site):
+def test_allowed_ips_and_validate_user(app_start, tokens, site):
     r = cli(site, "-migrate-db")
     assert r.returncode == 0, r.stderr
     r = cli(site, "-add-user", "svc:api:pw")
     assert r.returncode == 0, r.stderr
     # The test client is the trusted proxy here; tests/test_server_transport.py covers the proxy rules.
-    srv = start(api_allowed_ips=["10.1.2.3", "::1"], validate_user=True, trusted_proxies=["127.0.0.1"])
-    url = srv.url + "/api/jobs/"
+    srv = app_start(api_allowed_ips=["10.1.2.3", "::1"], validate_user=True, trusted_proxies=["127.0.0.1"])
+    url = "/api/jobs/"
     token = tokens(["api"], sub="svc")
-    r = httpx.get(url, headers=auth(token))
+    r = srv.get(url, headers=auth(token))
     assert r.status_code == 401 and "127.0.0.1" in r.json()["error"]
-    assert httpx.get(url, headers={"X-Real-Ip": "10.1.2.3", **auth(token)}).status_code == 200
-    assert httpx.get(url, headers={"X-Forwarded-For": "192.0.2.1, 10.1.2.3", **auth(token)}).status_code == 200
+    assert srv.get(url, headers={"X-Real-Ip": "10.1.2.3", **auth(token)}).status_code == 200
+    assert srv.get(url, headers={"X-Forwarded-For": "192.0.2.1, 10.1.2.3", **auth(token)}).status_code == 200
     # validate-user: unknown users are refused, roles come from the database, not the token
-    assert httpx.get(url, headers={"X-Real-Ip": "10.1.2.3", **auth(tokens(["api"], sub="ghost"))}).status_code == 401
-    r = httpx.get(srv.url + "/api/users/", headers={"X-Real-Ip": "10.1.2.3", **auth(tokens(["admin", "api"], sub="svc"))})
+    assert srv.get(url, headers={"X-Real-Ip": "10.1.2.3", **auth(tokens(["api"], sub="ghost"))}).status_code == 401
+    r = srv.get("/api/users/", headers={"X-Real-Ip": "10.1.2.3", **auth(tokens(["admin", "api"], sub="svc"))})
     assert r.status_code == 403  # token claims admin, the database says api only
 
 
@@ -335,30 +228,6 @@ def test_graceful_shutdown_and_disabled_auth(start, site, tmp_path_factory):
     assert "shutting down" in srv.output()
     with pytest.raises(httpx.TransportError):
         httpx.get(srv.url + "/healthz", timeout=1)
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """cert.pem and key.pem for 127.0.0.1 in ``folder`` (a self-signed CA certificate, valid for a day)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 @SQLITE_ONLY
@@ -411,20 +280,6 @@ def test_addr_parsing_and_redirect_app():
     assert seen["headers"]["Location"] == "https://cc.example.org/a/b?x=1"
 
 
-def _call(app, path: str, method: str = "GET", headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """One request through the WSGI app in process."""
-    from io import BytesIO
-    from wsgiref.util import setup_testing_defaults
-
-    path, _, query = path.partition("?")
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "wsgi.input": BytesIO()}
-    environ.update({"HTTP_" + k.upper().replace("-", "_"): v for k, v in (headers or {}).items()})
-    setup_testing_defaults(environ)
-    seen: dict = {}
-    body = b"".join(app(environ, lambda status, hdrs, exc_info=None: seen.update(status=status, headers=dict(hdrs))))
-    return int(seen["status"].split()[0]), seen["headers"], body
-
-
 def test_error_shape_in_process(caplog):
     """CCError -> its status; bottle errors and unexpected exceptions -> the same JSON shape, no internals."""
     import bottle
@@ -457,15 +312,15 @@ def test_error_shape_in_process(caplog):
     app.route("/api/abort", "GET", aborts)
     app.route("/plain/boom", "GET", boom)
     with caplog.at_level("ERROR", logger="cc_backend.server"):
-        status, headers, body = _call(app, "/api/boom")
+        status, headers, body = wsgi_call(app, "/api/boom")
     assert status == 500 and json.loads(body) == {"status": "Internal Server Error", "error": "internal server error"}
     assert headers["Content-Type"] == "application/json" and headers["X-Frame-Options"] == "DENY"
     assert "secret internals" in caplog.text and "Traceback" in caplog.text  # logged, not sent
-    status, _, body = _call(app, "/plain/boom")
+    status, _, body = wsgi_call(app, "/plain/boom")
     assert status == 500 and b"secret" not in body
-    status, _, body = _call(app, "/api/conflict")
+    status, _, body = wsgi_call(app, "/api/conflict")
     assert status == 422 and json.loads(body) == {"status": "Unprocessable Entity", "error": "job already stopped"}
-    status, _, body = _call(app, "/api/abort")
+    status, _, body = wsgi_call(app, "/api/abort")
     assert status == 400 and json.loads(body) == {"status": "Bad Request", "error": "bad thing"}
-    status, _, body = _call(app, "/userapi/unknown")
+    status, _, body = wsgi_call(app, "/userapi/unknown")
     assert status == 404 and json.loads(body)["status"] == "Resource not found"

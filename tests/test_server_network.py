@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import array
-import datetime as dt
 import grp
 import json
 import os
@@ -23,23 +22,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from conftest import REPO, run_cli
+from conftest import REPO
 from peerdata import copy_archive
-from test_server import self_signed
+from support.cli import EXE, run_cli
+from support.server import free_port, self_signed
+from support.site import auth, configure, token, write_site
 
-EXE = Path(sys.executable).parent / "cc-backend"
 UNIT = REPO / "init" / "clustercockpit.service"
 INIT_README = REPO / "init" / "README.md"
 REDIRECT_PORT = 80
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: binds port 80 and changes users")
 ARCHIVED_JOB = ("emmy", 1404397, 1609300556)  # in the peer archive
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def unprivileged() -> tuple[str, str]:
@@ -80,33 +73,17 @@ def public_dir():
 
 def make_site(root: Path, **main: object) -> Path:
     """An installation in ``root``: config.json, .env, var/job-archive (peer archive), var/job.db after init-db."""
-    from cc_backend.auth.keys import generate_keypair
-
     (root / "var").mkdir(parents=True)
     archive = copy_archive(root / "var", "job-archive")
-    config = {"main": {"addr": "127.0.0.1:0", "db": str(root / "var" / "job.db"), **main},
-              "archive": {"kind": "file", "path": str(archive)}, "auth": {"jwts": {"max-age": "2h"}}}
-    (root / "config.json").write_text(json.dumps(config, indent=2))
-    public, private = generate_keypair()
-    (root / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
+    write_site(root, {"addr": "127.0.0.1:0", "db": str(root / "var" / "job.db"), **main}, archive)
     (root / ".env").chmod(0o600)
     r = run_cli("--config", str(root / "config.json"), "-init-db", cwd=root)
     assert r.returncode == 0, r.stderr
     return root
 
 
-def configure(site: Path, **main: object) -> None:
-    config = json.loads((site / "config.json").read_text())
-    config["main"].update({key.replace("_", "-"): value for key, value in main.items()})
-    (site / "config.json").write_text(json.dumps(config, indent=2))
-
-
 def api_token(site: Path, roles: list[str]) -> dict[str, str]:
-    from cc_backend.auth.keys import issue_jwt
-    from cc_backend.config import load_env
-
-    key = load_env(site / ".env", environ={}).JWT_PRIVATE_KEY
-    return {"X-Auth-Token": issue_jwt("nettest", roles, key, dt.timedelta(hours=1))}
+    return auth(token(site, roles, "nettest"))
 
 
 class Proc:
@@ -288,6 +265,7 @@ def test_an_unprivileged_process_cannot_switch_user(public_dir, public_venv):
 def port_80():
     """Skip unless 127.0.0.1:80 can be bound here (root, and nothing else listening)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no listener
         try:
             bind_like_a_server(s, REDIRECT_PORT)
         except PermissionError:
@@ -333,7 +311,8 @@ def test_redirect_http_to_on_port_80(public_dir, procs, port_80):
     assert r.status_code == 301 and r.headers["location"] == target + "login"
     assert srv.stop() == 0, srv.output()
     with socket.socket() as s:
-        bind_like_a_server(s, REDIRECT_PORT)  # released on shutdown
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the closed connections may be in TIME_WAIT
+        s.bind(("127.0.0.1", REDIRECT_PORT))  # released on shutdown
 
     # As upstream, the redirect does not depend on HTTPS.
     configure(site, https_cert_file=None, https_key_file=None, user=None, group=None)
@@ -357,7 +336,8 @@ def test_redirect_http_to_on_port_80(public_dir, procs, port_80):
 def test_redirect_port_taken_is_a_clear_error(public_dir, port_80):
     site = make_site(public_dir / "site", addr=f"127.0.0.1:{free_port()}", **{"redirect-http-to": "https://x.example/"})
     with socket.socket() as taken:
-        bind_like_a_server(taken, REDIRECT_PORT)
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT; a listener still excludes others
+        taken.bind(("127.0.0.1", REDIRECT_PORT))
         taken.listen()
         r = run_cli("--config", str(site / "config.json"), "serve", cwd=site)
     assert r.returncode == 78, r.stderr

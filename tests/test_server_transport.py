@@ -10,8 +10,10 @@ import time
 
 import httpx
 import orjson
-
-from test_server import EXE, SQLITE_ONLY, Server, auth, cli, configure, free_port, self_signed, start, tokens  # noqa: F401 - start and tokens are fixtures
+from support.cli import EXE, cli
+from support.db import SQLITE_ONLY
+from support.server import Server, free_port, self_signed
+from support.site import auth, configure
 
 TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 

@@ -6,12 +6,18 @@ import base64
 import time
 
 import jwt
+import ldap_server as ldap
 import pytest
 
-import ldap_server as ldap
 from cc_backend.auth.ldap import LdapDirectory
 from cc_backend.auth.sessions import (
-    LoginRateLimiter, Session, SessionCodec, TooManyAttempts, authenticate, safe_redirect, verify_cross_login_token,
+    LoginRateLimiter,
+    Session,
+    SessionCodec,
+    TooManyAttempts,
+    authenticate,
+    safe_redirect,
+    verify_cross_login_token,
 )
 from cc_backend.auth.users import AuthSource, User, add_user
 from cc_backend.errors import ConfigError, Forbidden

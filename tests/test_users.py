@@ -10,13 +10,13 @@ import sys
 import bcrypt
 import pytest
 from sqlalchemy import insert, select, text
+from support.cli import cli as support_cli
+from support.cli import run_cli
 
 from cc_backend.auth import users
 from cc_backend.auth.users import AuthSource, Role, User
 from cc_backend.db.tables import configuration_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
-
-from conftest import run_cli
 
 FAST = {"CC_BCRYPT_ROUNDS": "4"}
 
@@ -425,7 +425,7 @@ def site_engine(site):
 
 
 def cli(site, *args, input=None):
-    return run_cli("--config", str(site / "config.json"), "user", *args, cwd=site, input=input, env=FAST)
+    return support_cli(site, "user", *args, input=input)
 
 
 def test_cli_add_with_password_stdin(site, site_engine):

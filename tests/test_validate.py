@@ -11,7 +11,14 @@ import pytest
 from peerdata import ARCHIVE, IMPORTER, copy_archive
 
 from cc_backend.archive.fs import read_data_file
-from cc_backend.archive.validate import SCHEMA_FILES, schema, validate_archive, validate_cluster, validate_data, validate_meta
+from cc_backend.archive.validate import (
+    SCHEMA_FILES,
+    schema,
+    validate_archive,
+    validate_cluster,
+    validate_data,
+    validate_meta,
+)
 from cc_backend.errors import InvalidInput
 
 EMMY_JOBS = ["emmy/1403/244/1608923076", "emmy/1404/397/1609300556"]

@@ -3,12 +3,11 @@
 ``graphql_site`` (module scope, SQLite and MariaDB; JWTs with validate-user, so roles and projects come
 from the database as for a session): the upstream peer job.db (544 jobs, migrated to
 schema 11) plus the peer archive (clusters alex, emmy, fritz), users with every role, and a server.
-Tests that change data use their own server (``test_server.start``) or undo their changes.
+Tests that change data use their own server (conftest's ``start``) or undo their changes.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-
-from conftest import _drop_mysql_database, _fresh_mysql_database, copy_database
 from peerdata import JOB_DB, copy_archive
-from test_server import Server, cli
+
+from support.cli import cli
+from support.db import copy_database, module_database
+from support.server import InProcess, Server
+from support.site import main_section, write_site
 
 #: Users of the GraphQL site: name -> roles (the manager manages project caph: 65 alex jobs).
 USERS = {
@@ -32,9 +33,9 @@ USERS = {
 
 @dataclass
 class GraphQLSite:
-    """A running server, its site folder, and a JWT per user."""
+    """A running server (or the app in process), its site folder, and a JWT per user."""
 
-    server: Server
+    server: Server | InProcess
     site: Path
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -49,7 +50,7 @@ class GraphQLSite:
             body["variables"] = variables
         hdrs = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
         hdrs.update(headers or {})
-        return httpx.post(self.url + "/query", json=body, headers=hdrs, timeout=60)
+        return self.server.post("/query", json=body, headers=hdrs, timeout=60)
 
     def query(self, query: str, variables: dict | None = None, *, user: str = "gqladmin") -> dict:
         """The ``data`` of a query that must succeed (status 200, no errors)."""
@@ -59,24 +60,15 @@ class GraphQLSite:
         assert not body.get("errors"), body["errors"][:3]
         return body["data"]
 
-    def errors(self, query: str, variables: dict | None = None, *, user: str = "gqladmin") -> list[dict]:
-        """The ``errors`` of a query that must fail (status 200 or 422)."""
+    def errors(self, query: str, variables: dict | None = None, *, user: str = "gqladmin",
+               status: int = 200) -> list[dict]:
+        """The ``errors`` of a query that must fail with ``status``: 200 for errors while resolving, 422 for
+        documents or variables refused before execution (parse, validation, coercion)."""
         r = self.post(query, variables, user=user)
-        assert r.status_code in (200, 422), r.text
+        assert r.status_code == status, r.text
         errors = r.json().get("errors")
         assert errors, r.text
         return errors
-
-
-def write_site(folder: Path, main: dict, archive: Path) -> None:
-    """config.json (JWTs with validate-user) and .env with a fresh key pair for a GraphQL test site."""
-    from cc_backend.auth.keys import generate_keypair
-
-    config = {"main": main, "archive": {"kind": "file", "path": str(archive)},
-              "auth": {"jwts": {"max-age": "2h", "validate-user": True}}}
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    public, private = generate_keypair()
-    (folder / ".env").write_text(f'JWT_PUBLIC_KEY="{public}"\nJWT_PRIVATE_KEY="{private}"\nSESSION_KEY="abc"\n')
 
 
 def add_users(site: Path, users: dict[str, list[str]]) -> dict[str, str]:
@@ -87,37 +79,28 @@ def add_users(site: Path, users: dict[str, list[str]]) -> dict[str, str]:
     return {name: cli(site, "--jwt", name).stdout.strip() for name in users}
 
 
-def _make_site(folder: Path, backend: str, mysql_url: str | None) -> tuple[Path, str | None]:
+def _load_peer_database(folder: Path, db_url: str) -> None:
+    """The peer job.db migrated to schema 11 at ``folder/job.db``, and copied into ``db_url`` if that is MariaDB."""
     from cc_backend.db.engine import make_engine
     from cc_backend.db.migrate import migrate
 
-    archive = copy_archive(folder, "job-archive")
     db_file = folder / "job.db"
     shutil.copyfile(JOB_DB, db_file)
     sqlite_url = f"sqlite:///{db_file}"
-    engine = make_engine(sqlite_url)
-    migrate(engine)
-    engine.dispose()
-    mysql_name = None
-    if backend == "sqlite":
-        main = {"addr": "127.0.0.1:0", "db": str(db_file)}
-    else:
-        mysql_name, url = _fresh_mysql_database(mysql_url)
+    for url in dict.fromkeys((sqlite_url, db_url)):
         engine = make_engine(url)
         migrate(engine)
         engine.dispose()
-        copy_database(sqlite_url, url)
-        main = {"addr": "127.0.0.1:0", "db-driver": "mysql", "db": url}
-    write_site(folder, main, archive)
-    return folder, mysql_name
+    if db_url != sqlite_url:
+        copy_database(sqlite_url, db_url)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def graphql_site(request, tmp_path_factory) -> GraphQLSite:
-    folder = tmp_path_factory.mktemp(f"graphql-{request.param}")
-    mysql_url = request.getfixturevalue("mysql_server") if request.param == "mysql" else None
-    site, mysql_name = _make_site(folder, request.param, mysql_url)
-    try:
+    site = tmp_path_factory.mktemp(f"graphql-{request.param}")
+    with module_database(request, site) as db_url:
+        _load_peer_database(site, db_url)
+        write_site(site, main_section(db_url), copy_archive(site, "job-archive"), validate_user=True)
         tokens = add_users(site, USERS)
         r = cli(site, "user", "add-project", "gqlmanager", "caph")
         assert r.returncode == 0, r.stderr
@@ -127,6 +110,3 @@ def graphql_site(request, tmp_path_factory) -> GraphQLSite:
             yield GraphQLSite(server=server, site=site, tokens=tokens)
         finally:
             server.stop()
-    finally:
-        if mysql_name:
-            _drop_mysql_database(mysql_name)
