@@ -91,7 +91,7 @@ def start(root: Path) -> LdapServer:
                 return LdapServer(url, process, root)
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"slapd exited: {process.stderr.read().decode(errors='replace')}")
+                raise RuntimeError(f"slapd exited: {process.stderr.read().decode(errors='replace')}") from None
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("slapd did not start listening within 20 s")

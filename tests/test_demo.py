@@ -379,7 +379,7 @@ def test_data_json_series_and_statistics(small: Any) -> None:
             if mc["scope"] == "accelerator":
                 expected.add("accelerator")
             assert set(scopes) == expected, (name, set(scopes))
-            for scope, md in scopes.items():
+            for md in scopes.values():
                 assert md["timestep"] % mc["timestep"] == 0 and md["unit"] == mc["unit"]
                 for s in md["series"]:
                     vals = [v for v in s["data"] if v is not None]

@@ -126,7 +126,7 @@ def test_global_metrics_list_every_metric_with_its_availability(graphql_site):
     for name, item in metrics.items():
         offering = [(c, raw) for c, raw in raws.items() if any(m["name"] == name for m in raw["metricConfig"])]
         assert [a["cluster"] for a in item["availability"]] == [c for c, _ in offering]
-        for availability, (cluster, raw) in zip(item["availability"], offering):
+        for availability, (_cluster, raw) in zip(item["availability"], offering):
             metric = next(m for m in raw["metricConfig"] if m["name"] == name)
             assert availability["subClusters"] == [sc["name"] for sc in raw["subClusters"]
                                                    if resolved(metric, sc["name"]) is not None]

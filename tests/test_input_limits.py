@@ -226,7 +226,7 @@ def test_configured_body_limit_on_every_route_and_chunked_bodies(start, site, to
     server = start(max_request_body_size=limit)
     assert cli(site, "-add-user", "adapter:api:pw").returncode == 0
     token = tokens(["api"], sub="adapter")
-    head = "Host: x\r\nX-Auth-Token: {}\r\nContent-Type: application/json\r\n".format(token)
+    head = f"Host: x\r\nX-Auth-Token: {token}\r\nContent-Type: application/json\r\n"
     for path in ("/api/jobs/start_job/", "/query", "/api/nodestate/", "/login", "/api/jobs/tag_job/1"):
         status, body = _raw_request(server.url, f"POST {path} HTTP/1.1\r\n{head}Content-Length: {limit + 1}\r\n")
         assert (status, body["status"]) == (413, "Request Entity Too Large")

@@ -272,7 +272,7 @@ def test_former_server_errors_are_bad_requests(fuzz_target, method, path, body):
 
 def test_unparsable_form_bodies_are_bad_requests(fuzz_target):
     url, _, cookie = fuzz_target
-    control_name = ('--b\r\nContent-Disposition: form-data; name="a\x01b"\r\n\r\nx\r\n--b--\r\n').encode()
+    control_name = (b'--b\r\nContent-Disposition: form-data; name="a\x01b"\r\n\r\nx\r\n--b--\r\n')
     r = httpx.put(url + "/config/users/", content=control_name, cookies={"session": cookie},
                   headers={"Content-Type": "multipart/form-data; boundary=b"})
     assert r.status_code == 400 and r.json()["status"] == "Bad Request"

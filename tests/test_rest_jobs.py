@@ -149,7 +149,8 @@ def test_user_roles_via_api_need_admin(api, site):
     assert r.status_code == 200 and r.json() == {"msg": "Add Role Success for user adapter"}
     r = app.post("/api/user/adapter", json={"add-role": "wizard"}, headers=admin)
     assert r.status_code == 422
-    assert r.json()["error"].startswith("supplied role is no valid option: 'wizard'")
+    assert r.json() == {"status": "Unprocessable Entity", "error": "adding role failed: supplied role is no valid "
+                        "option: 'wizard' (valid: api, user, manager, support, admin)"}
     r = app.get("/api/users/", headers=admin)
     assert {u["username"]: u["roles"] for u in r.json()} == {"adapter": ["api", "support"], "boss": ["admin", "api"]}
 

@@ -95,7 +95,7 @@ class Proc:
         self.proc = subprocess.Popen(args, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, **popen)
 
     @classmethod
-    def serve(cls, site: Path, **popen: object) -> "Proc":
+    def serve(cls, site: Path, **popen: object) -> Proc:
         return cls([str(EXE), "--loglevel", "info", "--config", str(site / "config.json"), "serve"], site,
                    site.parent / f"{site.name}-server.log", **popen)
 

@@ -35,7 +35,7 @@ def cookie_attributes(header: str) -> dict[str, str]:
     return out
 
 
-def login(target: "Requests", username: str, password: str, **kwargs) -> dict[str, str]:
+def login(target: Requests, username: str, password: str, **kwargs) -> dict[str, str]:
     """Log in at a server or an app in process; the headers that carry the new session."""
     r = target.post("/login", data={"username": username, "password": password}, **kwargs)
     assert r.status_code == 302, r.text
