@@ -162,8 +162,11 @@ def main() -> None:
     try:
         info, token = setup(work, args.db)
         prefix = os.environ.get("CC_BENCH_SERVER_PREFIX", "").split()  # e.g. "py-spy record -o prof.svg --"
+        # The server's log (one access line per request at its default level) goes to a file: a pipe that
+        # nobody reads fills up after a few thousand requests and then blocks the server's writes.
+        server_log = open(work / "server.log", "wb")  # noqa: SIM115 - the process writes it until the end
         server = subprocess.Popen([*prefix, *info["cli"], "serve"], cwd=work, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE)
+                                  stderr=server_log)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -174,7 +177,7 @@ def main() -> None:
             except OSError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"server did not start: {server.stderr.read().decode() if server.poll() is not None else ''}")
+                raise SystemExit(f"server did not start: {(work / 'server.log').read_text(errors='replace')}")
             time.sleep(0.2)
         print(f"database: {args.db}, {args.clients} clients in a separate process, {args.seconds:.0f} s each")
         report("GET /healthz (baseline)", *run_clients(info["port"], token, args.clients, args.seconds / 3, "healthz"))
