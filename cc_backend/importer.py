@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from cc_backend.archive.cluster import ClusterRegistry
-from cc_backend.db.engine import is_sqlite
+from cc_backend.db.engine import inserted_id, is_sqlite
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import CCError, Conflict, InvalidInput
 from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
@@ -181,7 +181,7 @@ def _leave_wal(engine: Engine) -> bool:
     checkpoint); a rollback journal only keeps the few original pages. Returns whether it switched.
     """
     with engine.connect() as conn:
-        busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
         conn.exec_driver_sql("PRAGMA busy_timeout=0")
         try:
             mode = conn.exec_driver_sql("PRAGMA journal_mode=DELETE").scalar()
@@ -221,6 +221,7 @@ def init_db(
         conn.execute(delete(job_table))
         dropped = _drop_job_indexes(conn)
         raw = conn.connection.dbapi_connection
+        assert raw is not None  # the connection was just used, so it is not invalidated
         cursor = raw.cursor()
         if is_sqlite(engine):
             # Rebuilding 54 indexes dominates init-db; memory-mapped reads make each index build
@@ -399,7 +400,7 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
         if exists is not None:
             raise Conflict(f"job {row['job_id']} on {row['cluster']} started at {row['start_time']} "
                            f"is already in the database (id {exists[0]})", field="jobId")
-        db_id = int(conn.execute(insert(job_table).values(**row)).inserted_primary_key[0])
+        db_id = inserted_id(conn.execute(insert(job_table).values(**row)))
         from cc_backend.jobs.tags import attach_tag, ensure_tag
 
         for i, tag in enumerate(tags):

@@ -145,9 +145,9 @@ def _heatmap_bounds_known(rows: int, cols: int, min_x: float, min_y: float, max_
     Upstream's web UI asks with ``maxY: -1`` before it knows the peak; upstream's logarithm of it is
     NaN, which drops every sample, so the answer is an all-zero heatmap rather than an error.
     """
-    for name, value in (("rows", rows), ("cols", cols)):
-        if value < 1:
-            raise InvalidInput(f"{name} must be at least 1, got {value}", field=name)
+    for name, count in (("rows", rows), ("cols", cols)):
+        if count < 1:
+            raise InvalidInput(f"{name} must be at least 1, got {count}", field=name)
     if rows * cols > MAX_HEATMAP_TILES:
         raise InvalidInput(f"rows x cols must not exceed {MAX_HEATMAP_TILES}, got {rows * cols}", field="rows")
     bounds = (("minX", min_x), ("minY", min_y), ("maxX", max_x), ("maxY", max_y))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import Select, and_, delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from cc_backend.auth.security import (
@@ -15,7 +15,7 @@ from cc_backend.auth.security import (
     may_delete_tag_scope,
     readable_tag_scopes,
 )
-from cc_backend.db.engine import is_sqlite
+from cc_backend.db.engine import inserted_id, is_sqlite
 from cc_backend.db.limits import check_text
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -39,7 +39,9 @@ def list_tags(engine: Engine, *, viewer: Viewer | None = None, with_counts: bool
 
     ``with_counts=False`` leaves the count out (and the join over every tagged job that computes it).
     """
-    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(T.tag_type, T.tag_name)
+    # Typed as rows of any length: with_counts adds a fifth column.
+    stmt: Select[*tuple[Any, ...]] = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(
+        T.tag_type, T.tag_name)
     if with_counts:
         count_stmt = (
             select(jobtag_table.c.tag_id, func.count().label("n"))
@@ -93,7 +95,7 @@ def ensure_tag(conn: Connection, tag_type: str, tag_name: str, scope: str = "glo
     if found is not None:
         return int(found)
     result = conn.execute(tag_table.insert().values(tag_type=tag_type, tag_name=tag_name, tag_scope=scope or "global"))
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 def attach_tag(conn: Connection, job_db_id: int, tag_id: int) -> None:
@@ -170,8 +172,8 @@ def attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]], 
         _require_tag_write(viewer, ttype, tname, scope)
         found = _tag_by_name(conn, ttype, tname)
         if found is None:
-            tag_id = int(conn.execute(insert(tag_table).values(tag_type=ttype, tag_name=tname, tag_scope=scope))
-                         .inserted_primary_key[0])
+            tag_id = inserted_id(conn.execute(insert(tag_table).values(tag_type=ttype, tag_name=tname,
+                                                                        tag_scope=scope)))
         elif found[1] != scope:
             raise Conflict(f"tag {ttype}:{tname} already exists with scope {found[1]!r}, not {scope!r}",
                            field="scope")
@@ -274,7 +276,7 @@ def create_tag(engine: Engine, tag_type: Any, tag_name: Any, scope: Any, *, view
                            .where(and_(T.tag_type == tag_type, T.tag_name == tag_name))).first()
         if row is None:
             result = conn.execute(insert(tag_table).values(tag_type=tag_type, tag_name=tag_name, tag_scope=scope))
-            return {"id": int(result.inserted_primary_key[0]), "type": tag_type, "name": tag_name, "scope": scope}
+            return {"id": inserted_id(result), "type": tag_type, "name": tag_name, "scope": scope}
         existing = tag_dict(row)
         if existing["scope"] != scope:
             readable = readable_tag_scopes(viewer)

@@ -172,7 +172,9 @@ def write_transaction(engine: Engine, lock: str | None = None) -> Iterator[Conne
                 try:
                     # On the driver's cursor: through SQLAlchemy it would open a transaction that
                     # costs a COMMIT or ROLLBACK round trip more; a named lock is not transactional.
-                    cursor = conn.connection.dbapi_connection.cursor()
+                    raw = conn.connection.dbapi_connection
+                    assert raw is not None  # not invalidated: the failure handling below covers that too
+                    cursor = raw.cursor()
                     cursor.execute("DO RELEASE_LOCK(%s)", (name,))
                     cursor.close()
                 except Exception:
