@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select
@@ -20,6 +20,11 @@ from cc_backend.errors import CCError, Conflict, InvalidInput
 from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
 from cc_backend.jobs.model import MONITORING_ARCHIVED, job_to_row
 from cc_backend.jobs.tags import check_tag_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from cc_backend.archive.fs import FileArchive
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +172,7 @@ def _parallel_parse(root: str, registry: ClusterRegistry, workers: int) -> Itera
 
 # --- bulk loading ---------------------------------------------------------------------------------
 
-def _drop_job_indexes(conn: Any) -> list:
+def _drop_job_indexes(conn: Connection) -> list:
     dropped = list(job_table.indexes)
     for index in dropped:
         index.drop(conn, checkfirst=True)
@@ -194,7 +199,7 @@ def _leave_wal(engine: Engine) -> bool:
 
 def init_db(
     engine: Engine,
-    archive: Any,
+    archive: FileArchive,
     *,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
@@ -289,7 +294,7 @@ def init_db(
     return summary
 
 
-def _insert_tags(conn: Any, new_tags: list[dict], notes: list[tuple[str, str]]) -> dict[int, int]:
+def _insert_tags(conn: Connection, new_tags: list[dict], notes: list[tuple[str, str]]) -> dict[int, int]:
     """Insert the tags; returns {tag id: id of the tag kept} for tags the database holds as one.
 
     Tags are told apart exactly here, but a case-insensitive MariaDB collation (utf8mb4_unicode_ci,
@@ -360,7 +365,7 @@ def _read_json_file(path: str, what: str) -> Any:
         raise InvalidInput(f"{what} {path}: invalid JSON: {exc}", field=what) from None
 
 
-def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[str, Any], *,
+def import_job(engine: Engine, archive: FileArchive, meta: dict[str, Any], data: dict[str, Any], *,
                validate: bool = False, source: str = "meta.json") -> dict[str, Any]:
     """Archive one finished job (meta.json + data.json) and insert it with its tags; returns the job row."""
     unknown = sorted(set(meta) - META_KEYS)
@@ -412,7 +417,7 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
     return row
 
 
-def import_files(engine: Engine, archive: Any, pairs: Sequence[tuple[str, str]], *, validate: bool = False) -> LoadSummary:
+def import_files(engine: Engine, archive: FileArchive, pairs: Sequence[tuple[str, str]], *, validate: bool = False) -> LoadSummary:
     """Import several meta/data file pairs; stops at the first error, naming the file (earlier ones stay)."""
     started = time.perf_counter()
     summary = LoadSummary()

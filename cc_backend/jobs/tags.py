@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, and_, delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
@@ -22,6 +22,9 @@ from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.model import json_object, reject_unknown
 from cc_backend.jobs.query import get_job, scope_condition
 from cc_backend.jobs.transaction import locked_job, rewriting_transaction, sync_archive_meta, write_transaction
+
+if TYPE_CHECKING:
+    from cc_backend.archive.fs import FileArchive
 
 J = job_table.c
 T = tag_table.c
@@ -182,7 +185,7 @@ def attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]], 
         attach_tag(conn, db_id, tag_id)
 
 
-def tag_job(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
+def tag_job(engine: Engine, archive: FileArchive, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
     """Attach tags ``[{type, name, scope="global"}]`` to a job, creating missing ones; returns the job JSON.
 
     The viewer must be allowed to write each scope (else Forbidden). For a job that is not running
@@ -209,7 +212,7 @@ def _require_tag_write(viewer: Viewer | None, ttype: str, tname: str, scope: str
                         field="scope")
 
 
-def remove_job_tags(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
+def remove_job_tags(engine: Engine, archive: FileArchive, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
     """Detach tags from a job; returns the job JSON with the remaining tags.
 
     As upstream only ``global`` and ``admin`` scopes are processed, private ones are skipped. A tag
@@ -300,7 +303,7 @@ def _require_assignable(viewer: Viewer | None, tags: list[dict[str, Any]], actio
                             f"scope {tag['scope']!r})", field="tagIds")
 
 
-def add_tags_to_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int], *,
+def add_tags_to_job(engine: Engine, archive: FileArchive, db_id: int, tag_ids: list[int], *,
                     viewer: Viewer | None) -> list[dict[str, Any]]:
     """Attach existing tags by id to a job; returns the job's tags the viewer may read, after the change.
 
@@ -319,7 +322,7 @@ def add_tags_to_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int]
         return job["tags"]
 
 
-def remove_tags_from_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int], *,
+def remove_tags_from_job(engine: Engine, archive: FileArchive, db_id: int, tag_ids: list[int], *,
                          viewer: Viewer | None) -> list[dict[str, Any]]:
     """Detach tags by id from a job; returns the job's remaining tags the viewer may read.
 
@@ -337,7 +340,7 @@ def remove_tags_from_job(engine: Engine, archive: Any, db_id: int, tag_ids: list
         return job["tags"]
 
 
-def delete_tags_by_id(engine: Engine, archive: Any, tag_ids: list[int], *, viewer: Viewer | None,
+def delete_tags_by_id(engine: Engine, archive: FileArchive, tag_ids: list[int], *, viewer: Viewer | None,
                       field: str = "tagIds") -> list[int]:
     """Delete tags by id with their job links and drop them from archived jobs' meta.json; returns the ids.
 
