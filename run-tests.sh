@@ -37,8 +37,10 @@ fi
 # The test server keeps nothing worth an fsync per commit; this makes schema creation per test cheap.
 mariadb --host=127.0.0.1 --user=root -e "SET GLOBAL innodb_flush_log_at_trx_commit=2" 2>/dev/null || true
 
-# Lint and import order first: a failure here is quicker to read than one in the suite.
+# Lint, import order and types first: a failure here is quicker to read than one in the suite.
 .venv/bin/ruff check --quiet .
+# Types of the core (pyproject.toml [tool.mypy]); prints nothing when clean.
+.venv/bin/mypy --no-error-summary
 
 export CC_BCRYPT_ROUNDS=4
 if [ $# -gt 0 ]; then  # a chosen selection runs as given (add -n 2 --dist loadfile for workers)

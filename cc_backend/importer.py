@@ -7,19 +7,24 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from cc_backend.archive.cluster import ClusterRegistry
-from cc_backend.db.engine import is_sqlite
+from cc_backend.db.engine import inserted_id, is_sqlite
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import CCError, Conflict, InvalidInput
 from cc_backend.jobs.footprint import compute_energy, compute_footprint, statistics_from_data
 from cc_backend.jobs.model import MONITORING_ARCHIVED, job_to_row
 from cc_backend.jobs.tags import check_tag_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from cc_backend.archive.fs import FileArchive
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +172,7 @@ def _parallel_parse(root: str, registry: ClusterRegistry, workers: int) -> Itera
 
 # --- bulk loading ---------------------------------------------------------------------------------
 
-def _drop_job_indexes(conn: Any) -> list:
+def _drop_job_indexes(conn: Connection) -> list:
     dropped = list(job_table.indexes)
     for index in dropped:
         index.drop(conn, checkfirst=True)
@@ -181,7 +186,7 @@ def _leave_wal(engine: Engine) -> bool:
     checkpoint); a rollback journal only keeps the few original pages. Returns whether it switched.
     """
     with engine.connect() as conn:
-        busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
         conn.exec_driver_sql("PRAGMA busy_timeout=0")
         try:
             mode = conn.exec_driver_sql("PRAGMA journal_mode=DELETE").scalar()
@@ -194,7 +199,7 @@ def _leave_wal(engine: Engine) -> bool:
 
 def init_db(
     engine: Engine,
-    archive: Any,
+    archive: FileArchive,
     *,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
@@ -221,6 +226,7 @@ def init_db(
         conn.execute(delete(job_table))
         dropped = _drop_job_indexes(conn)
         raw = conn.connection.dbapi_connection
+        assert raw is not None  # the connection was just used, so it is not invalidated
         cursor = raw.cursor()
         if is_sqlite(engine):
             # Rebuilding 54 indexes dominates init-db; memory-mapped reads make each index build
@@ -288,7 +294,7 @@ def init_db(
     return summary
 
 
-def _insert_tags(conn: Any, new_tags: list[dict], notes: list[tuple[str, str]]) -> dict[int, int]:
+def _insert_tags(conn: Connection, new_tags: list[dict], notes: list[tuple[str, str]]) -> dict[int, int]:
     """Insert the tags; returns {tag id: id of the tag kept} for tags the database holds as one.
 
     Tags are told apart exactly here, but a case-insensitive MariaDB collation (utf8mb4_unicode_ci,
@@ -359,7 +365,7 @@ def _read_json_file(path: str, what: str) -> Any:
         raise InvalidInput(f"{what} {path}: invalid JSON: {exc}", field=what) from None
 
 
-def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[str, Any], *,
+def import_job(engine: Engine, archive: FileArchive, meta: dict[str, Any], data: dict[str, Any], *,
                validate: bool = False, source: str = "meta.json") -> dict[str, Any]:
     """Archive one finished job (meta.json + data.json) and insert it with its tags; returns the job row."""
     unknown = sorted(set(meta) - META_KEYS)
@@ -399,7 +405,7 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
         if exists is not None:
             raise Conflict(f"job {row['job_id']} on {row['cluster']} started at {row['start_time']} "
                            f"is already in the database (id {exists[0]})", field="jobId")
-        db_id = int(conn.execute(insert(job_table).values(**row)).inserted_primary_key[0])
+        db_id = inserted_id(conn.execute(insert(job_table).values(**row)))
         from cc_backend.jobs.tags import attach_tag, ensure_tag
 
         for i, tag in enumerate(tags):
@@ -411,7 +417,7 @@ def import_job(engine: Engine, archive: Any, meta: dict[str, Any], data: dict[st
     return row
 
 
-def import_files(engine: Engine, archive: Any, pairs: Sequence[tuple[str, str]], *, validate: bool = False) -> LoadSummary:
+def import_files(engine: Engine, archive: FileArchive, pairs: Sequence[tuple[str, str]], *, validate: bool = False) -> LoadSummary:
     """Import several meta/data file pairs; stops at the first error, naming the file (earlier ones stay)."""
     started = time.perf_counter()
     summary = LoadSummary()

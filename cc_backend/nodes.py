@@ -9,10 +9,11 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Engine, and_, func, insert, select
+from sqlalchemy import ColumnElement, Engine, RowMapping, and_, func, insert, select
 
 from cc_backend.archive.cluster import ClusterRegistry
 from cc_backend.auth.security import Viewer, sees_nodes
+from cc_backend.db.engine import inserted_id
 from cc_backend.db.limits import check_int, check_text
 from cc_backend.db.tables import HEALTH_STATES, NODE_STATES, node_state_table, node_table
 from cc_backend.errors import Forbidden, InvalidInput, NotFound
@@ -113,7 +114,7 @@ def update_node_states(engine: Engine, registry: ClusterRegistry, payload: Any, 
                     subcluster = ""
                 result = conn.execute(insert(node_table).values(
                     hostname=node["hostname"], cluster=cluster_name, subcluster=subcluster))
-                known[node["hostname"]] = int(result.inserted_primary_key[0])
+                known[node["hostname"]] = inserted_id(result)
         rows = [{
             "time_stamp": now, "node_id": known[n["hostname"]], "node_state": n["node_state"],
             "health_state": "full" if n["node_state"] == "down" else "failed",
@@ -257,7 +258,7 @@ def _json_object(text: Any) -> Any:
         return {}
 
 
-def _graphql_node(row: Mapping[str, Any]) -> dict[str, Any]:
+def _graphql_node(row: RowMapping) -> dict[str, Any]:
     return {
         "id": row["id"],
         "hostname": row["hostname"],
@@ -279,8 +280,9 @@ def _node_order(order: Mapping[str, Any] | None) -> list[ColumnElement]:
     """Sort by a Node field; anything else sorts by hostname, as upstream, which ignores ``order`` on node
     lists and whose web UI always sends a job column there (``startTime``)."""
     n = node_table.c
-    column = NODE_ORDER_COLUMNS.get(order.get("field")) if order else None
-    if column is None:
+    field = order.get("field") if order else None
+    column = NODE_ORDER_COLUMNS.get(field) if field is not None else None
+    if column is None or order is None:
         return [n.hostname, n.cluster]
     direction = order.get("order") or "ASC"
     if direction not in ("ASC", "DESC"):

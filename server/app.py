@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import bottle
@@ -35,6 +35,9 @@ import orjson
 
 from cc_backend.errors import CCError
 from cc_backend.server.auth import CLIENT_IP_KEY, USER_KEY, Network, proxy_networks, resolve_client_ip
+
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
 
 log = logging.getLogger("cc_backend.server")
 access_log = logging.getLogger("cc_backend.server.access")
@@ -324,7 +327,7 @@ class BodyLimit:
 class CCApp(bottle.Bottle):
     """A bottle app whose WSGI entry point runs :class:`HttpMiddleware` around bottle."""
 
-    def __init__(self, runtime: Any, *, dev: bool = False) -> None:
+    def __init__(self, runtime: Runtime, *, dev: bool = False) -> None:
         super().__init__()
         self.uninstall("json")  # JsonPlugin serialises with orjson instead
         self.runtime = runtime
@@ -336,7 +339,7 @@ class CCApp(bottle.Bottle):
         return self._middleware(environ, start_response)
 
 
-def make_app(runtime: Any, *, dev: bool = False) -> CCApp:
+def make_app(runtime: Runtime, *, dev: bool = False) -> CCApp:
     """Build the app for one :class:`~cc_backend.runtime.Runtime`: plugins first, then every route group."""
     from cc_backend.server import routes_api, routes_config, routes_graphql, routes_jobs, routes_openapi, routes_session
     from cc_backend.server.auth import AuthPlugin

@@ -48,6 +48,7 @@ from cc_backend.server.requests import bearer_token
 
 if TYPE_CHECKING:
     from cc_backend.auth.sessions import Session, SessionCodec
+    from cc_backend.runtime import Runtime
 
 log = logging.getLogger("cc_backend.server.auth")
 
@@ -208,7 +209,7 @@ class SessionCookies:
     #: Upper bound of remembered logged-out cookies; the oldest are forgotten first.
     MAX_REVOKED = 100_000
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._codec: SessionCodec | None = None
         self._lock = threading.Lock()
@@ -283,7 +284,7 @@ VERIFIED_TOKEN_CACHE = 1024
 class Authenticator:
     """Turns a request into a Viewer for one runtime; the decoded public key is cached."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.cookies = SessionCookies(runtime)
         self._key: Any = None
@@ -420,7 +421,7 @@ class AuthPlugin:
     name = "cc_auth"
     api = 2
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.auth = Authenticator(runtime)
 
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
@@ -19,6 +19,9 @@ from cc_backend.db.tables import JOB_STATES
 from cc_backend.errors import CCError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from cc_backend.server.requests import INT64_MAX, int64, json_body, query_int
 
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
+
 log = logging.getLogger("cc_backend.server")
 
 
@@ -26,7 +29,7 @@ log = logging.getLogger("cc_backend.server")
 JOB_LIST_PARAMS = frozenset({"state", "cluster", "project", "start-time", "page", "items-per-page", "with-metadata"})
 
 
-def mount(app: bottle.Bottle, runtime: Any) -> None:
+def mount(app: bottle.Bottle, runtime: Runtime) -> None:
     """Every /api, /userapi and health route of ``runtime`` on ``app``."""
     handlers = ApiHandlers(runtime)
     app.route("/healthz", "GET", handlers.healthz, auth=None)
@@ -93,7 +96,7 @@ def parse_job_list_query(query: bottle.FormsDict) -> tuple[Any, Any, bool]:
 class ApiHandlers:
     """The handlers of one runtime (database engine, archive, config)."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def healthz(self) -> dict[str, Any]:

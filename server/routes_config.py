@@ -12,7 +12,7 @@ Not here yet: ``GET /config/taggers/`` and ``POST /config/taggers/run/`` (the ta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
@@ -20,13 +20,16 @@ from cc_backend.auth.security import Viewer, may_administer, may_sign_token_for
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.server.requests import request_fields
 
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
+
 
 def _text(body: str) -> str:
     bottle.response.content_type = "text/plain; charset=utf-8"
     return body
 
 
-def mount(app: bottle.Bottle, runtime: Any) -> None:
+def mount(app: bottle.Bottle, runtime: Runtime) -> None:
     """Every /config and /frontend route of ``runtime`` on ``app``."""
     h = ConfigHandlers(runtime)
     app.route("/config/roles/", "GET", h.get_roles)
@@ -43,7 +46,7 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
 class ConfigHandlers:
     """The handlers of one runtime."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     # ------------------------------------------------------------------------------ /config (admins)

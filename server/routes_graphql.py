@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
@@ -10,12 +10,16 @@ from cc_backend.errors import InvalidInput
 from cc_backend.server.auth import TOKEN_OR_SESSION
 from cc_backend.server.requests import json_object
 
+if TYPE_CHECKING:
+    from cc_backend.auth.security import Viewer
+    from cc_backend.runtime import Runtime
 
-def mount(app: bottle.Bottle, runtime: Any) -> None:
-    def post_query(viewer: Any) -> dict:
+
+def mount(app: bottle.Bottle, runtime: Runtime) -> None:
+    def post_query(viewer: Viewer | None) -> dict:
         return _answer(runtime, viewer, json_object())
 
-    def get_query(viewer: Any) -> dict:
+    def get_query(viewer: Viewer | None) -> dict:
         # GET is for reading only (as gqlgen): a mutation by GET could be triggered by a link.
         params = bottle.request.query
         body: dict[str, Any] = {"query": params.getunicode("query"), "operationName": params.getunicode("operationName")}
@@ -34,7 +38,7 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
     app.route("/query", "GET", get_query, auth=TOKEN_OR_SESSION)
 
 
-def _answer(runtime: Any, viewer: Any, body: dict[str, Any]) -> dict:
+def _answer(runtime: Runtime, viewer: Viewer | None, body: dict[str, Any]) -> dict:
     from cc_backend.server.graphql.executor import execute
 
     status, result = execute(runtime, viewer, body)

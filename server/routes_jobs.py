@@ -6,13 +6,16 @@ and returns its result; the rules live there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
 from cc_backend.auth.security import Viewer, may_administer
 from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.server.requests import int64, json_body, json_list, json_object, request_fields
+
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
 
 
 def _job_key(body: dict[str, Any]) -> tuple[Any, str | None, int | None]:
@@ -27,7 +30,7 @@ def _job_key(body: dict[str, Any]) -> tuple[Any, str | None, int | None]:
     return body["jobId"], body.get("cluster"), body.get("startTime")
 
 
-def mount(app: bottle.Bottle, runtime: Any) -> None:
+def mount(app: bottle.Bottle, runtime: Runtime) -> None:
     """The job-changing routes; REST start/stop are left out when jobs arrive over NATS (api-subjects)."""
     h = JobHandlers(runtime)
     if runtime.config.main.api_subjects is None:
@@ -52,7 +55,7 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
 class JobHandlers:
     """Handlers over one runtime."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     @property

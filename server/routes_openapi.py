@@ -19,9 +19,12 @@ import html
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
+
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
 
 SPEC_FILE = Path(__file__).with_name("openapi.json")
 SPEC_URL = "/api/openapi.json"
@@ -95,7 +98,7 @@ and restart the server.</p>
 """
 
 
-def mount(app: bottle.Bottle, runtime: Any) -> None:
+def mount(app: bottle.Bottle, runtime: Runtime) -> None:
     """``/api/openapi.json``, ``/swagger``, ``/swagger/`` and ``/swagger/<file>``; all without authentication."""
     assets = find_assets()  # once: an install needs a restart, as any other change of the server's files
 

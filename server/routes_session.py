@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
 from cc_backend.errors import CCError, Forbidden, InvalidInput
 from cc_backend.server.requests import bearer_token, request_fields
+
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
 
 log = logging.getLogger("cc_backend.server.sessions")
 
@@ -65,7 +68,7 @@ def login_page(message: str = "", *, username: str = "", redirect: str = "/") ->
                              redirect=html.escape(redirect, quote=True))
 
 
-def mount(app: bottle.Bottle, runtime: Any) -> None:
+def mount(app: bottle.Bottle, runtime: Runtime) -> None:
     """/login, /logout and /jwt-login of ``runtime`` on ``app``; one login rate limiter per app."""
     from cc_backend.server.auth import AuthPlugin, SessionCookies
 
@@ -82,7 +85,7 @@ def mount(app: bottle.Bottle, runtime: Any) -> None:
 class SessionHandlers:
     """The login handlers of one runtime, sharing one :class:`~cc_backend.auth.sessions.LoginRateLimiter`."""
 
-    def __init__(self, runtime: Any, cookies: Any) -> None:
+    def __init__(self, runtime: Runtime, cookies: Any) -> None:
         from cc_backend.auth.sessions import LoginRateLimiter
 
         self.runtime = runtime

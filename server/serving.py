@@ -15,9 +15,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cc_backend.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cc_backend.runtime import Runtime
 
 log = logging.getLogger("cc_backend.server")
 
@@ -141,7 +144,7 @@ def drop_privileges(identity: Identity | None) -> bool:
     return True
 
 
-def check_access(runtime: Any, identity: Identity) -> None:
+def check_access(runtime: Runtime, identity: Identity) -> None:
     """After the drop: the SQLite database must be writable and the archive readable by the new user.
 
     Otherwise the server would start and fail in its first request that writes (or in a task).
@@ -192,7 +195,7 @@ def make_server(app: Any, host: str, port: int, main: Any, *, threads: int = THR
                          body_timeout=main.read_body_timeout.total_seconds())
 
 
-def run_server(runtime: Any, *, dev: bool = False) -> None:
+def run_server(runtime: Runtime, *, dev: bool = False) -> None:
     """Serve ``runtime`` on main.addr until SIGTERM or SIGINT, then finish in-flight requests and return."""
     from cc_backend.server.app import make_app
     from cc_backend.tasks import STOP_GRACE_S, TaskRunner, server_tasks
@@ -207,9 +210,10 @@ def run_server(runtime: Any, *, dev: bool = False) -> None:
     app = make_app(runtime, dev=dev)
     host, port = parse_addr(main.addr)
     server = make_server(app, host, port, main)
-    https = bool(main.https_cert_file and main.https_key_file)
-    if https:
-        server.ssl_adapter = tls_adapter(main.https_cert_file, main.https_key_file)
+    cert_file, key_file = main.https_cert_file, main.https_key_file
+    https = bool(cert_file and key_file)
+    if cert_file and key_file:
+        server.ssl_adapter = tls_adapter(cert_file, key_file)
     servers = [server]
     if main.redirect_http_to:
         # As upstream: a second listener on port 80 whenever redirect-http-to is set, unless

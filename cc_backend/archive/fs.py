@@ -117,7 +117,7 @@ def _dumps(doc: Any) -> bytes:
 class FileArchive:
     """A job archive in a local directory (format version 3)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, validate: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None, *, validate: bool = False) -> None:
         """Open ``root``; bootstrap ``version.txt`` into an empty directory, else insist on version 3.
 
         ``validate=True`` checks cluster.json, meta.json and data files against the v3 schemas on read and write.

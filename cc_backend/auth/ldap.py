@@ -10,6 +10,7 @@ from cc_backend.auth.users import AuthSource, User, add_user, delete_user, find_
 from cc_backend.errors import CCError, ConfigError, Forbidden
 
 if TYPE_CHECKING:
+    from ldap3 import Connection, Server
     from sqlalchemy import Engine
 
     from cc_backend.config import LdapConfig
@@ -41,18 +42,18 @@ class LdapDirectory:
         self.config = config
         self.admin_password = admin_password
 
-    def _server(self):  # type: ignore[no-untyped-def]
+    def _server(self) -> Server:
         from ldap3 import Server
 
         return Server(self.config.url, connect_timeout=CONNECT_TIMEOUT_S)
 
-    def _connect(self, dn: str, password: str):  # type: ignore[no-untyped-def]
+    def _connect(self, dn: str, password: str) -> Connection:
         from ldap3 import Connection
 
         return Connection(self._server(), user=dn, password=password, receive_timeout=RECEIVE_TIMEOUT_S,
                           raise_exceptions=False, read_only=True)
 
-    def _admin(self):  # type: ignore[no-untyped-def]
+    def _admin(self) -> Connection:
         if not self.admin_password:
             raise ConfigError("LDAP_ADMIN_PASSWORD is not set (in .env or the environment); it is needed to "
                               f"search the directory as {self.config.search_dn}")

@@ -201,7 +201,10 @@ class SessionCodec:
         from itsdangerous import BadSignature
 
         try:
-            username, roles, projects, source, *sid = self._serializer.loads(cookie, max_age=self.max_age)
+            # itsdangerous annotates max_age as int but only compares it with the age in seconds, so a
+            # lifetime with fractional seconds (session.json's Go durations) works as it is.
+            username, roles, projects, source, *sid = self._serializer.loads(
+                cookie, max_age=self.max_age)  # type: ignore[arg-type]
             if len(sid) > 1:
                 return None
             return Session(str(username), tuple(roles), tuple(projects), int(source), str(sid[0]) if sid else "")

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cc_backend.db.engine import connection_for
-from cc_backend.db.limits import check_text, max_chars
+from cc_backend.db.limits import check_text, varchar_length
 from cc_backend.db.tables import configuration_table, job_table, user_table
 from cc_backend.errors import Conflict, InvalidInput, NotFound
 
@@ -46,7 +46,7 @@ hashing ~250x faster); never lower it in production."""
 
 MAX_USERNAME_LENGTH = 100
 """Upstream's limit for usernames (``/config/users/`` create)."""
-MAX_TEXT_LENGTH = max_chars(user_table.c.name)
+MAX_TEXT_LENGTH = varchar_length(user_table.c.name)
 """Column width of ``name``, ``email`` and ``password`` (VARCHAR(255) on MariaDB)."""
 MAX_PASSWORD_BYTES = 72
 """bcrypt only looks at the first 72 bytes; longer passwords are refused, as Go's bcrypt does."""

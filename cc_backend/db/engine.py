@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, CursorResult, make_url
 
 BUSY_TIMEOUT_MS = 60_000
 PAGE_SIZE = 4096
@@ -133,3 +133,11 @@ def rows_as_dicts(result: Any) -> list[dict[str, Any]]:
 @functools.lru_cache(maxsize=512)
 def _pyformat(sql: str) -> str:
     return _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The integer primary key of the one row an INSERT added."""
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy returns None only for statements that are not a single-row INSERT
+        raise RuntimeError("the statement inserted no row")
+    return int(key[0])

@@ -21,6 +21,14 @@ def max_chars(column: Column) -> int | None:
     return getattr(column.type, "length", None) if isinstance(column.type, String) else None
 
 
+def varchar_length(column: Column) -> int:
+    """Characters a VARCHAR column holds; TypeError for a column that is not a bounded string."""
+    length = max_chars(column)
+    if length is None:
+        raise TypeError(f"column {column.name} is not a bounded string column")
+    return length
+
+
 def max_bytes(column: Column) -> int | None:
     """UTF-8 bytes of the JSON document a TEXT/LONGTEXT column takes (``info["max_bytes"]`` in db/tables.py)."""
     return column.info.get("max_bytes")

@@ -7,13 +7,18 @@ directions: both read and write the same version record and the same tables.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Column, Engine, inspect, text
 from sqlalchemy.engine import Connection
 
 from cc_backend.db.engine import is_sqlite
 from cc_backend.db.tables import SCHEMA_VERSION, metadata
 from cc_backend.errors import DatabaseVersionError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import Dialect
+    from sqlalchemy.sql.elements import ColumnElement
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +112,7 @@ def create_all(conn: Connection) -> None:
         ddl = ddl[: ddl.rindex(")")].rstrip()  # reopen the column list to append the indexes
         parts = []
         for index in sorted(table.indexes, key=lambda ix: ix.name or ""):
-            cols = ", ".join(str(expr.compile(dialect=conn.dialect)) if not hasattr(expr, "name") else expr.name
-                             for expr in index.expressions)
+            cols = ", ".join(_index_part(expr, conn.dialect) for expr in index.expressions)
             parts.append(f"INDEX {index.name} ({cols})")
         conn.exec_driver_sql(ddl + "".join(f",\n\t{p}" for p in parts) + "\n)")
 
@@ -156,6 +160,15 @@ def _migrate_10_to_11(conn: Connection) -> None:
     _create_missing_indexes(conn)
 
 
+def _index_part(expr: str | ColumnElement[Any], dialect: Dialect) -> str:
+    """One expression of an index as DDL: a column by its name, anything else (``text(...)``) compiled."""
+    if isinstance(expr, str):
+        return expr
+    if isinstance(expr, Column):
+        return expr.name
+    return str(expr.compile(dialect=dialect))
+
+
 def _revert_11_to_10(conn: Connection) -> None:
     insp = inspect(conn)
     from cc_backend.db.tables import job_table, node_state_table
@@ -165,8 +178,8 @@ def _revert_11_to_10(conn: Connection) -> None:
         for index in table.indexes:
             if index.name in existing and index.name not in ("nodestates_nodeid_state", "nodestates_nodeid_health"):
                 index.drop(conn)
-    for name, (table, cols) in V10_ONLY_INDEXES.items():
-        conn.exec_driver_sql(f"CREATE INDEX {name} ON {table} ({cols})")
+    for name, (table_name, cols) in V10_ONLY_INDEXES.items():
+        conn.exec_driver_sql(f"CREATE INDEX {name} ON {table_name} ({cols})")
     if "health_metrics" in {c["name"] for c in inspect(conn).get_columns("node_state")}:
         conn.exec_driver_sql("ALTER TABLE node_state DROP COLUMN health_metrics")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -74,14 +74,33 @@ _A100_IDS = ("00000000:0E:00.0", "00000000:13:00.0", "00000000:49:00.0", "000000
              "00000000:90:00.0", "00000000:96:00.0", "00000000:CC:00.0", "00000000:D1:00.0")
 
 
+class _Processor(TypedDict):
+    """The processor arguments of ``SubCluster`` that the subclusters of one processor share."""
+
+    processor: str
+    sockets: int
+    cores_per_socket: int
+    clk_base: int
+    clk_turbo: int
+    clk_max: int
+    clk_idle: int
+    flops_per_cycle: int
+    tdp: float
+    p_idle: float
+    dram_max: float
+    dram_idle: float
+    domains_per_socket: int
+    ib: float
+
+
 def make_clusters() -> dict[str, list[SubCluster]]:
-    icx = dict(processor="Intel(R) Xeon(R) Platinum 8360Y CPU @ 2.40GHz", sockets=2, cores_per_socket=36,
+    icx = _Processor(processor="Intel(R) Xeon(R) Platinum 8360Y CPU @ 2.40GHz", sockets=2, cores_per_socket=36,
                clk_base=2400, clk_turbo=3100, clk_max=3500, clk_idle=800, flops_per_cycle=32,
                tdp=250.0, p_idle=70.0, dram_max=40.0, dram_idle=8.0, domains_per_socket=2, ib=12500.0)
-    spr = dict(processor="Intel(R) Xeon(R) Platinum 8470", sockets=2, cores_per_socket=52,
+    spr = _Processor(processor="Intel(R) Xeon(R) Platinum 8470", sockets=2, cores_per_socket=52,
                clk_base=2000, clk_turbo=3000, clk_max=3800, clk_idle=800, flops_per_cycle=32,
                tdp=350.0, p_idle=95.0, dram_max=60.0, dram_idle=14.0, domains_per_socket=4, ib=12500.0)
-    milan = dict(processor="AMD EPYC 7713 64-Core Processor", sockets=2, cores_per_socket=64,
+    milan = _Processor(processor="AMD EPYC 7713 64-Core Processor", sockets=2, cores_per_socket=64,
                  clk_base=2000, clk_turbo=3000, clk_max=3675, clk_idle=1500, flops_per_cycle=16,
                  tdp=225.0, p_idle=85.0, dram_max=35.0, dram_idle=10.0, domains_per_socket=4, ib=25000.0)
     fritz = [

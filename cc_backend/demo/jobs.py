@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cc_backend.demo.applications import (
     ADMIN_TAGS,
@@ -30,6 +30,9 @@ from cc_backend.demo.applications import (
 )
 from cc_backend.demo.base import FORCE_PERIOD, JOB_STATES, WINDOW_DAYS, mix
 from cc_backend.demo.clusters import SubCluster, make_clusters, metric_names
+
+if TYPE_CHECKING:
+    import orjson
 
 
 class _User:
@@ -165,6 +168,24 @@ class Identity:
 
     __slots__ = ("user", "project", "app", "cluster", "sc", "partition", "shared", "nodes", "alloc",
                  "gpus_per_node", "walltime", "name", "script", "jitter", "mem_req", "gpu_app", "submit_u")
+
+    user: _User
+    project: str
+    app: str
+    cluster: str
+    sc: SubCluster
+    partition: str
+    shared: str
+    nodes: int
+    alloc: int
+    gpus_per_node: int
+    walltime: int
+    name: str
+    script: str
+    jitter: int
+    mem_req: int
+    gpu_app: bool
+    submit_u: float
 
 
 # One generator per stream and process, re-seeded per job: seed() gives the same sequence as a new Random.
@@ -319,6 +340,19 @@ class DemoJob:
 
     __slots__ = ("index", "meta", "sc", "hosts", "hwthreads", "gpu_idx", "state", "duration", "app", "prof",
                  "metrics", "cluster")
+
+    index: int
+    meta: dict[str, Any]
+    sc: SubCluster
+    hosts: list[str]
+    hwthreads: list[int] | orjson.Fragment
+    gpu_idx: list[int]
+    state: str
+    duration: int
+    app: str
+    prof: Prof
+    metrics: tuple[str, ...]
+    cluster: str
 
 
 def make_job(w: _World, i: int, ident_cache: dict[int, Identity]) -> DemoJob:
@@ -482,6 +516,42 @@ class Prof:
                  "ramp", "period", "toggles", "susp_at", "mem_shape", "tau", "gpu_util", "gpu_mem", "gpu_pw",
                  "idle_gpus",
                  "pathology", "pathology_tag", "duration", "nodes", "sc", "ngpu")
+
+    busy: int
+    alloc: int
+    imbalance_nodes: int
+    eff: float
+    dp: float
+    bw: float
+    mem: float
+    ipc: float
+    clk: float
+    intensity: float
+    load_util: float
+    background: float
+    comm: float
+    ib_single: float
+    rd: float
+    wr: float
+    rd_window: float
+    ckpt_period: float
+    pattern: str
+    ramp: float
+    period: float
+    toggles: list[float]
+    susp_at: float | None
+    mem_shape: str
+    tau: float
+    gpu_util: float
+    gpu_mem: float
+    gpu_pw: float
+    idle_gpus: int
+    pathology: str | None
+    pathology_tag: str | None
+    duration: int
+    nodes: int
+    sc: SubCluster
+    ngpu: int
 
 
 def _u(rng: random.Random, r: tuple[float, float]) -> float:

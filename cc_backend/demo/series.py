@@ -438,12 +438,12 @@ def _fine_scopes(job: DemoJob, doc: dict[str, Any], rng: random.Random) -> None:
                 d = _series(lo * share, span * bshare, sig, act, rng.randrange(noff))
                 sock[metric].append({"hostname": host, "id": str(s), "data": d})
     for metric, ser in core.items():
-        for s in ser:
-            s["statistics"] = _stats_of(s["data"])
+        for one in ser:
+            one["statistics"] = _stats_of(one["data"])
         doc[metric]["core"] = _scope(metric, ts, ser)
     for metric, ser in sock.items():
-        for s in ser:
-            s["statistics"] = _stats_of(s["data"])
+        for one in ser:
+            one["statistics"] = _stats_of(one["data"])
         doc[metric]["socket"] = _scope(metric, ts, ser)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -13,6 +13,10 @@ from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page
 from cc_backend.jobs.query import list_jobs
 from cc_backend.metrics.jobdata import hidden_metrics, is_archived, job_stats, node_series
+
+if TYPE_CHECKING:
+    from cc_backend.archive.cluster import ClusterRegistry
+    from cc_backend.archive.fs import FileArchive
 
 #: Upstream's cap for footprints and the roofline heatmap (graph/util.go MAX_JOBS_FOR_ANALYSIS).
 MAX_JOBS_FOR_ANALYSIS = 500
@@ -40,7 +44,7 @@ def _matching_jobs(engine: Engine, filters: Sequence[JobFilter], viewer: Viewer 
 class _HiddenMetrics:
     """Restricted metrics per (cluster, subcluster) for one viewer, looked up once per analysis."""
 
-    def __init__(self, registry: Any, viewer: Viewer | None) -> None:
+    def __init__(self, registry: ClusterRegistry, viewer: Viewer | None) -> None:
         self.registry, self.viewer = registry, viewer
         self._known: dict[tuple[str, str], frozenset[str]] = {}
 
@@ -52,7 +56,7 @@ class _HiddenMetrics:
         return hidden
 
 
-def jobs_metric_stats(engine: Engine, archive: Any, filters: Sequence[JobFilter], metrics: Sequence[str] | None,
+def jobs_metric_stats(engine: Engine, archive: FileArchive, filters: Sequence[JobFilter], metrics: Sequence[str] | None,
                       *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
     """GraphQL ``jobsMetricStats``: per matching job (oldest first) its meta.json statistics of ``metrics``.
 
@@ -107,7 +111,7 @@ def footprint_of(footprint: dict[str, Any], metric: str) -> float | None:
     return float(value)
 
 
-def jobs_footprints(engine: Engine, archive: Any, filters: Sequence[JobFilter], metrics: Sequence[str],
+def jobs_footprints(engine: Engine, archive: FileArchive, filters: Sequence[JobFilter], metrics: Sequence[str],
                     *, viewer: Viewer | None = None) -> dict[str, Any]:
     """GraphQL ``jobsFootprints``: per metric the matching jobs' footprint values, with each job's time weights.
 
@@ -145,9 +149,9 @@ def _heatmap_bounds_known(rows: int, cols: int, min_x: float, min_y: float, max_
     Upstream's web UI asks with ``maxY: -1`` before it knows the peak; upstream's logarithm of it is
     NaN, which drops every sample, so the answer is an all-zero heatmap rather than an error.
     """
-    for name, value in (("rows", rows), ("cols", cols)):
-        if value < 1:
-            raise InvalidInput(f"{name} must be at least 1, got {value}", field=name)
+    for name, count in (("rows", rows), ("cols", cols)):
+        if count < 1:
+            raise InvalidInput(f"{name} must be at least 1, got {count}", field=name)
     if rows * cols > MAX_HEATMAP_TILES:
         raise InvalidInput(f"rows x cols must not exceed {MAX_HEATMAP_TILES}, got {rows * cols}", field="rows")
     bounds = (("minX", min_x), ("minY", min_y), ("maxX", max_x), ("maxY", max_y))
@@ -163,7 +167,7 @@ def _heatmap_bounds_known(rows: int, cols: int, min_x: float, min_y: float, max_
     return True
 
 
-def roofline_heatmap(engine: Engine, archive: Any, filters: Sequence[JobFilter], *, rows: int, cols: int,
+def roofline_heatmap(engine: Engine, archive: FileArchive, filters: Sequence[JobFilter], *, rows: int, cols: int,
                      min_x: float, min_y: float, max_x: float, max_y: float,
                      viewer: Viewer | None = None) -> list[list[float]]:
     """GraphQL ``rooflineHeatmap``: counts of node samples per tile, ``rows`` x ``cols``, row 0 at ``min_y``.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from cc_backend.db.limits import check_text, int_range, max_bytes, max_chars
 from cc_backend.db.tables import JOB_STATES, SHARED_MODES, job_table
 from cc_backend.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from sqlalchemy import Column
 
 #: monitoringStatus of a job whose meta.json and data.json are in the archive (upstream MonitoringStatusArchivingSuccessful).
 MONITORING_ARCHIVED = 3
@@ -63,8 +66,19 @@ _TEXT_KEYS = (("user", "hpc_user"), ("project", "project"), ("cluster", "cluster
               ("footprint", "footprint"), ("energyFootprint", "energy_footprint"))
 # (key, column, length below which the value surely fits): characters of a VARCHAR; for a document,
 # a quarter of its bytes (a character is at most 4 bytes). Longer values get the exact check.
-_TEXT_BOUNDS = tuple((key, column, max_chars(job_table.c[column]) or max_bytes(job_table.c[column]) // 4)
-                     for key, column in _TEXT_KEYS)
+
+
+def _surely_fits(column: Column) -> int:
+    chars = max_chars(column)
+    if chars:
+        return chars
+    limit = max_bytes(column)
+    if limit is None:
+        raise TypeError(f"column {column.name} has neither a VARCHAR length nor info['max_bytes']")
+    return limit // 4
+
+
+_TEXT_BOUNDS = tuple((key, column, _surely_fits(job_table.c[column])) for key, column in _TEXT_KEYS)
 
 
 def reject_unknown(doc: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:

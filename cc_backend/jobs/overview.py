@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
 from cc_backend.db.tables import job_table
+
+if TYPE_CHECKING:
+    from cc_backend.archive.fs import FileArchive
 
 
 def jobs_per_cluster(engine: Engine) -> dict[str, dict[str, int]]:
@@ -18,7 +21,7 @@ def jobs_per_cluster(engine: Engine) -> dict[str, dict[str, int]]:
         return {c: {"jobs": int(n), "running": int(r or 0)} for c, n, r in conn.execute(stmt)}
 
 
-def cluster_overview(archive: Any, engine: Engine) -> list[dict[str, Any]]:
+def cluster_overview(archive: FileArchive, engine: Engine) -> list[dict[str, Any]]:
     """One row per archive cluster: subclusters, node lists, number of metrics and of jobs."""
     counts = jobs_per_cluster(engine)
     rows = []

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, distinct, func, literal_column, select
+from sqlalchemy import ColumnClause, Integer, and_, case, distinct, func, literal_column, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
@@ -124,7 +124,7 @@ def job_statistics(engine: Engine | Connection, filters: Sequence[JobFilter], vi
 # on job_state. The groups' parts are added up in Python; there are at most
 # as many as users or projects, so sorting and paging them here costs nothing next to the scan.
 
-RUNNING = literal_column("'running'")  # a literal, not a parameter: SQLite matches partial indexes by text
+RUNNING: ColumnClause[str] = literal_column("'running'")  # a literal, not a parameter: SQLite matches partial indexes by text
 
 #: Columns grouped by ahead of the group itself, to follow the order of the covering indexes.
 _INDEX_ORDER = (J.cluster, J.job_state)
@@ -136,7 +136,7 @@ def _index_ordered(group: ColumnElement) -> tuple[ColumnElement, ...]:
 
 def _sums(wanted: Iterable[str], duration: ColumnElement, short_duration: int) -> list[ColumnElement]:
     """SUM expressions (labelled by field) of the wanted totals for jobs whose duration is ``duration``."""
-    sums = []
+    sums: list[ColumnElement] = []
     for name in wanted:
         if name == "totalJobs":
             sums.append(func.count().label(name))
@@ -276,9 +276,9 @@ def _count_by_bin(conn: Connection, bin_expr: ColumnElement, conditions: list[Co
     """Jobs (or the sum of ``weight``) per value of ``bin_expr`` among the rows meeting every condition."""
     # Grouped by the label: MySQL's ONLY_FULL_GROUP_BY accepts it, and the expression is written once.
     stmt = select(bin_expr.label("bin_value"), (func.count() if weight is None else func.sum(weight)).label("jobs"))
-    conditions = [c for c in conditions if c is not None]
-    if conditions:
-        stmt = stmt.where(and_(*conditions))
+    present = [c for c in conditions if c is not None]
+    if present:
+        stmt = stmt.where(and_(*present))
     stmt = stmt.group_by(literal_column("bin_value"))
     return {int(value): int(count) for value, count in conn.execute(stmt)}
 

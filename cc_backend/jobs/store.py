@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import delete, exists, select, update
@@ -43,6 +43,9 @@ from cc_backend.jobs.model import MAX_TIME, job_to_row, json_object, reject_unkn
 from cc_backend.jobs.query import find_jobs, get_job, hosts_of_running_jobs
 from cc_backend.jobs.tags import attach_tags, parse_tags
 from cc_backend.jobs.transaction import locked_job, sync_archive_meta, write_transaction
+
+if TYPE_CHECKING:
+    from cc_backend.archive.fs import FileArchive
 
 J = job_table.c
 T = tag_table.c
@@ -261,7 +264,7 @@ def stop_job_by_id(engine: Engine, db_id: int, payload: Mapping[str, Any], *,
 
 # --- metadata -------------------------------------------------------------------------------------
 
-def _edit_meta(engine: Engine, archive: Any, db_id: int, key: Any, value: Any, viewer: Viewer | None) -> dict[str, Any]:
+def _edit_meta(engine: Engine, archive: FileArchive, db_id: int, key: Any, value: Any, viewer: Viewer | None) -> dict[str, Any]:
     if not isinstance(key, str) or not key:
         raise InvalidInput("'key' must be a non-empty string", field="key")
     if not isinstance(value, str):
@@ -277,7 +280,7 @@ def _edit_meta(engine: Engine, archive: Any, db_id: int, key: Any, value: Any, v
         return job
 
 
-def edit_meta(engine: Engine, archive: Any, db_id: int, key: Any, value: Any, *,
+def edit_meta(engine: Engine, archive: FileArchive, db_id: int, key: Any, value: Any, *,
               viewer: Viewer | None = None) -> dict[str, Any]:
     """Set one metaData key of a job (DB and, for non-running archived jobs, meta.json); returns the job JSON.
 
@@ -286,7 +289,7 @@ def edit_meta(engine: Engine, archive: Any, db_id: int, key: Any, value: Any, *,
     return _edit_meta(engine, archive, db_id, key, value, viewer)
 
 
-def edit_meta_by_job(engine: Engine, archive: Any, job_id: Any, cluster: str | None, start_time: int | None,
+def edit_meta_by_job(engine: Engine, archive: FileArchive, job_id: Any, cluster: str | None, start_time: int | None,
                      key: Any, value: Any, *, viewer: Viewer | None = None) -> dict[str, Any]:
     """edit_meta for the job found by jobId (+cluster, +startTime; newest first).
 

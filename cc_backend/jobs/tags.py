@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import Select, and_, delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from cc_backend.auth.security import (
@@ -15,13 +15,16 @@ from cc_backend.auth.security import (
     may_delete_tag_scope,
     readable_tag_scopes,
 )
-from cc_backend.db.engine import is_sqlite
+from cc_backend.db.engine import inserted_id, is_sqlite
 from cc_backend.db.limits import check_text
 from cc_backend.db.tables import job_table, jobtag_table, tag_table
 from cc_backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.model import json_object, reject_unknown
 from cc_backend.jobs.query import get_job, scope_condition
 from cc_backend.jobs.transaction import locked_job, rewriting_transaction, sync_archive_meta, write_transaction
+
+if TYPE_CHECKING:
+    from cc_backend.archive.fs import FileArchive
 
 J = job_table.c
 T = tag_table.c
@@ -39,7 +42,9 @@ def list_tags(engine: Engine, *, viewer: Viewer | None = None, with_counts: bool
 
     ``with_counts=False`` leaves the count out (and the join over every tagged job that computes it).
     """
-    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(T.tag_type, T.tag_name)
+    # Typed as rows of any length: with_counts adds a fifth column.
+    stmt: Select[*tuple[Any, ...]] = select(T.id, T.tag_type, T.tag_name, T.tag_scope).order_by(
+        T.tag_type, T.tag_name)
     if with_counts:
         count_stmt = (
             select(jobtag_table.c.tag_id, func.count().label("n"))
@@ -93,7 +98,7 @@ def ensure_tag(conn: Connection, tag_type: str, tag_name: str, scope: str = "glo
     if found is not None:
         return int(found)
     result = conn.execute(tag_table.insert().values(tag_type=tag_type, tag_name=tag_name, tag_scope=scope or "global"))
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 def attach_tag(conn: Connection, job_db_id: int, tag_id: int) -> None:
@@ -170,8 +175,8 @@ def attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]], 
         _require_tag_write(viewer, ttype, tname, scope)
         found = _tag_by_name(conn, ttype, tname)
         if found is None:
-            tag_id = int(conn.execute(insert(tag_table).values(tag_type=ttype, tag_name=tname, tag_scope=scope))
-                         .inserted_primary_key[0])
+            tag_id = inserted_id(conn.execute(insert(tag_table).values(tag_type=ttype, tag_name=tname,
+                                                                        tag_scope=scope)))
         elif found[1] != scope:
             raise Conflict(f"tag {ttype}:{tname} already exists with scope {found[1]!r}, not {scope!r}",
                            field="scope")
@@ -180,7 +185,7 @@ def attach_tags(conn: Connection, db_id: int, tags: list[tuple[str, str, str]], 
         attach_tag(conn, db_id, tag_id)
 
 
-def tag_job(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
+def tag_job(engine: Engine, archive: FileArchive, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
     """Attach tags ``[{type, name, scope="global"}]`` to a job, creating missing ones; returns the job JSON.
 
     The viewer must be allowed to write each scope (else Forbidden). For a job that is not running
@@ -207,7 +212,7 @@ def _require_tag_write(viewer: Viewer | None, ttype: str, tname: str, scope: str
                         field="scope")
 
 
-def remove_job_tags(engine: Engine, archive: Any, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
+def remove_job_tags(engine: Engine, archive: FileArchive, db_id: int, tags: Any, *, viewer: Viewer | None) -> dict[str, Any]:
     """Detach tags from a job; returns the job JSON with the remaining tags.
 
     As upstream only ``global`` and ``admin`` scopes are processed, private ones are skipped. A tag
@@ -274,7 +279,7 @@ def create_tag(engine: Engine, tag_type: Any, tag_name: Any, scope: Any, *, view
                            .where(and_(T.tag_type == tag_type, T.tag_name == tag_name))).first()
         if row is None:
             result = conn.execute(insert(tag_table).values(tag_type=tag_type, tag_name=tag_name, tag_scope=scope))
-            return {"id": int(result.inserted_primary_key[0]), "type": tag_type, "name": tag_name, "scope": scope}
+            return {"id": inserted_id(result), "type": tag_type, "name": tag_name, "scope": scope}
         existing = tag_dict(row)
         if existing["scope"] != scope:
             readable = readable_tag_scopes(viewer)
@@ -298,7 +303,7 @@ def _require_assignable(viewer: Viewer | None, tags: list[dict[str, Any]], actio
                             f"scope {tag['scope']!r})", field="tagIds")
 
 
-def add_tags_to_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int], *,
+def add_tags_to_job(engine: Engine, archive: FileArchive, db_id: int, tag_ids: list[int], *,
                     viewer: Viewer | None) -> list[dict[str, Any]]:
     """Attach existing tags by id to a job; returns the job's tags the viewer may read, after the change.
 
@@ -317,7 +322,7 @@ def add_tags_to_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int]
         return job["tags"]
 
 
-def remove_tags_from_job(engine: Engine, archive: Any, db_id: int, tag_ids: list[int], *,
+def remove_tags_from_job(engine: Engine, archive: FileArchive, db_id: int, tag_ids: list[int], *,
                          viewer: Viewer | None) -> list[dict[str, Any]]:
     """Detach tags by id from a job; returns the job's remaining tags the viewer may read.
 
@@ -335,7 +340,7 @@ def remove_tags_from_job(engine: Engine, archive: Any, db_id: int, tag_ids: list
         return job["tags"]
 
 
-def delete_tags_by_id(engine: Engine, archive: Any, tag_ids: list[int], *, viewer: Viewer | None,
+def delete_tags_by_id(engine: Engine, archive: FileArchive, tag_ids: list[int], *, viewer: Viewer | None,
                       field: str = "tagIds") -> list[int]:
     """Delete tags by id with their job links and drop them from archived jobs' meta.json; returns the ids.
 

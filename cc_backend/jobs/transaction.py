@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
@@ -17,6 +17,9 @@ from cc_backend.db.engine import is_sqlite
 from cc_backend.db.tables import job_table
 from cc_backend.errors import Conflict, NotFound
 from cc_backend.jobs.query import get_job, scope_condition, tags_for_jobs
+
+if TYPE_CHECKING:
+    from cc_backend.archive.fs import FileArchive
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +175,9 @@ def write_transaction(engine: Engine, lock: str | None = None) -> Iterator[Conne
                 try:
                     # On the driver's cursor: through SQLAlchemy it would open a transaction that
                     # costs a COMMIT or ROLLBACK round trip more; a named lock is not transactional.
-                    cursor = conn.connection.dbapi_connection.cursor()
+                    raw = conn.connection.dbapi_connection
+                    assert raw is not None  # not invalidated: the failure handling below covers that too
+                    cursor = raw.cursor()
                     cursor.execute("DO RELEASE_LOCK(%s)", (name,))
                     cursor.close()
                 except Exception:
@@ -194,7 +199,7 @@ def locked_job(conn: Connection, db_id: int, viewer: Viewer | None) -> dict[str,
     return get_job(conn, db_id, viewer=viewer)
 
 
-def sync_archive_meta(conn: Connection, archive: Any, job: Mapping[str, Any], *, tags: bool = False,
+def sync_archive_meta(conn: Connection, archive: FileArchive, job: Mapping[str, Any], *, tags: bool = False,
                        meta_data: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """Rewrite meta.json of a non-running, archived job (upstream UpdateTags / UpdateMetadata).
 
@@ -225,7 +230,7 @@ class MetaRewrites:
     rewrite (a later meta.json unwritable, the commit refused) would leave those files changed.
     """
 
-    def __init__(self, archive: Any) -> None:
+    def __init__(self, archive: FileArchive) -> None:
         self.archive = archive
         self.originals: list[dict[str, Any]] = []
 
@@ -244,7 +249,7 @@ class MetaRewrites:
 
 
 @contextmanager
-def rewriting_transaction(engine: Engine, archive: Any) -> Iterator[tuple[Connection, MetaRewrites]]:
+def rewriting_transaction(engine: Engine, archive: FileArchive) -> Iterator[tuple[Connection, MetaRewrites]]:
     """A write transaction whose meta.json rewrites are undone when it fails or does not commit."""
     rewrites = MetaRewrites(archive)
     try:

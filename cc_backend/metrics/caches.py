@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cc_backend.errors import NotFound
+
+if TYPE_CHECKING:
+    from cc_backend.archive.fs import FileArchive
 
 
 class WeightedCache:
@@ -49,7 +52,7 @@ class WeightedCache:
 _files = WeightedCache(128 << 20)
 
 
-def data_file(archive: Any, job: Mapping[str, Any]) -> tuple[str, Any]:
+def data_file(archive: FileArchive, job: Mapping[str, Any]) -> tuple[str, Any]:
     """(path, stat) of the job's data file; NotFound when the archive has none."""
     path = archive.data_path(job["cluster"], job["jobId"], job["startTime"])
     if path is None:
@@ -57,7 +60,7 @@ def data_file(archive: Any, job: Mapping[str, Any]) -> tuple[str, Any]:
     return str(path), path.stat()
 
 
-def archived_data(archive: Any, job: Mapping[str, Any]) -> dict[str, Any]:
+def archived_data(archive: FileArchive, job: Mapping[str, Any]) -> dict[str, Any]:
     """The job's parsed data file, shared: callers must not modify it."""
     path, stat = data_file(archive, job)
     key = (path, stat.st_mtime)

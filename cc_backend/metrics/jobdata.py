@@ -28,6 +28,9 @@ from cc_backend.metrics.statistics import (
 )
 
 if TYPE_CHECKING:
+    from cc_backend.archive.cluster import ClusterRegistry
+    from cc_backend.archive.fs import FileArchive
+    from cc_backend.auth.security import Viewer
     from cc_backend.config.sections import ResamplingConfig
 
 #: Metric scopes from coarse to fine (upstream schema.MetricScope); accelerator stands apart.
@@ -66,14 +69,14 @@ def is_archived(job: Mapping[str, Any]) -> bool:
 
 
 def load_job_data(
-    archive: Any,
+    archive: FileArchive,
     job: Mapping[str, Any],
     *,
     metrics: Sequence[str] | None = None,
     scopes: Sequence[str] | None = None,
     resolution: int = 0,
     minimum_points: int = DEFAULT_MINIMUM_POINTS,
-    registry: Any = None,
+    registry: ClusterRegistry | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """The job's ``JobData``: ``metrics`` (None: all) at ``scopes`` (None: every archived scope).
 
@@ -103,7 +106,7 @@ def load_job_data(
     return out
 
 
-def _select_scopes(by_scope: Mapping[str, Any], scopes: Sequence[str] | None, registry: Any,
+def _select_scopes(by_scope: Mapping[str, Any], scopes: Sequence[str] | None, registry: ClusterRegistry | None,
                    job: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The archived metrics of ``name`` at the requested scopes, not copied (see :func:`load_job_data`).
 
@@ -122,7 +125,7 @@ def _select_scopes(by_scope: Mapping[str, Any], scopes: Sequence[str] | None, re
     return chosen
 
 
-def _aggregation(registry: Any, job: Mapping[str, Any], metric: str) -> str:
+def _aggregation(registry: ClusterRegistry | None, job: Mapping[str, Any], metric: str) -> str:
     """The metric's aggregation in cluster.json ("sum" or "avg"); "sum" when unknown, as upstream."""
     if registry is None:
         return "sum"
@@ -133,7 +136,7 @@ def _aggregation(registry: Any, job: Mapping[str, Any], metric: str) -> str:
     return (config.aggregation if config is not None else "") or "sum"
 
 
-def add_archived_statistics(archive: Any, jobs: Iterable[dict[str, Any]]) -> None:
+def add_archived_statistics(archive: FileArchive, jobs: Iterable[dict[str, Any]]) -> None:
     """Set ``statistics`` of archived jobs from their meta.json, as upstream's job list does.
 
     A job whose meta.json is missing or has no statistics keeps none; a list never fails for it.
@@ -159,7 +162,7 @@ def as_metric_list(data: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def hidden_metrics(registry: Any, cluster: str, subcluster: str | None, viewer: Any) -> frozenset[str]:
+def hidden_metrics(registry: ClusterRegistry, cluster: str, subcluster: str | None, viewer: Viewer | None) -> frozenset[str]:
     """Metrics the viewer may not see on that (sub)cluster: those its metricConfig marks ``restrict``."""
     if sees_restricted_metrics(viewer) or registry is None:
         return frozenset()
@@ -172,10 +175,10 @@ def hidden_metrics(registry: Any, cluster: str, subcluster: str | None, viewer: 
 
 
 def visible_job_data(
-    archive: Any,
+    archive: FileArchive,
     job: Mapping[str, Any],
     *,
-    viewer: Any,
+    viewer: Viewer | None,
     resampling: ResamplingConfig | None = None,
     metrics: Sequence[str] | None = None,
     scopes: Sequence[str] | None = None,
@@ -209,7 +212,7 @@ def visible_job_data(
     return data
 
 
-def job_stats(archive: Any, job: Mapping[str, Any], metrics: Sequence[str] | None = None, *,
+def job_stats(archive: FileArchive, job: Mapping[str, Any], metrics: Sequence[str] | None = None, *,
               hidden: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """GraphQL ``jobStats``: node-averaged ``[{name, data: {avg, min, max}}]`` from the archived meta.json.
 
@@ -233,12 +236,12 @@ def job_stats(archive: Any, job: Mapping[str, Any], metrics: Sequence[str] | Non
 
 
 def scoped_job_stats(
-    archive: Any,
+    archive: FileArchive,
     job: Mapping[str, Any],
     metrics: Sequence[str] | None = None,
     scopes: Sequence[str] | None = None,
     *,
-    registry: Any = None,
+    registry: ClusterRegistry | None = None,
     hidden: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """GraphQL ``scopedJobStats``: per metric and scope, ``{hostname, id, data: {avg, min, max}}`` of each series.
@@ -264,8 +267,8 @@ def scoped_job_stats(
     return out
 
 
-def node_series(archive: Any, job: Mapping[str, Any], metrics: Sequence[str], *,
-                registry: Any = None) -> dict[str, dict[str, Any]]:
+def node_series(archive: FileArchive, job: Mapping[str, Any], metrics: Sequence[str], *,
+                registry: ClusterRegistry | None = None) -> dict[str, dict[str, Any]]:
     """Node-scope metrics of an archived job at native resolution, shared and unchanged (read-only).
 
     For analyses over many jobs (roofline): no copies, no resampling, no statisticsSeries. A metric

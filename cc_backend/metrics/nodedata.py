@@ -7,14 +7,20 @@ error; input and permissions are still checked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cc_backend.auth.security import sees_nodes
 from cc_backend.errors import Forbidden, InvalidInput
 from cc_backend.metrics.jobdata import check_scopes
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
-def check_node_metrics_access(viewer: Any) -> None:
+    from cc_backend.archive.cluster import ClusterRegistry
+    from cc_backend.auth.security import Viewer
+
+
+def check_node_metrics_access(viewer: Viewer | None) -> None:
     """Node and cluster metrics are for admin and support (upstream); everyone else gets Forbidden."""
     if not sees_nodes(viewer):
         raise Forbidden("only admin and support users may query node metrics")
@@ -25,7 +31,7 @@ def _check_time_range(start: int, end: int) -> None:
         raise InvalidInput(f"'to' ({end}) lies before 'from' ({start})", field="to")
 
 
-def node_metrics(registry: Any, cluster: str, *, viewer: Any, scopes: Sequence[str] | None = None,
+def node_metrics(registry: ClusterRegistry, cluster: str, *, viewer: Viewer | None, scopes: Sequence[str] | None = None,
                  start: int = 0, end: int = 0) -> list[dict[str, Any]]:
     """GraphQL ``nodeMetrics``: series per node of ``cluster`` between ``start`` and ``end``.
 
@@ -39,7 +45,7 @@ def node_metrics(registry: Any, cluster: str, *, viewer: Any, scopes: Sequence[s
     return []
 
 
-def node_metrics_list(engine: Any, registry: Any, cluster: str, subcluster: str, *, viewer: Any,
+def node_metrics_list(engine: Engine, registry: ClusterRegistry, cluster: str, subcluster: str, *, viewer: Viewer | None,
                       state_filter: str = "all", node_filter: str = "", scopes: Sequence[str] | None = None,
                       start: int = 0, end: int = 0, page: Any = None, resolution: int | None = None,
                       ) -> dict[str, Any]:
@@ -63,7 +69,7 @@ def node_metrics_list(engine: Any, registry: Any, cluster: str, subcluster: str,
             "count": len(items), "totalNodes": total, "hasNextPage": offset + len(items) < total}
 
 
-def cluster_metrics(registry: Any, cluster: str, *, viewer: Any, start: int = 0, end: int = 0) -> dict[str, Any]:
+def cluster_metrics(registry: ClusterRegistry, cluster: str, *, viewer: Viewer | None, start: int = 0, end: int = 0) -> dict[str, Any]:
     """GraphQL ``clusterMetrics``: node series summed over the cluster; none without a metric store."""
     check_node_metrics_access(viewer)
     _check_time_range(start, end)

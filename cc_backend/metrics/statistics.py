@@ -31,7 +31,10 @@ def statistics_series(series: Sequence[Mapping[str, Any]]) -> dict[str, list[flo
     for t in range(length):
         values = sorted(_finite(c[t] for c in columns if t < len(c)))
         if not values:
-            mins.append(None), medians.append(None), means.append(None), maxs.append(None)
+            mins.append(None)
+            medians.append(None)
+            means.append(None)
+            maxs.append(None)
             continue
         mid = len(values) // 2
         median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
@@ -68,7 +71,10 @@ def _statistics_series_aligned(columns: Sequence[Sequence[Any]]) -> dict[str, li
     for column in zip(*columns):
         values = sorted(filter(_is_sample, column)) if None in column else sorted(column)
         if not values:
-            mins.append(None), medians.append(None), means.append(None), maxs.append(None)
+            mins.append(None)
+            medians.append(None)
+            means.append(None)
+            maxs.append(None)
             continue
         count = len(values)
         mid = count // 2

@@ -16,9 +16,15 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cc_backend.errors import CCError, InvalidInput
+
+if TYPE_CHECKING:
+    from tartiflette import Engine
+
+    from cc_backend.auth.security import Viewer
+    from cc_backend.runtime import Runtime
 
 log = logging.getLogger("cc_backend.server.graphql")
 
@@ -281,7 +287,7 @@ async def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
 
-def execute(runtime: Any, viewer: Any, body: Mapping[str, Any]) -> tuple[int, dict]:
+def execute(runtime: Runtime, viewer: Viewer | None, body: Mapping[str, Any]) -> tuple[int, dict]:
     """One GraphQL HTTP request body -> (HTTP status, response document).
 
     422 for a request that does not parse or validate (as gqlgen answers), 200 otherwise, with
@@ -402,7 +408,7 @@ def _check_nesting(query: str, variables: Mapping[str, Any] | None) -> None:
         raise _LimitExceeded(f"'variables' nest deeper than {MAX_NESTING} levels", field="variables")
 
 
-def _check_limits(engine: Any, query: str) -> None:
+def _check_limits(engine: Engine, query: str) -> None:
     """Reject deep or huge selections before any resolver runs; unparsable queries are left to the engine."""
     problem = _limit_violation(engine, query)
     if problem is not None:
@@ -410,7 +416,7 @@ def _check_limits(engine: Any, query: str) -> None:
 
 
 @functools.lru_cache(maxsize=512)  # clients send the same few documents with new variables; parsing costs ~6 ms
-def _limit_violation(engine: Any, query: str) -> str | None:
+def _limit_violation(engine: Engine, query: str) -> str | None:
     from tartiflette.language.parsers.libgraphqlparser import parse_to_document
 
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tartiflette import Resolver
 
@@ -12,13 +12,17 @@ from cc_backend.jobs.query import get_job
 from cc_backend.metrics import jobdata, nodedata
 from cc_backend.server.graphql.common import SCHEMA_NAME, int_id, run_blocking, runtime_of, viewer_of
 
+if TYPE_CHECKING:
+    from cc_backend.auth.security import Viewer
+    from cc_backend.runtime import Runtime
+
 # --- one job --------------------------------------------------------------------------------------
 
 def _job(ctx: dict, raw_id: Any) -> dict:
     return get_job(runtime_of(ctx).engine, int_id(raw_id), viewer=viewer_of(ctx))
 
 
-def _hidden(runtime: Any, job: dict, viewer: Any) -> frozenset[str]:
+def _hidden(runtime: Runtime, job: dict, viewer: Viewer | None) -> frozenset[str]:
     return jobdata.hidden_metrics(runtime.archive.registry(), job["cluster"], job.get("subCluster"), viewer)
 
 
