@@ -13,6 +13,7 @@ import pytest
 
 os.environ.setdefault("CC_BCRYPT_ROUNDS", "4")  # before cc_backend.auth.users is imported: the in-process CLI uses it
 
+from peerdata import PEER  # noqa: E402
 from support.cli import cli  # noqa: E402 - after the environment above
 from support.db import copy_database, drop_mysql_database, fresh_mysql_database, module_database  # noqa: E402
 from support.graphql import graphql_site  # noqa: E402, F401 - a fixture of the GraphQL test modules
@@ -20,9 +21,6 @@ from support.server import InProcess, Server  # noqa: E402
 from support.site import configure, main_section, token, write_site  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "fixtures"
-PEER = FIXTURES / "peer-data"
-UPSTREAM_SPEC = FIXTURES / "upstream-spec" / "cc-backend"
 MYSQL_URL = os.environ.get("CC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 

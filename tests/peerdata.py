@@ -1,11 +1,13 @@
-"""Locations of upstream's test data (tests/fixtures/peer-data) and a helper to copy the archive."""
+"""Locations of upstream's test data (tests/fixtures) and a helper to copy the archive."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-PEER = Path(__file__).resolve().parent / "fixtures" / "peer-data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PEER = FIXTURES / "peer-data"
+UPSTREAM_SPEC = FIXTURES / "upstream-spec" / "cc-backend"
 ARCHIVE = PEER / "archive"
 IMPORTER = PEER / "importer"
 JOB_DB = PEER / "db" / "job.db"

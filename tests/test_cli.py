@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from conftest import PEER
+from peerdata import PEER
 from support.cli import EXE, cli, cli_process, run_cli
 from support.server import free_port
 from support.site import configure

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import UPSTREAM_SPEC
+from peerdata import UPSTREAM_SPEC
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from conftest import UPSTREAM_SPEC
+from peerdata import UPSTREAM_SPEC
 
 JOBS = """query($filter: [JobFilter!], $page: PageRequest, $order: OrderByInput) {
   jobs(filter: $filter, page: $page, order: $order) {

@@ -7,7 +7,7 @@ import shutil
 
 import orjson
 import pytest
-from conftest import PEER
+from peerdata import PEER
 
 from cc_backend.archive.fs import FileArchive
 from cc_backend.errors import Conflict, InvalidInput

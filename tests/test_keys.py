@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from conftest import UPSTREAM_SPEC
+from peerdata import UPSTREAM_SPEC
 
 from cc_backend.auth.keys import (
     DEMO_JWT_PUBLIC_KEY,

@@ -29,20 +29,25 @@ def statistics_series(series: Sequence[Mapping[str, Any]]) -> dict[str, list[flo
     means: list[float | None] = []
     maxs: list[float | None] = []
     for t in range(length):
-        values = sorted(_finite(c[t] for c in columns if t < len(c)))
-        if not values:
-            mins.append(None)
-            medians.append(None)
-            means.append(None)
-            maxs.append(None)
-            continue
-        mid = len(values) // 2
-        median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-        mins.append(values[0])
-        medians.append(median)
-        means.append(sum(values) / len(values))
-        maxs.append(values[-1])
+        _append_timestep(mins, medians, means, maxs, sorted(_finite(c[t] for c in columns if t < len(c))))
     return {"min": mins, "median": medians, "mean": means, "max": maxs}
+
+
+def _append_timestep(mins: list[float | None], medians: list[float | None], means: list[float | None],
+                     maxs: list[float | None], values: list[Any]) -> None:
+    """Append min, median, mean and max of one timestep's sorted samples (None for each when there are none)."""
+    if not values:
+        mins.append(None)
+        medians.append(None)
+        means.append(None)
+        maxs.append(None)
+        return
+    count = len(values)
+    mid = count // 2
+    mins.append(values[0])
+    medians.append(values[mid] if count % 2 else (values[mid - 1] + values[mid]) / 2)
+    means.append(sum(values) / count)
+    maxs.append(values[-1])
 
 
 _is_sample = functools.partial(operator.is_not, None)
@@ -69,19 +74,8 @@ def _statistics_series_aligned(columns: Sequence[Sequence[Any]]) -> dict[str, li
     means: list[float | None] = []
     maxs: list[float | None] = []
     for column in zip(*columns):
-        values = sorted(filter(_is_sample, column)) if None in column else sorted(column)
-        if not values:
-            mins.append(None)
-            medians.append(None)
-            means.append(None)
-            maxs.append(None)
-            continue
-        count = len(values)
-        mid = count // 2
-        mins.append(values[0])
-        medians.append(values[mid] if count % 2 else (values[mid - 1] + values[mid]) / 2)
-        means.append(sum(values) / count)
-        maxs.append(values[-1])
+        _append_timestep(mins, medians, means, maxs,
+                         sorted(filter(_is_sample, column)) if None in column else sorted(column))
     return {"min": mins, "median": medians, "mean": means, "max": maxs}
 
 
