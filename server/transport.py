@@ -52,6 +52,8 @@ MAX_HEAD_BYTES = 64 * 1024
 LINGER_S = 2.0
 _END_OF_HEAD = b"\r\n\r\n"
 _CHUNK = 16 * 1024
+#: Chunks of a lingering connection's input discarded per wake-up of the manager.
+_DISCARD_CHUNKS = 16
 _WAIT_READ = selectors.EVENT_READ
 _WAIT_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 _DONE = 0
@@ -291,13 +293,16 @@ class GuardedConnectionManager(connections.ConnectionManager):
     def _discard(conn: Any) -> int:
         """Read and drop the input of a lingering connection; close it at the end of input."""
         recv = socket.socket.recv  # after shutdown() an SSLSocket has no TLS layer left
-        while True:
+        # A bounded number of chunks per wake-up: a client that keeps sending must not hold the
+        # manager's thread, which serves every other connection too.
+        for _ in range(_DISCARD_CHUNKS):
             try:
                 if not recv(conn.socket, _CHUNK):
                     conn.close()
                     return _DONE
             except BlockingIOError:
-                return _WAIT_READ
+                break
+        return _WAIT_READ
 
     def _handshake(self, conn: Any) -> int:
         """Advance the TLS handshake of ``conn``: the events to wait for, or _DONE when complete; OSError when it failed."""
