@@ -10,18 +10,19 @@ fi
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
 
-# Swagger UI for /swagger/: the npm package pinned in web/package-lock.json, into web/node_modules (git-ignored).
-if command -v npm >/dev/null 2>&1; then
-    npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
-        || echo "warning: npm ci in web/ failed; /swagger/ will show how to install Swagger UI" >&2
-else
-    echo "note: npm is not installed; /swagger/ will show how to install Swagger UI" >&2
-fi
+# The web UI's assets (Bootstrap, Bootstrap Icons, uPlot, htmx, Swagger UI): the npm packages pinned in
+# web/package-lock.json, into web/node_modules (git-ignored). The browser tests need them.
+npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
-# OpenLDAP's slapd for the LDAP tests (they start their own server on a free loopback port).
-if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
+# Debian packages of the real peers: OpenLDAP's slapd for the LDAP tests (they start their own server
+# on a free loopback port) and Chromium for the browser tests (Playwright drives the system browser;
+# it downloads none).
+missing=()
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd ldap-utils)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null && apt-get install -y -qq slapd ldap-utils >/dev/null
+    apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # MariaDB: this machine kind starts it before the session; start it if it is not answering.

@@ -15,11 +15,12 @@ if [ ! -x .venv/bin/cc-backend ]; then
 fi
 CC=.venv/bin/cc-backend
 
-# The API browser at /swagger/ (Swagger UI from npm, pinned in web/package-lock.json); optional.
-if [ ! -f web/node_modules/swagger-ui-dist/swagger-ui-bundle.js ] && command -v npm >/dev/null 2>&1; then
-    echo "==> installing Swagger UI into web/node_modules"
+# The web UI's styles, icons and plots and the API browser (Bootstrap, Bootstrap Icons, uPlot, htmx,
+# Swagger UI from npm, pinned in web/package-lock.json). Without them the pages say how to install them.
+if [ ! -f web/node_modules/uplot/package.json ] && command -v npm >/dev/null 2>&1; then
+    echo "==> installing the web UI's assets into web/node_modules"
     npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
-        || echo "    (failed: /swagger/ will say how to install it)"
+        || echo "    (failed: the pages will say how to install them)"
 fi
 
 if [ ! -d var ]; then

@@ -38,6 +38,7 @@ from cc_backend.server.auth import CLIENT_IP_KEY, USER_KEY, Network, proxy_netwo
 
 if TYPE_CHECKING:
     from cc_backend.runtime import Runtime
+    from cc_backend.server.web import WebUI
 
 log = logging.getLogger("cc_backend.server")
 access_log = logging.getLogger("cc_backend.server.access")
@@ -128,6 +129,13 @@ def _error_handler(err: bottle.HTTPError) -> bytes | str:
             return orjson.dumps(NOT_FOUND_BODY)
         message = err.body if isinstance(err.body, str) and err.body and status != 500 else reason(status).lower()
         return error_body(status, message)
+    web = getattr(bottle.request.app, "web", None)
+    if web is not None and bottle.request.method in ("GET", "HEAD"):
+        message = "There is no page at this address." if status == 404 else reason(status)
+        try:
+            return web.error_page(status, message, web.session_viewer(bottle.request.environ))
+        except Exception:
+            log.exception("the error page of %s %s failed", bottle.request.method, bottle.request.path)
     response.content_type = "text/plain; charset=utf-8"
     return f"{status} {reason(status)}\n"
 
@@ -327,6 +335,8 @@ class BodyLimit:
 class CCApp(bottle.Bottle):
     """A bottle app whose WSGI entry point runs :class:`HttpMiddleware` around bottle."""
 
+    web: WebUI  # set once by make_app (bottle refuses to redefine an attribute)
+
     def __init__(self, runtime: Runtime, *, dev: bool = False) -> None:
         super().__init__()
         self.uninstall("json")  # JsonPlugin serialises with orjson instead
@@ -343,18 +353,22 @@ def make_app(runtime: Runtime, *, dev: bool = False) -> CCApp:
     """Build the app for one :class:`~cc_backend.runtime.Runtime`: plugins first, then every route group."""
     from cc_backend.server import routes_api, routes_config, routes_graphql, routes_jobs, routes_openapi, routes_session
     from cc_backend.server.auth import AuthPlugin
+    from cc_backend.server.web import WebUI
 
     app = CCApp(runtime, dev=dev)
     app.default_error_handler = _error_handler  # type: ignore[method-assign]
     # bottle applies the first installed plugin outermost: errors and JSON wrap authentication.
     app.install(JsonPlugin())
-    app.install(AuthPlugin(runtime))
+    auth_plugin = AuthPlugin(runtime)
+    app.install(auth_plugin)
+    web = app.web = WebUI(runtime, auth_plugin.auth)
     routes_api.mount(app, runtime)
     routes_jobs.mount(app, runtime)
     routes_session.mount(app, runtime)
     routes_config.mount(app, runtime)
     routes_openapi.mount(app, runtime)
     routes_graphql.mount(app, runtime)
+    web.mount(app)
     if dev:
         routes_api.mount_dev(app)
     return app

@@ -12,7 +12,6 @@ The rules (password check, LDAP, rate limit, redirect safety, login tokens) live
 
 from __future__ import annotations
 
-import html
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -26,46 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cc_backend.server.sessions")
 
-#: The login page; no third-party assets, every inserted value is HTML-escaped.
-LOGIN_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Login - ClusterCockpit</title>
-<style>
-body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; }}
-main {{ max-width: 22rem; margin: 8vh auto; background: #fff; padding: 2rem; border-radius: .5rem;
-        box-shadow: 0 1px 4px rgba(0,0,0,.15); }}
-h1 {{ font-size: 1.4rem; margin-top: 0; }}
-label {{ display: block; margin: 1rem 0 .25rem; }}
-input {{ width: 100%; box-sizing: border-box; padding: .5rem; font-size: 1rem; }}
-button {{ margin-top: 1.5rem; width: 100%; padding: .6rem; font-size: 1rem; cursor: pointer; }}
-.message {{ padding: .6rem; border-radius: .3rem; background: #f8d7da; color: #58151c; }}
-</style>
-</head>
-<body>
-<main>
-<h1>ClusterCockpit</h1>
-{message}<form method="post" action="/login">
-<input type="hidden" name="redirect" value="{redirect}">
-<label for="username">Username</label>
-<input id="username" name="username" autocomplete="username" required autofocus value="{username}">
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Log in</button>
-</form>
-</main>
-</body>
-</html>
-"""
-
-
 def login_page(message: str = "", *, username: str = "", redirect: str = "/") -> str:
-    """The login form, with ``message`` (why the last attempt failed) above it."""
-    shown = f'<p class="message" role="alert">{html.escape(message)}</p>\n' if message else ""
-    return LOGIN_PAGE.format(message=shown, username=html.escape(username, quote=True),
-                             redirect=html.escape(redirect, quote=True))
+    """The login form (``login.html``), with ``message`` (why the last attempt failed) above it."""
+    return bottle.request.app.web.render("login.html", None, message=message, username=username, redirect=redirect)
 
 
 def mount(app: bottle.Bottle, runtime: Runtime) -> None:
@@ -96,10 +58,13 @@ class SessionHandlers:
 
     @staticmethod
     def _page(status: int, message: str = "", **kwargs: Any) -> str:
+        from cc_backend.server.web.render import CONTENT_SECURITY_POLICY
+
         response = bottle.response
         response.status = status
         response.content_type = "text/html; charset=utf-8"
         response.set_header("Cache-Control", "no-store")
+        response.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return login_page(message, **kwargs)
 
     def _ldap(self) -> Any:

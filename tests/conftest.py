@@ -234,3 +234,46 @@ def ldap_server(tmp_path_factory):
     server = ldap.start(tmp_path_factory.mktemp("slapd"))
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="session")
+def demo_site(tmp_path_factory):
+    """A demo site with 150 generated jobs, one account per role, served by a real process (one per worker)."""
+    from support.browser import build_demo_site
+
+    site = build_demo_site(tmp_path_factory.mktemp("web-demo"))
+    yield site
+    site.server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    from support.browser import CHROMIUM, require_chromium
+
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies) at 1280x800; fails the test on console errors or failed requests."""
+    from support.browser import PageProblems
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB", timezone_id="Europe/Berlin")
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    tab.problems = PageProblems(tab)
+    yield tab
+    problems = tab.problems.errors
+    context.close()
+    assert not problems, "the page reported problems:\n" + "\n".join(problems)

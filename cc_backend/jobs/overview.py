@@ -10,12 +10,18 @@ from cc_backend.db.tables import job_table
 
 if TYPE_CHECKING:
     from cc_backend.archive.fs import FileArchive
+    from cc_backend.auth.security import Viewer
 
 
-def jobs_per_cluster(engine: Engine) -> dict[str, dict[str, int]]:
-    """``{cluster: {"jobs": n, "running": m}}`` from the database."""
+def jobs_per_cluster(engine: Engine, *, viewer: Viewer | None = None) -> dict[str, dict[str, int]]:
+    """``{cluster: {"jobs": n, "running": m}}`` from the database, of the jobs ``viewer`` may see (all for None)."""
+    from cc_backend.jobs.query import scope_condition
+
     J = job_table.c
     stmt = select(J.cluster, func.count(), func.sum((J.job_state == "running").cast(job_table.c.num_nodes.type)))
+    scope = scope_condition(viewer)
+    if scope is not None:
+        stmt = stmt.where(scope)
     stmt = stmt.group_by(J.cluster)
     with engine.connect() as conn:
         return {c: {"jobs": int(n), "running": int(r or 0)} for c, n, r in conn.execute(stmt)}
