@@ -6,7 +6,6 @@ import re
 
 import httpx
 import pytest
-
 from support.browser import login, screenshot
 from support.web import login as http_login
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import base64
 import json
+import re
 import ssl
 import time
 from pathlib import Path
