@@ -11,7 +11,14 @@ from peerdata import ARCHIVE, IMPORTER, JOB_DB
 from cc_backend.archive.cluster import load_cluster_config
 from cc_backend.archive.fs import FileArchive, read_data_file
 from cc_backend.errors import InvalidInput
-from cc_backend.jobs.footprint import compute_energy, compute_footprint, go_round, load_job_stat, statistics_from_data
+from cc_backend.jobs.footprint import (
+    compute_energy,
+    compute_footprint,
+    footprint_bars,
+    go_round,
+    load_job_stat,
+    statistics_from_data,
+)
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +226,20 @@ def test_statistics_formula():
 def test_statistics_rejects_bad_node_count():
     with pytest.raises(InvalidInput, match="numNodes"):
         statistics_from_data({}, 0, [])
+
+
+def test_footprint_bars_compare_values_with_the_thresholds(registry):
+    """fritz: cpu_load higher is better (alert 20, caution 36, peak 72); mem_used lower is better (caution 200, alert 240)."""
+    sc = registry.subcluster("fritz", "main")
+    bars = footprint_bars({"cpu_load_avg": 18.0, "mem_used_max": 210.0, "flops_any_avg": 2000.0, "mem_bw_avg": 400.0}, sc)
+    by_metric = {bar["metric"]: bar for bar in bars}
+    assert [bar["metric"] for bar in bars] == ["cpu_load", "mem_used", "flops_any", "mem_bw"]
+    assert by_metric["cpu_load"]["level"] == "alert" and by_metric["cpu_load"]["percent"] == pytest.approx(25.0)
+    assert by_metric["mem_used"]["level"] == "caution" and by_metric["mem_used"]["stat"] == "max"
+    assert by_metric["mem_used"]["unit"] == "GB" and by_metric["mem_used"]["lowerIsBetter"] is True
+    assert by_metric["flops_any"]["level"] == "good" and by_metric["flops_any"]["percent"] == pytest.approx(2000 / 56)
+    assert by_metric["mem_bw"]["level"] == "above-peak" and by_metric["mem_bw"]["percent"] == 100.0
+    # upstream stores every key as <metric>_avg; a missing or non-finite value leaves the bar out
+    upstream = footprint_bars({"cpu_load_avg": 50.0, "mem_used_avg": 100.0, "flops_any_avg": float("nan")}, sc)
+    assert [(b["metric"], b["level"]) for b in upstream] == [("cpu_load", "good"), ("mem_used", "good")]
+    assert footprint_bars(None, sc) == []

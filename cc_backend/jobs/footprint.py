@@ -12,6 +12,7 @@ from cc_backend.errors import InvalidInput
 __all__ = [
     "compute_energy",
     "compute_footprint",
+    "footprint_bars",
     "go_round",
     "load_job_stat",
     "statistics_from_data",
@@ -180,3 +181,38 @@ def statistics_from_data(
             "max": hi if hi is not None else 0.0,
         }
     return out
+
+
+#: How a footprint value compares with its metric's thresholds (upstream's JobFootprint colours).
+FOOTPRINT_LEVELS = ("good", "caution", "alert", "above-peak")
+
+
+def footprint_bars(footprint: Mapping[str, Any] | None, subcluster: SubCluster) -> list[dict[str, Any]]:
+    """One bar per footprint metric of ``subcluster``: the job's value against the metric's peak and thresholds.
+
+    ``footprint`` is the job's stored footprint (``{"flops_any_avg": 12.3, ...}``); the key is
+    ``<metric>_<stat>`` with the stat of the metric config, and ``<metric>_avg`` as upstream stores it.
+    ``level`` is ``good`` (at or better than normal... caution), ``caution``, ``alert`` (at or below
+    alert, or for lower-is-better metrics above it), or ``above-peak``; ``percent`` is the share of the peak
+    (0-100) the bar fills. Metrics without a value are left out.
+    """
+    bars: list[dict[str, Any]] = []
+    values = footprint or {}
+    for key, name, stat in _plan(subcluster)[1]:
+        value = values.get(key, values.get(f"{name}_avg"))
+        mc = subcluster.metric(name)
+        if mc is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        peak = mc.peak or 0.0
+        if peak and value > peak:
+            level = "above-peak"
+        elif mc.lower_is_better:
+            level = "alert" if value >= mc.alert > 0 else "caution" if value >= mc.caution > 0 else "good"
+        else:
+            level = "alert" if value <= mc.alert else "caution" if value <= mc.caution else "good"
+        unit = f"{mc.unit.prefix}{mc.unit.base}"
+        bars.append({"metric": name, "stat": stat, "value": float(value), "unit": unit, "peak": peak,
+                     "normal": mc.normal, "caution": mc.caution, "alert": mc.alert,
+                     "lowerIsBetter": mc.lower_is_better, "level": level,
+                     "percent": min(100.0, max(0.0, 100.0 * value / peak)) if peak else 0.0})
+    return bars
