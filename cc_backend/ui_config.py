@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select
 
@@ -13,6 +13,8 @@ from cc_backend.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from cc_backend.config.sections import UiConfig
 
 
 def set_user_ui_config(engine: Engine, username: str, key: str | None, value: str | None) -> None:
@@ -51,3 +53,68 @@ def set_user_ui_config(engine: Engine, username: str, key: str | None, value: st
         else:  # any other engine: replace inside the transaction
             conn.execute(delete(table).where(table.c.username == username, table.c.confkey == key))
             conn.execute(insert(table).values(**row))
+
+
+# ---------------------------------------------------------------- effective settings
+
+#: The flattened keys of metric selections; per cluster ``<key>:<cluster>``, per subcluster ``<key>:<cluster>:<sub>``.
+METRIC_SELECTION_KEYS = {
+    "job_list_metrics": "metricConfig_jobListMetrics",
+    "job_view_plot_metrics": "metricConfig_jobViewPlotMetrics",
+    "job_view_table_metrics": "metricConfig_jobViewTableMetrics",
+}
+
+
+def default_ui_settings(ui: UiConfig) -> dict[str, Any]:
+    """The ``ui`` section flattened to upstream's keys (``plotConfiguration_lineWidth``, ...), as its web.go does."""
+    settings: dict[str, Any] = {
+        "jobList_usePaging": ui.job_list.use_paging,
+        "jobList_showFootprint": ui.job_list.show_footprint,
+        "nodeList_usePaging": ui.node_list.use_paging,
+        "jobView_showPolarPlot": ui.job_view.show_polar_plot,
+        "jobView_showFootprint": ui.job_view.show_footprint,
+        "jobView_showRoofline": ui.job_view.show_roofline,
+        "jobView_showStatTable": ui.job_view.show_stat_table,
+        "plotConfiguration_colorBackground": ui.plot_configuration.color_background,
+        "plotConfiguration_plotsPerRow": ui.plot_configuration.plots_per_row,
+        "plotConfiguration_lineWidth": ui.plot_configuration.line_width,
+        "plotConfiguration_colorScheme": list(ui.plot_configuration.color_scheme),
+    }
+    selections = ui.metric_config
+    for attribute, key in METRIC_SELECTION_KEYS.items():
+        settings[key] = list(getattr(selections, attribute))
+        for cluster in selections.clusters:
+            if getattr(cluster, attribute) is not None:
+                settings[f"{key}:{cluster.name}"] = list(getattr(cluster, attribute))
+            for sub in cluster.sub_clusters:
+                if getattr(sub, attribute) is not None:
+                    settings[f"{key}:{cluster.name}:{sub.name}"] = list(getattr(sub, attribute))
+    return settings
+
+
+def effective_ui_settings(ui: UiConfig, engine: Engine, username: str | None) -> dict[str, Any]:
+    """The site's defaults overlaid with the user's own rows of ``configuration`` (upstream's GetUIConfig)."""
+    from cc_backend.auth.users import get_user_ui_config
+
+    settings = default_ui_settings(ui)
+    if username:
+        settings.update(get_user_ui_config(engine, username))
+    return settings
+
+
+def metric_selection(settings: dict[str, Any], key: str, cluster: str | None = None,
+                     subcluster: str | None = None) -> list[str]:
+    """The metrics chosen under ``key`` for the most specific of subcluster, cluster and global settings."""
+    candidates = []
+    if cluster and subcluster:
+        candidates.append(f"{key}:{cluster}:{subcluster}")
+    if cluster:
+        candidates.append(f"{key}:{cluster}")
+    candidates.append(key)
+    for candidate in candidates:
+        value = settings.get(candidate)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return list(value)
+        if isinstance(value, str) and value:  # upstream's config files also carry "a,b,c"
+            return [item.strip() for item in value.split(",") if item.strip()]
+    return []
