@@ -6,9 +6,8 @@ always do). Swagger UI's files are not part of this package: they come from the 
 startDemo.sh do it). They are looked up in this order:
 
 1. ``$CC_SWAGGER_UI_DIR`` (the folder holding ``swagger-ui-bundle.js``); when it is set, only there;
-2. ``web/node_modules/swagger-ui-dist`` of the source tree this package runs from (a checkout, an
-   editable install);
-3. ``web/node_modules/swagger-ui-dist`` below the working directory.
+2. ``swagger-ui-dist`` in the node_modules folder of the web UI's other assets
+   (:func:`cc_backend.server.web.assets.find_node_modules`).
 
 Without them, ``/swagger/`` is a short page that says how to install them and links the raw description.
 """
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
 SPEC_FILE = Path(__file__).with_name("openapi.json")
 SPEC_URL = "/api/openapi.json"
 ASSETS_ENV = "CC_SWAGGER_UI_DIR"
-#: Where ``npm ci`` in ``web/`` puts the package, relative to the repository (or working) directory.
-ASSETS_SUBDIR = Path("web") / "node_modules" / "swagger-ui-dist"
 _MARKER = "swagger-ui-bundle.js"
 
 
@@ -42,14 +39,18 @@ def spec_bytes() -> bytes:
 
 def find_assets() -> Path | None:
     """The swagger-ui-dist folder (see the module docstring), or None when it is not installed."""
+    from cc_backend.server.web.assets import find_node_modules
+
     override = os.environ.get(ASSETS_ENV)
     # An explicit setting that is wrong must show up as "not installed", not be papered over by another copy.
-    candidates = [Path(override)] if override else [Path(__file__).resolve().parent.parent / ASSETS_SUBDIR,
-                                                     Path.cwd() / ASSETS_SUBDIR]
-    for folder in candidates:
-        if (folder / _MARKER).is_file():
-            return folder.resolve()
-    return None
+    if override:
+        folder = Path(override)
+    else:
+        node_modules = find_node_modules("swagger-ui-dist")
+        if node_modules is None:
+            return None
+        folder = node_modules / "swagger-ui-dist"
+    return folder.resolve() if (folder / _MARKER).is_file() else None
 
 
 SWAGGER_PAGE = """<!DOCTYPE html>

@@ -51,8 +51,14 @@ def spec_operations(spec: dict) -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, item in spec["paths"].items() for method in item if method in HTTP_METHODS}
 
 
+def is_web_page(route) -> bool:
+    """The web UI's pages and files are HTML for browsers, not API operations."""
+    return bool(route.config.get("web_page") or getattr(route.callback, "web_page", False))
+
+
 def app_operations(app) -> dict[tuple[str, str], object]:
-    return {(route.method.upper(), BOTTLE_WILDCARD.sub(r"{\1}", route.rule)): route for route in app.routes}
+    return {(route.method.upper(), BOTTLE_WILDCARD.sub(r"{\1}", route.rule)): route
+            for route in app.routes if not is_web_page(route)}
 
 
 @pytest.fixture

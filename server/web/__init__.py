@@ -158,13 +158,15 @@ class WebUI:
             _page_headers(response)
             return body
 
+        callback.web_page = True  # type: ignore[attr-defined]  # HTML for browsers: not part of the OpenAPI description
         return callback
 
     def mount(self, app: bottle.Bottle) -> None:
         from cc_backend.server.web import pages_basic
 
-        app.route("/static/<prefix>/<file:path>", "GET", self.static_file, auth=None)
-        app.route("/favicon.ico", "GET", lambda: bottle.redirect(self.assets.url("app", "favicon.svg"), 301), auth=None)
+        app.route("/static/<prefix>/<file:path>", "GET", self.static_file, auth=None, web_page=True)
+        app.route("/favicon.ico", "GET", lambda: bottle.redirect(self.assets.url("app", "favicon.svg"), 301),
+                  auth=None, web_page=True)
         pages_basic.mount(app, self)
 
     def static_file(self, prefix: str, file: str) -> Any:

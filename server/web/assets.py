@@ -44,13 +44,13 @@ VENDOR = (
 )
 
 
-def find_node_modules() -> Path | None:
-    """The node_modules folder holding the web UI's packages (see the module docstring), or None."""
+def find_node_modules(package: str = "uplot") -> Path | None:
+    """The node_modules folder that holds ``package`` (see the module docstring for the search order), or None."""
     override = os.environ.get(ASSETS_ENV)
     candidates = [Path(override)] if override else [Path(__file__).resolve().parents[2] / NODE_MODULES,
                                                      Path.cwd() / NODE_MODULES]
     for folder in candidates:
-        if (folder / "uplot" / "package.json").is_file():
+        if (folder / package / "package.json").is_file():
             return folder.resolve()
     return None
 
