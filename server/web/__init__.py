@@ -150,11 +150,12 @@ class WebUI:
         return callback
 
     def mount(self, app: bottle.Bottle) -> None:
-        from cc_backend.server.web import pages_basic
+        from cc_backend.server.web import pages_basic, pages_config
 
         app.route("/static/<prefix>/<file:path>", "GET", self.static_file, auth=None)
         app.route("/favicon.ico", "GET", lambda: bottle.redirect(self.assets.url("app", "favicon.svg"), 301), auth=None)
         pages_basic.mount(app, self)
+        pages_config.mount(app, self)
 
     def static_file(self, prefix: str, file: str) -> Any:
         root = self.assets.locate(prefix)
