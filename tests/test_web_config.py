@@ -89,6 +89,7 @@ def test_a_user_saves_plot_settings_and_finds_them_after_a_reload(page, demo_sit
         "plotConfiguration_colorBackground": "false",
         "plotConfiguration_colorScheme": json.dumps(BRIGHT, separators=(",", ":")),
     }
+    page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "config-user")
 
 
@@ -162,11 +163,12 @@ def test_an_admin_adds_changes_and_deletes_a_user(page, demo_site):
     page.select_option("#roles-role", "manager")
     page.click("#user-roles button[value=remove-role]")
     assert "still has assigned project(s): cfg-project" in status(page, "user-roles")
+    page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "config")
 
     questions = []
     page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
-    row.locator("button:has-text('Delete')").click()
+    row.locator("button[data-action=delete]").click()
     assert status(page, "users") == f"User {newcomer} deleted."
     assert questions and newcomer in questions[0]
     assert row.count() == 0
@@ -216,13 +218,13 @@ def test_an_admin_generates_a_token_that_opens_the_api(page, demo_site):
 
     login(page, demo_site, "admin", "/config")
     target = demo_site.accounts["user"].username
-    page.locator(f"[data-testid=users-table] tr[data-username={target}] button:has-text('Token')").click()
+    page.locator(f"[data-testid=users-table] tr[data-username={target}] button[data-action=token]").click()
     assert status(page, "user-token") == f"Token for {target} generated."
     claims = verify_jwt(page.input_value("[data-testid=user-token]"), public_key(demo_site))
     assert claims["sub"] == target and claims["roles"] == ["user"]
     # The admin's own token (admin and api roles) opens /api/.
     admin = demo_site.accounts["admin"].username
-    page.locator(f"[data-testid=users-table] tr[data-username={admin}] button:has-text('Token')").click()
+    page.locator(f"[data-testid=users-table] tr[data-username={admin}] button[data-action=token]").click()
     assert status(page, "user-token") == f"Token for {admin} generated."
     token = page.input_value("[data-testid=user-token]")
     assert page.locator("#user-token-name").inner_text() == admin

@@ -120,13 +120,17 @@ function cell(row, text, className = "") {
   return td;
 }
 
-function actionButton(label, icon, className, handler) {
+/** A compact icon button; `label` is its accessible name and tooltip. */
+function actionButton(action, label, icon, className, handler) {
   const button = document.createElement("button");
   button.type = "button";
   button.className = `btn btn-sm ${className} ms-1`;
+  button.dataset.action = action;
+  button.title = label;
+  button.setAttribute("aria-label", label);
   const i = document.createElement("i");
   i.className = `bi ${icon}`;
-  button.append(i, document.createTextNode(` ${label}`));
+  button.append(i);
   button.addEventListener("click", handler);
   return button;
 }
@@ -150,8 +154,10 @@ function renderUsers() {
       cell(row, authSources[user.authSource] || String(user.authSource), "small");
       const actions = cell(row, "", "text-nowrap text-end");
       actions.append(
-        actionButton("Token", "bi-key", "btn-outline-success", () => showUserToken(user.username)),
-        actionButton("Delete", "bi-trash", "btn-outline-danger", () => deleteUser(user.username)),
+        actionButton("token", `API token for ${user.username}`, "bi-key", "btn-outline-success",
+          () => showUserToken(user.username)),
+        actionButton("delete", `Delete ${user.username}`, "bi-trash", "btn-outline-danger",
+          () => deleteUser(user.username)),
       );
       return row;
     });
