@@ -282,3 +282,12 @@ def test_settings_out_of_range_are_refused_naming_the_value(app: InProcess):
 def test_the_page_needs_a_login(app: InProcess):
     r = app.get("/config")
     assert r.status_code == 302 and r.headers["location"].endswith("/login?redirect=/config")
+
+
+def test_without_authentication_the_page_administers_but_saves_no_settings(app_start, site):
+    srv = app_start(disable_authentication=True)
+    assert srv.post("/config/users/", data={"username": "ann", "password": "ann-pw", "role": "user"}).status_code == 200
+    page = srv.get("/config").text
+    assert "there is no logged-in user to save settings for" in page
+    assert 'data-testid="admin-options"' in page and 'data-testid="own-token"' not in page
+    assert '"username":"ann"' in page  # the users table's data block
