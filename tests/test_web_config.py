@@ -8,7 +8,7 @@ import secrets
 
 import httpx
 import pytest
-from support.browser import login, screenshot
+from support.browser import canvas_is_drawn, login, screenshot
 from support.cli import cli
 from support.server import InProcess
 from support.web import add_users, json_error
@@ -78,6 +78,8 @@ def test_a_user_saves_plot_settings_and_finds_them_after_a_reload(page, demo_sit
     assert status(page, "plotConfiguration_colorBackground") == "Saved."
 
     page.reload()
+    page.wait_for_selector("#scheme-preview .plot[data-plotted]")
+    assert canvas_is_drawn(page, "#scheme-preview")
     assert page.input_value("#plotConfiguration_lineWidth") == "4"
     assert page.input_value("#plotConfiguration_plotsPerRow") == "5"
     assert page.is_checked("#jobList_usePaging-on")

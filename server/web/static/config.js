@@ -1,5 +1,6 @@
 /* The settings page: saves settings through /frontend/configuration/, administers users and the notice through /config/. */
 import { readJson, send } from "./app.js";
+import { timeSeries } from "./plots.js";
 
 /** Show `text` in the status line `id`: green for success, red for a refusal (the server's message names the field). */
 function say(id, text, ok = true) {
@@ -63,6 +64,31 @@ for (const form of document.querySelectorAll("form.js-setting")) {
     });
   });
 }
+
+/** A small plot of made-up series in the checked colours and the entered line width, redrawn on every change. */
+function preview() {
+  const container = document.getElementById("scheme-preview");
+  if (!container) return;
+  const checked = document.querySelector("form[data-key=plotConfiguration_colorScheme] input[name=value]:checked");
+  let colors;
+  try { colors = JSON.parse(checked?.value || "null"); } catch (_) { colors = null; }
+  const width = Number(document.getElementById("plotConfiguration_lineWidth")?.value) || 1;
+  const count = Math.min(8, Array.isArray(colors) && colors.length ? colors.length : 7);
+  const series = Array.from({ length: count }, (_, k) => ({
+    label: `node ${k + 1}`,
+    data: Array.from({ length: 90 }, (_, i) => 50 + 30 * Math.sin((i + 9 * k) / 11) + 4 * k),
+  }));
+  // A fresh host per drawing: the previous plot's resize observer stays with the detached one.
+  const host = document.createElement("div");
+  host.className = "plot";
+  container.replaceChildren(host);
+  timeSeries(host, { timestep: 60, series, colors: colors || undefined, lineWidth: Math.min(5, Math.max(1, width)),
+    unit: "%", height: 180, compact: true, showAxes: true });
+}
+
+preview();
+document.querySelector("form[data-key=plotConfiguration_colorScheme]")?.addEventListener("change", preview);
+document.getElementById("plotConfiguration_lineWidth")?.addEventListener("input", preview);
 
 // ------------------------------------------------------------------ API tokens
 
