@@ -333,7 +333,14 @@ def main() -> None:
         if list_html is None and view_html is None:
             print("\nno page to measure in the browser")
             return
-        from playwright.sync_api import sync_playwright
+        if not Path(CHROMIUM).is_file():
+            print(f"\nno Chromium at {CHROMIUM} (apt install chromium): the browser figures are skipped")
+            return
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            print("\nPlaywright is not installed in this environment: the browser figures are skipped")
+            return
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
