@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select
@@ -22,7 +21,9 @@ def set_user_ui_config(engine: Engine, username: str, key: str | None, value: st
 
     ``value`` is the JSON text the web frontend sends (``JSON.stringify(...)``); it is stored as given,
     so the row reads back exactly as upstream's would. Text that is not JSON is refused, because
-    :func:`cc_backend.auth.users.get_user_ui_config` and upstream's frontend both decode it.
+    :func:`cc_backend.auth.users.get_user_ui_config` and upstream's frontend both decode it; values the web UI
+    interprets (line width, plots per row, switches, colour scheme) are checked by
+    :func:`cc_backend.ui_settings.check_ui_setting`.
     """
     if not key:
         raise InvalidInput("key is required: the name of the UI setting", field="key")
@@ -30,11 +31,9 @@ def set_user_ui_config(engine: Engine, username: str, key: str | None, value: st
     if value is None:
         raise InvalidInput("value is required: the setting as JSON text", field="value")
     check_text(configuration_table.c.value, value, "value")
-    try:
-        json.loads(value)
-    except ValueError as exc:
-        raise InvalidInput(f"value must be JSON text (e.g. \"3\", \"true\", '\"abc\"', '[1,2]'): {exc}",
-                           field="value") from None
+    from cc_backend.ui_settings import check_ui_setting, decoded
+
+    check_ui_setting(key, decoded(value))
     table = configuration_table
     row = {"username": username, "confkey": key, "value": value}
     with engine.begin() as conn:

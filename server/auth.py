@@ -24,6 +24,9 @@ Cross-site request forgery: state-changing requests (not GET/HEAD/OPTIONS) of th
 of routes mounted with ``same_origin=True`` (login, logout), are refused with 403 when their ``Origin``
 (or, without one, ``Referer``) names another host than the request's ``Host``. The HTTP middleware
 already refuses ``Sec-Fetch-Site: cross-site``; the session cookie's ``SameSite=Lax`` is the last layer.
+State changes of the session groups (``/config/*``, ``/frontend/*``) must also carry the session's CSRF
+token (header ``X-CSRF-Token`` or form field ``csrf``, as the web UI's pages do), else 403 naming
+``csrf``. Upstream's own Svelte frontend sends no such token; our web UI replaces it.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ SESSION_GROUPS = frozenset({"session", "admin-session"})
 TOKEN_OR_SESSION = "token-or-session"
 AUTH_GROUPS = frozenset({"api", "userapi", TOKEN_OR_SESSION}) | SESSION_GROUPS
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Where a session's state changes carry its CSRF token: a form field, or a header for fetch().
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "HTTP_X_CSRF_TOKEN"
 
 
 
@@ -360,6 +366,31 @@ class Authenticator:
             raise Unauthorized(f"unauthorized: the user {session.username!r} of this session no longer exists")
         return Viewer(username=user.username, roles=tuple(user.roles), projects=tuple(user.projects))
 
+    def csrf_token(self, environ: dict[str, Any]) -> str:
+        """The CSRF token of the request's session ("" without a session)."""
+        from cc_backend.server.web.render import csrf_token
+
+        key = self.runtime.secrets.SESSION_KEY
+        session = self.cookies.read(environ) if key else None
+        if session is None:
+            return ""
+        return csrf_token(key or "", session.sid, session.username)
+
+    def check_csrf(self, environ: dict[str, Any], submitted: str | None) -> None:
+        """Refuse (403, field ``csrf``) a state change that does not carry its session's CSRF token.
+
+        The token comes from the form field ``csrf`` (``submitted``) or the ``X-CSRF-Token`` header.
+        """
+        import hmac
+
+        if self.disabled:
+            return
+        expected = self.csrf_token(environ)
+        given = submitted or environ.get(CSRF_HEADER) or ""
+        if not expected or not hmac.compare_digest(expected, given):
+            raise Forbidden("csrf: the form is stale or came from another site; reload the page and try again",
+                            field=CSRF_FIELD)
+
     def admit(self, group: str, environ: dict[str, Any]) -> Viewer:
         """The viewer of a request to route group ``group`` (one of :data:`AUTH_GROUPS`).
 
@@ -415,6 +446,16 @@ def takes_viewer(callback: Callable[..., Any]) -> bool:
         return False
 
 
+def _form_csrf() -> str | None:
+    """The ``csrf`` form field, if the body is a form (a body bottle cannot parse carries none)."""
+    if "X-CSRF-Token" in bottle.request.headers:
+        return None
+    try:
+        return bottle.request.forms.get(CSRF_FIELD)
+    except Exception:  # noqa: BLE001 - a broken body is the handler's 400 to report, not a token
+        return None
+
+
 class AuthPlugin:
     """Admission per route group and the same-origin check; passes the Viewer to handlers with a ``viewer`` parameter."""
 
@@ -446,6 +487,8 @@ class AuthPlugin:
                 viewer = auth.admit(group, environ)
                 if viewer.username:
                     environ[USER_KEY] = viewer.username
+                if group in SESSION_GROUPS and environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:
+                    auth.check_csrf(environ, _form_csrf())
             if wants_viewer:
                 kwargs["viewer"] = viewer
             return callback(*args, **kwargs)

@@ -256,3 +256,35 @@ def test_disabled_authentication(app_start, site):
     json_error(srv.post("/config/notice/", data={"new-content": "x"},
                           headers={"Origin": "https://evil.example"}), 403, "Forbidden")
     assert not Path(site / "var" / "notice.txt").exists()
+
+
+@SQLITE_ONLY
+def test_session_state_changes_need_the_csrf_token(web, site):
+    """A logged-in browser's cookie alone changes nothing: the page's CSRF token must come along."""
+    app, admin, user = web
+    bare = {"Cookie": admin["Cookie"]}
+    for method, path, form in (("POST", "/config/notice/", {"new-content": "forged"}),
+                               ("POST", "/config/users/", {"username": "eve", "password": "p", "role": "admin"}),
+                               ("DELETE", "/config/users/", {"username": "ann"}),
+                               ("POST", "/config/user/ann", {"add-role": "admin"})):
+        error = json_error(app.request(method, path, data=form, headers=bare), 403, "Forbidden")
+        assert error.startswith("csrf:"), (path, error)
+        error = json_error(app.request(method, path, data=form, headers={**bare, "X-CSRF-Token": "0" * 32}),
+                           403, "Forbidden")
+        assert error.startswith("csrf:"), (path, error)
+    r = app.post("/frontend/configuration/", data={"key": "plotConfiguration_lineWidth", "value": "2"},
+                 headers={"Cookie": user["Cookie"]})
+    assert json_error(r, 403, "Forbidden").startswith("csrf:")
+    # Nothing happened.
+    assert not (site / "var" / "notice.txt").exists()
+    assert set(users_of(app, admin)) == {"boss", "ann"}
+    assert users_of(app, admin)["ann"]["roles"] == ["user"]
+    # Another session's token does not fit this one.
+    other_session = login(app, "boss", "boss-pw")
+    r = app.post("/config/notice/", data={"new-content": "x"},
+                 headers={**bare, "X-CSRF-Token": other_session["X-CSRF-Token"]})
+    assert json_error(r, 403, "Forbidden").startswith("csrf:")
+    # The token as the form field csrf works as the header does; reading (GET) needs none.
+    r = app.post("/config/notice/", data={"new-content": "hello", "csrf": admin["X-CSRF-Token"]}, headers=bare)
+    assert text(r) == "Update Notice Content Success"
+    assert app.get("/frontend/jwt/", params={"username": "ann"}, headers={"Cookie": user["Cookie"]}).status_code == 200

@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 from support.cli import cli
 from support.db import SQLITE_ONLY
 from support.server import wsgi_call
+from support.web import csrf_token
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "server" / "openapi.json"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -219,7 +220,7 @@ def test_swagger_page_without_and_with_assets(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory):
-    """A server on SQLite and the peer archive with an admin+api user: (base URL, API token, session cookie)."""
+    """A server on SQLite and the peer archive with an admin+api user: (base URL, API token, session cookie, CSRF token)."""
     from peerdata import copy_archive
     from support.server import Server
     from support.site import write_site
@@ -235,7 +236,8 @@ def fuzz_target(tmp_path_factory):
         server.wait_ready()
         login = httpx.post(server.url + "/login", data={"username": FUZZ_ADMIN, "password": FUZZ_PASSWORD})
         assert login.status_code == 302, login.text
-        yield server.url, token, login.cookies["session"]
+        cookie = login.cookies["session"]
+        yield server.url, token, cookie, csrf_token(server, {"Cookie": f"session={cookie}"})
     finally:
         server.stop()
     log = (site / "server.log").read_text(errors="replace")
@@ -266,7 +268,7 @@ FORMER_SERVER_ERRORS = [
 
 @pytest.mark.parametrize("method,path,body", FORMER_SERVER_ERRORS, ids=lambda v: v if isinstance(v, str) else "")
 def test_former_server_errors_are_bad_requests(fuzz_target, method, path, body):
-    url, token, _ = fuzz_target
+    url, token, _, _ = fuzz_target
     r = httpx.request(method, url + path, json=body, headers={"X-Auth-Token": token})
     assert r.status_code == 400, r.text
     answer = r.json()
@@ -277,10 +279,10 @@ def test_former_server_errors_are_bad_requests(fuzz_target, method, path, body):
 
 
 def test_unparsable_form_bodies_are_bad_requests(fuzz_target):
-    url, _, cookie = fuzz_target
+    url, _, cookie, csrf = fuzz_target
     control_name = (b'--b\r\nContent-Disposition: form-data; name="a\x01b"\r\n\r\nx\r\n--b--\r\n')
     r = httpx.put(url + "/config/users/", content=control_name, cookies={"session": cookie},
-                  headers={"Content-Type": "multipart/form-data; boundary=b"})
+                  headers={"Content-Type": "multipart/form-data; boundary=b", "X-CSRF-Token": csrf})
     assert r.status_code == 400 and r.json()["status"] == "Bad Request"
     r = httpx.post(url + "/login", content=b"--b\r\n5488990--b--\r\n",
                    headers={"Content-Type": "multipart/form-data; boundary=b"})
@@ -299,7 +301,7 @@ schema = schemathesis.openapi.from_path(SPEC_FILE, config=schemathesis.Config.fr
 
 @schema.parametrize()
 def test_no_request_makes_a_server_error(case, fuzz_target):
-    url, token, cookie = fuzz_target
+    url, token, cookie, csrf = fuzz_target
     path = case.operation.path
     if path == "/frontend/logs/" and shutil.which("journalctl") is None:
         pytest.skip("journalctl is not installed: the log viewer answers 503 by design")
@@ -308,5 +310,6 @@ def test_no_request_makes_a_server_error(case, fuzz_target):
         headers["X-Auth-Token"] = token
     elif path.startswith(("/config/", "/frontend/")):
         cookies["session"] = cookie  # not for /logout: it would end the session the other cases use
+        headers["X-CSRF-Token"] = csrf
     case.call_and_validate(base_url=url, headers=headers, cookies=cookies, checks=CHECKS)
 

@@ -14,7 +14,7 @@ import bottle
 from cc_backend.auth.security import ROLE_LEVELS, Viewer
 from cc_backend.errors import CCError, Forbidden, Unauthorized
 from cc_backend.server.web.assets import IMMUTABLE, INSTALL_HINT, Assets
-from cc_backend.server.web.render import CONTENT_SECURITY_POLICY, Renderer, csrf_token, menu, role_level
+from cc_backend.server.web.render import CONTENT_SECURITY_POLICY, Renderer, menu, role_level
 
 if TYPE_CHECKING:
     from cc_backend.runtime import Runtime
@@ -71,22 +71,11 @@ class WebUI:
 
     def csrf(self, environ: dict[str, Any]) -> str:
         """This session's CSRF token ("" without a session)."""
-        session = self.auth.cookies.read(environ) if self.runtime.secrets.SESSION_KEY else None
-        if session is None:
-            return ""
-        return csrf_token(self.runtime.secrets.SESSION_KEY or "", session.sid, session.username)
+        return self.auth.csrf_token(environ)
 
     def check_csrf(self, environ: dict[str, Any], submitted: str | None) -> None:
         """Refuse (403) a state change whose form field or X-CSRF-Token header does not carry this session's token."""
-        import hmac
-
-        if self.auth.disabled:
-            return
-        expected = self.csrf(environ)
-        given = submitted or environ.get(CSRF_HEADER) or ""
-        if not expected or not hmac.compare_digest(expected, given):
-            raise Forbidden("csrf: the form is stale or came from another site; reload the page and try again",
-                            field=CSRF_FIELD)
+        self.auth.check_csrf(environ, submitted)
 
     # ------------------------------------------------------------------------------ rendering
 
@@ -162,12 +151,13 @@ class WebUI:
         return callback
 
     def mount(self, app: bottle.Bottle) -> None:
-        from cc_backend.server.web import pages_basic
+        from cc_backend.server.web import pages_basic, pages_config
 
         app.route("/static/<prefix>/<file:path>", "GET", self.static_file, auth=None, web_page=True)
         app.route("/favicon.ico", "GET", lambda: bottle.redirect(self.assets.url("app", "favicon.svg"), 301),
                   auth=None, web_page=True)
         pages_basic.mount(app, self)
+        pages_config.mount(app, self)
 
     def static_file(self, prefix: str, file: str) -> Any:
         root = self.assets.locate(prefix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,11 +36,30 @@ def cookie_attributes(header: str) -> dict[str, str]:
     return out
 
 
-def login(target: Requests, username: str, password: str, **kwargs) -> dict[str, str]:
-    """Log in at a server or an app in process; the headers that carry the new session."""
+def login(target: Requests, username: str, password: str, *, csrf: bool = True, **kwargs) -> dict[str, str]:
+    """Log in at a server or an app in process; the headers that carry the new session.
+
+    With ``csrf`` they carry the session's CSRF token too (``X-CSRF-Token``), as the web UI's
+    requests do: state changes of /config/ and /frontend/ need it.
+    """
     r = target.post("/login", data={"username": username, "password": password}, **kwargs)
     assert r.status_code == 302, r.text
-    return {"Cookie": "session=" + cookie_attributes(set_cookie(r))["session"]}
+    headers = {"Cookie": "session=" + cookie_attributes(set_cookie(r))["session"]}
+    if csrf:
+        headers["X-CSRF-Token"] = csrf_token(target, headers, **kwargs)
+    return headers
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
+
+
+def csrf_token(target: Requests, headers: dict[str, str], **kwargs) -> str:
+    """The CSRF token of the session in ``headers``: the ``<meta name="csrf-token">`` of its home page."""
+    r = target.get("/", headers=headers, **kwargs)
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    found = CSRF_META.search(r.text)
+    assert found and found.group(1), "the page has no CSRF token"
+    return found.group(1)
 
 
 def json_error(r: httpx.Response, status: int, reason: str) -> str:
