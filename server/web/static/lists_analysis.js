@@ -5,7 +5,7 @@ import { formatValue } from "./plots.js";
 import { histogram, metricHistograms } from "./lists_plots.js";
 
 const data = readJson("analysis-plots", null);
-const MARGIN = { left: 58, right: 12, top: 12, bottom: 42 };
+const MARGIN = { left: 58, right: 22, top: 12, bottom: 42 };
 const HEIGHT = 300;
 
 function cssVar(name, fallback) {
@@ -62,6 +62,13 @@ function drawAxes(ctx, area, xTicks, yTicks, xTitle, yTitle) {
   ctx.restore();
 }
 
+/** 0.01, 0.1, 1, 10, 100, 1k, 10k: decade ticks without trailing zeros. */
+function decadeLabel(value) {
+  if (value >= 1e6) return `${value / 1e6}M`;
+  if (value >= 1e3) return `${value / 1e3}k`;
+  return String(value);
+}
+
 function decades(low, high) {
   const out = [];
   for (let exponent = Math.ceil(Math.log10(low)); exponent <= Math.floor(Math.log10(high)); exponent += 1) {
@@ -78,8 +85,8 @@ function roofline(element, frame) {
   const ly = Math.log10(frame.minY), hy = Math.log10(frame.maxY);
   const px = (v) => area.left + ((Math.log10(v) - lx) / (hx - lx)) * area.width;
   const py = (v) => area.top + area.height - ((Math.log10(v) - ly) / (hy - ly)) * area.height;
-  drawAxes(ctx, area, decades(frame.minX, frame.maxX).map((v) => [px(v), formatValue(v)]),
-           decades(frame.minY, frame.maxY).map((v) => [py(v), formatValue(v)]),
+  drawAxes(ctx, area, decades(frame.minX, frame.maxX).map((v) => [px(v), decadeLabel(v)]),
+           decades(frame.minY, frame.maxY).map((v) => [py(v), decadeLabel(v)]),
            "Arithmetic intensity [FLOP/byte]", "Performance [GFLOP/s]");
   const tiles = frame.tiles || [];
   const largest = Math.max(0, ...tiles.map((row) => Math.max(0, ...row)));
@@ -120,6 +127,16 @@ function roofline(element, frame) {
   element.dataset.tiles = String(filled);
 }
 
+/** About five round ticks (multiples of 1, 2, 2.5 or 5 times a power of ten) from 0 to `most`. */
+function niceTicks(most) {
+  const raw = most / 5;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((factor) => factor * magnitude).find((candidate) => candidate >= raw);
+  const ticks = [];
+  for (let i = 0; i * step <= most * (1 + 1e-9); i += 1) ticks.push(i * step);
+  return ticks;
+}
+
 /** One circle per job: x and y the chosen footprint metrics, area by node hours. */
 function scatter(element, footprints, metrics, xName, yName, color) {
   if (!element || !footprints) return;
@@ -144,7 +161,7 @@ function scatter(element, footprints, metrics, xName, yName, color) {
   const maxX = top(points.map((p) => p.x)), maxY = top(points.map((p) => p.y));
   const px = (v) => area.left + (v / maxX) * area.width;
   const py = (v) => area.top + area.height - (v / maxY) * area.height;
-  const ticks = (most, position) => Array.from({ length: 6 }, (_, i) => (most * i) / 5).map((v) => [position(v), formatValue(v)]);
+  const ticks = (most, position) => niceTicks(most).map((v) => [position(v), formatValue(v)]);
   const label = (name) => `${info(name).name}${info(name).unit ? ` [${info(name).unit}]` : ""}`;
   drawAxes(ctx, area, ticks(maxX, px), ticks(maxY, py), label(xName), label(yName));
   const heaviest = Math.max(...points.map((p) => p.weight), 1e-9);
@@ -162,8 +179,34 @@ function scatter(element, footprints, metrics, xName, yName, color) {
     ctx.stroke();
   }
   ctx.restore();
+  hoverValues(element, points.map((p) => ({ ...p, px: px(p.x), py: py(p.y) })), label(xName), label(yName));
   element.dataset.plotted = String(points.length);
   element.dataset.points = String(points.length);
+}
+
+/** The values of the circle under the mouse, in a small box beside it. */
+function hoverValues(element, points, xLabel, yLabel) {
+  const canvas = element.querySelector("canvas");
+  const box = document.createElement("div");
+  box.className = "scatter-tip small bg-body border rounded shadow-sm px-2 py-1";
+  box.style.cssText = "position:absolute; pointer-events:none; display:none; white-space:nowrap";
+  element.append(box);
+  canvas.addEventListener("mousemove", (event) => {
+    const bounds = canvas.getBoundingClientRect();
+    const mx = event.clientX - bounds.left, my = event.clientY - bounds.top;
+    let best = null, bestDistance = 15 * 15;
+    for (const point of points) {
+      const distance = (point.px - mx) ** 2 + (point.py - my) ** 2;
+      if (distance < bestDistance) { best = point; bestDistance = distance; }
+    }
+    if (!best) { box.style.display = "none"; return; }
+    box.textContent = `${xLabel}: ${formatValue(best.x)} · ${yLabel}: ${formatValue(best.y)} · `
+      + `${formatValue(best.weight / 60)} node hours`;
+    box.style.left = `${Math.min(best.px + 12, bounds.width - 260)}px`;
+    box.style.top = `${Math.max(0, best.py - 30)}px`;
+    box.style.display = "block";
+  });
+  canvas.addEventListener("mouseleave", () => { box.style.display = "none"; });
 }
 
 function main() {

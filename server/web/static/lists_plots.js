@@ -17,10 +17,15 @@ export function histogram(element, points, { xLabel, duration = false, color } =
     element.dataset.plotted = "empty";
     return null;
   }
+  // Durations in hours, so that the axis ticks fall on whole hours.
+  const x = list.map((point) => (duration ? point.value / 3600 : point.value));
+  const y = list.map((point) => point.count);
+  // An empty bin on either side: uPlot's x range ends at the outer bars' centres and would cut them in half.
+  const gaps = x.slice(1).map((value, i) => value - x[i]).filter((gap) => gap > 0);
+  const step = gaps.length ? Math.min(...gaps) : 1;
   return bars(element, {
-    // Durations in hours, so that the axis ticks fall on whole hours.
-    x: list.map((point) => (duration ? point.value / 3600 : point.value)),
-    y: list.map((point) => point.count),
+    x: [x[0] - step, ...x, x[x.length - 1] + step],
+    y: [0, ...y, 0],
     xLabel,
     yLabel: "Jobs",
     height: 200,
