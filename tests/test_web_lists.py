@@ -318,12 +318,21 @@ def test_the_analysis_page_draws_histograms_roofline_and_footprint_scatter(page,
     assert "x=cpu_load" in page.url
 
 
-def test_the_analysis_page_filters_by_subcluster_and_says_when_nothing_matches(page, demo_site):
+def test_the_analysis_page_filters_by_subcluster_and_partition_and_says_when_nothing_matches(page, demo_site):
     with demo_site.db() as conn:
         a100 = conn.execute("SELECT count(*) FROM job WHERE cluster = 'alex' AND subcluster = 'a100'").fetchone()[0]
     login(page, demo_site, "support", "/monitoring/analysis/alex?subCluster=a100")
     assert int(page.locator("[data-testid=total-jobs]").inner_text()) == a100
     page.wait_for_selector("[data-testid=hist-accs][data-plotted='1']")  # alex has GPUs
+    with demo_site.db() as conn:
+        multinode = conn.execute("SELECT count(*) FROM job WHERE cluster = 'fritz' "
+                                 "AND cluster_partition = 'multinode'").fetchone()[0]
+    page.goto(demo_site.url + "/monitoring/analysis/fritz")
+    page.select_option("#filter-partition", "multinode")
+    with page.expect_navigation():
+        page.click("form[data-testid=analysis-filters] button[type=submit]")
+    assert int(page.locator("[data-testid=total-jobs]").inner_text()) == multinode > 0
+    assert "partition multinode" in page.locator("h1").inner_text()
     # the demo jobs started before 2026; the clock of this run is later
     page.goto(demo_site.url + "/monitoring/analysis/alex?startTime=last6h")
     assert page.locator("[data-testid=empty]").inner_text() == "No jobs match these filters."

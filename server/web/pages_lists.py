@@ -39,7 +39,7 @@ def _query(name: str) -> str:
     return (bottle.request.query.getunicode(name) or "").strip()
 
 
-def _common_filters(ctx: PageContext, clusters: list[str]) -> tuple[list[JobFilter], dict[str, str]]:
+def _common_filters(clusters: list[str]) -> tuple[list[JobFilter], dict[str, str]]:
     """The filter bar's cluster and start time from the URL, checked: (job filters, the chosen values)."""
     from cc_backend.jobs.filter import JobFilter
 
@@ -74,7 +74,7 @@ def _group_list(ctx: PageContext, group_by: str) -> str:
     from cc_backend.jobs.listings import DEFAULT_GROUP_SORT, group_totals
 
     clusters = ctx.ui.clusters()
-    filters, chosen = _common_filters(ctx, clusters)
+    filters, chosen = _common_filters(clusters)
     name = _query("name")
     if len(name) > MAX_NAME_FILTER:
         raise InvalidInput(f"name: at most {MAX_NAME_FILTER} characters", field="name")
@@ -118,7 +118,7 @@ def user_view(ctx: PageContext, username: str) -> str:
     if not may_look_up_user(ctx.viewer, username):
         raise Forbidden("only admin, support and manager users may look at other users")
     clusters = ctx.ui.clusters()
-    filters, chosen = _common_filters(ctx, clusters)
+    filters, chosen = _common_filters(clusters)
     duration_bins = _query("durationBins") or "1h"
     if duration_bins not in DURATION_BINS:
         raise InvalidInput(f"durationBins: use one of {', '.join(DURATION_BINS)}", field="durationBins")
@@ -201,8 +201,9 @@ def delete_tag(ctx: PageContext, tag_id: str) -> str:
 
 def analysis_view(ctx: PageContext, cluster: str) -> str:
     """Upstream's analysis view of one cluster: totals, top users and projects, histograms, roofline, footprints."""
+    from cc_backend.clusters import partitions
     from cc_backend.jobs.analysis import MAX_JOBS_FOR_ANALYSIS, jobs_footprints, roofline_heatmap
-    from cc_backend.jobs.filter import JobFilter
+    from cc_backend.jobs.filter import JobFilter, Page
     from cc_backend.jobs.listings import footprint_metrics, roofline_frame
     from cc_backend.jobs.statistics import StatsOptions, job_statistics
 
@@ -215,10 +216,14 @@ def analysis_view(ctx: PageContext, cluster: str) -> str:
         raise InvalidInput(f"startTime: use one of {', '.join(p for p in START_TIME_PRESETS if p)}", field="startTime")
     if subcluster and found.find_sub_cluster(subcluster) is None:
         raise InvalidInput(f"subCluster: {cluster} has no subcluster {subcluster!r}", field="subCluster")
+    partition, known_partitions = _query("partition"), partitions(ctx.runtime.engine, cluster)
+    if partition and partition not in known_partitions:
+        raise InvalidInput(f"partition: no job of {cluster} ran in partition {partition!r}", field="partition")
     top_by = _query("topBy") or "totalJobs"
     if top_by not in ("totalJobs", "totalNodeHours"):
         raise InvalidInput("topBy: use totalJobs or totalNodeHours", field="topBy")
-    filters = [JobFilter.from_text_options({"cluster": cluster, "subcluster": subcluster, "start-time": start})]
+    filters = [JobFilter.from_text_options({"cluster": cluster, "subcluster": subcluster, "partition": partition,
+                                            "start-time": start})]
     engine, viewer = ctx.runtime.engine, ctx.viewer
     short_duration = ctx.runtime.config.main.short_running_jobs_duration
     metrics = footprint_metrics(found, viewer, subcluster or None)
@@ -230,8 +235,6 @@ def analysis_view(ctx: PageContext, cluster: str) -> str:
     sort = "TOTALJOBS" if top_by == "totalJobs" else "TOTALNODEHOURS"
     top = {}
     for group in ("USER", "PROJECT"):
-        from cc_backend.jobs.filter import Page
-
         top[group] = job_statistics(engine, filters, viewer, StatsOptions(
             fields=frozenset({"id", "name", "totalJobs", "totalNodeHours"}), group_by=group, sort_by=sort,
             page=Page(itemsPerPage=TOP_GROUPS), short_duration=short_duration))
@@ -256,6 +259,8 @@ def analysis_view(ctx: PageContext, cluster: str) -> str:
              "footprints": footprints, "metrics": metrics, "x": x_metric, "y": y_metric, **_plot_settings(ctx)}
     return ctx.render("lists_analysis.html", cluster=cluster, subclusters=found.sub_cluster_names, totals=totals,
                       top=top, top_by=top_by, plots=plots, too_many=too_many, max_jobs=MAX_JOBS_FOR_ANALYSIS,
-                      chosen={"startTime": start, "subCluster": subcluster, "topBy": top_by, "x": x_metric,
+                      partitions=known_partitions,
+                      chosen={"startTime": start, "subCluster": subcluster, "partition": partition, "topBy": top_by,
+                              "x": x_metric,
                               "y": y_metric},
                       presets=START_TIME_PRESETS, metrics=metrics, short_duration=short_duration)
