@@ -352,3 +352,23 @@ def test_the_analysis_page_is_refused_to_a_user_and_unknown_for_a_missing_cluste
     response = page.goto(demo_site.url + "/monitoring/analysis/no-such-cluster")
     assert response.status == 404
     assert "no cluster" in page.locator("[data-testid=error-message]").inner_text()
+
+
+def test_the_roofline_heatmap_comes_as_a_data_block_of_its_own_for_support_and_above(demo_site):
+    import json
+    import re
+
+    admin = demo_site.accounts["admin"]
+    headers = http_login(demo_site.server, admin.username, admin.password)
+    r = httpx.get(demo_site.url + "/monitoring/analysis/fritz/roofline?subCluster=main", headers=headers)
+    assert r.status_code == 200
+    block = re.search(r'<script type="application/json" id="roofline-data">(.*?)</script>', r.text, re.S)
+    frame = json.loads(block.group(1))
+    assert len(frame["tiles"]) == frame["rows"] == 50 and len(frame["tiles"][0]) == frame["cols"] == 50
+    assert sum(map(sum, frame["tiles"])) > 0
+    assert [c["name"] for c in frame["ceilings"]] == ["main"]
+    r = httpx.get(demo_site.url + "/monitoring/analysis/fritz/roofline?partition=nowhere", headers=headers)
+    assert r.status_code == 400 and "partition" in r.text
+    user = demo_site.accounts["user"]
+    headers = http_login(demo_site.server, user.username, user.password)
+    assert httpx.get(demo_site.url + "/monitoring/analysis/fritz/roofline", headers=headers).status_code == 403

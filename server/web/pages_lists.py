@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import bottle
 
 from cc_backend.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
+    from cc_backend.archive.cluster import Cluster
     from cc_backend.jobs.filter import JobFilter
     from cc_backend.server.web import PageContext, WebUI
 
@@ -31,6 +33,8 @@ def mount(app: bottle.Bottle, ui: WebUI) -> None:
     app.route("/monitoring/tags/", "GET", ui.page(tags_view), auth=None)
     app.route("/monitoring/tags/<tag_id>/delete", "POST", ui.page(delete_tag, form=True), auth=None)
     app.route("/monitoring/analysis/<cluster>", "GET", ui.page(analysis_view, min_role="support"), auth=None)
+    app.route("/monitoring/analysis/<cluster>/roofline", "GET", ui.page(analysis_roofline, min_role="support"),
+              auth=None)
 
 
 # ------------------------------------------------------------------------------ request parsing
@@ -199,68 +203,96 @@ def delete_tag(ctx: PageContext, tag_id: str) -> str:
 
 # ------------------------------------------------------------------------------ analysis
 
-def analysis_view(ctx: PageContext, cluster: str) -> str:
-    """Upstream's analysis view of one cluster: totals, top users and projects, histograms, roofline, footprints."""
-    from cc_backend.clusters import partitions
-    from cc_backend.jobs.analysis import MAX_JOBS_FOR_ANALYSIS, jobs_footprints, roofline_heatmap
-    from cc_backend.jobs.filter import JobFilter, Page
-    from cc_backend.jobs.listings import footprint_metrics, roofline_frame
-    from cc_backend.jobs.statistics import StatsOptions, job_statistics
+@dataclass(frozen=True)
+class _AnalysisScope:
+    """The cluster and filters of an analysis request, checked."""
 
-    registry = ctx.runtime.archive.registry()
-    found = registry.find(cluster)
+    cluster: Cluster
+    filters: list[JobFilter]
+    chosen: dict[str, str]
+    partitions: list[str]
+
+
+def _analysis_scope(ctx: PageContext, cluster: str) -> _AnalysisScope:
+    from cc_backend.clusters import partitions
+    from cc_backend.jobs.filter import JobFilter
+
+    found = ctx.runtime.archive.registry().find(cluster)
     if found is None:
         raise NotFound(f"no cluster {cluster!r} in the job archive", field="cluster")
-    start, subcluster = _query("startTime"), _query("subCluster")
+    start, subcluster, partition = _query("startTime"), _query("subCluster"), _query("partition")
     if start not in START_TIME_PRESETS:
         raise InvalidInput(f"startTime: use one of {', '.join(p for p in START_TIME_PRESETS if p)}", field="startTime")
     if subcluster and found.find_sub_cluster(subcluster) is None:
         raise InvalidInput(f"subCluster: {cluster} has no subcluster {subcluster!r}", field="subCluster")
-    partition, known_partitions = _query("partition"), partitions(ctx.runtime.engine, cluster)
+    known_partitions = partitions(ctx.runtime.engine, cluster)
     if partition and partition not in known_partitions:
         raise InvalidInput(f"partition: no job of {cluster} ran in partition {partition!r}", field="partition")
+    filters = [JobFilter.from_text_options({"cluster": cluster, "subcluster": subcluster, "partition": partition,
+                                            "start-time": start})]
+    return _AnalysisScope(found, filters, {"startTime": start, "subCluster": subcluster, "partition": partition},
+                          known_partitions)
+
+
+def analysis_view(ctx: PageContext, cluster: str) -> str:
+    """Upstream's analysis view of one cluster: totals, top users and projects, histograms, footprints.
+
+    The roofline heatmap, which reads every matching job's metric data, comes separately
+    (:func:`analysis_roofline`), so that the page shows while it is computed.
+    """
+    from cc_backend.jobs.analysis import MAX_JOBS_FOR_ANALYSIS, jobs_footprints
+    from cc_backend.jobs.filter import Page
+    from cc_backend.jobs.listings import footprint_metrics
+    from cc_backend.jobs.statistics import StatsOptions, job_statistics
+
+    scope = _analysis_scope(ctx, cluster)
+    engine, viewer, filters = ctx.runtime.engine, ctx.viewer, scope.filters
     top_by = _query("topBy") or "totalJobs"
     if top_by not in ("totalJobs", "totalNodeHours"):
         raise InvalidInput("topBy: use totalJobs or totalNodeHours", field="topBy")
-    filters = [JobFilter.from_text_options({"cluster": cluster, "subcluster": subcluster, "partition": partition,
-                                            "start-time": start})]
-    engine, viewer = ctx.runtime.engine, ctx.viewer
-    short_duration = ctx.runtime.config.main.short_running_jobs_duration
-    metrics = footprint_metrics(found, viewer, subcluster or None)
-    totals = job_statistics(engine, filters, viewer, StatsOptions(
-        fields=frozenset({"totalJobs", "shortJobs", "totalUsers", "totalWalltime", "totalNodeHours", "totalCoreHours",
-                          "totalAccHours", "histDuration", "histNumNodes", "histNumCores", "histNumAccs",
-                          "histMetrics"}),
-        metrics=tuple(m["name"] for m in metrics), clusters=registry, short_duration=short_duration))[0]
-    sort = "TOTALJOBS" if top_by == "totalJobs" else "TOTALNODEHOURS"
-    top = {}
-    for group in ("USER", "PROJECT"):
-        top[group] = job_statistics(engine, filters, viewer, StatsOptions(
-            fields=frozenset({"id", "name", "totalJobs", "totalNodeHours"}), group_by=group, sort_by=sort,
-            page=Page(itemsPerPage=TOP_GROUPS), short_duration=short_duration))
-    frame = roofline_frame(found, subcluster or None)
-    too_many = totals["totalJobs"] > MAX_JOBS_FOR_ANALYSIS
-    heatmap: list[list[float]] = []
-    footprints: dict[str, Any] = {}
-    if not too_many and totals["totalJobs"]:
-        heatmap = roofline_heatmap(engine, ctx.runtime.archive, filters, rows=frame["rows"], cols=frame["cols"],
-                                   min_x=frame["minX"], min_y=frame["minY"], max_x=frame["maxX"],
-                                   max_y=frame["maxY"], viewer=viewer)
-        footprints = jobs_footprints(engine, ctx.runtime.archive, filters, [m["name"] for m in metrics], viewer=viewer)
+    metrics = footprint_metrics(scope.cluster, viewer, scope.chosen["subCluster"] or None)
     names = [m["name"] for m in metrics]
     x_metric = _query("x") or ("flops_any" if "flops_any" in names else names[0] if names else "")
     y_metric = _query("y") or ("mem_bw" if "mem_bw" in names else names[-1] if names else "")
     for field, value in (("x", x_metric), ("y", y_metric)):
         if value and value not in names:
             raise InvalidInput(f"{field}: {value!r} is not a footprint metric of {cluster}", field=field)
+    short_duration = ctx.runtime.config.main.short_running_jobs_duration
+    totals = job_statistics(engine, filters, viewer, StatsOptions(
+        fields=frozenset({"totalJobs", "shortJobs", "totalUsers", "totalWalltime", "totalNodeHours", "totalCoreHours",
+                          "totalAccHours", "histDuration", "histNumNodes", "histNumCores", "histNumAccs",
+                          "histMetrics"}),
+        metrics=tuple(names), clusters=ctx.runtime.archive.registry(), short_duration=short_duration))[0]
+    sort = "TOTALJOBS" if top_by == "totalJobs" else "TOTALNODEHOURS"
+    top = {}
+    for group in ("USER", "PROJECT"):
+        top[group] = job_statistics(engine, filters, viewer, StatsOptions(
+            fields=frozenset({"id", "name", "totalJobs", "totalNodeHours"}), group_by=group, sort_by=sort,
+            page=Page(itemsPerPage=TOP_GROUPS), short_duration=short_duration))
+    too_many = totals["totalJobs"] > MAX_JOBS_FOR_ANALYSIS
+    footprints: dict[str, Any] = {}
+    if not too_many and totals["totalJobs"]:
+        footprints = jobs_footprints(engine, ctx.runtime.archive, filters, names, viewer=viewer)
+    chosen = {**scope.chosen, "topBy": top_by, "x": x_metric, "y": y_metric}
     plots = {"histDuration": totals["histDuration"], "histNumNodes": totals["histNumNodes"],
              "histNumCores": totals["histNumCores"], "histNumAccs": totals["histNumAccs"],
-             "histMetrics": totals["histMetrics"], "roofline": {**frame, "tiles": heatmap},
-             "footprints": footprints, "metrics": metrics, "x": x_metric, "y": y_metric, **_plot_settings(ctx)}
-    return ctx.render("lists_analysis.html", cluster=cluster, subclusters=found.sub_cluster_names, totals=totals,
-                      top=top, top_by=top_by, plots=plots, too_many=too_many, max_jobs=MAX_JOBS_FOR_ANALYSIS,
-                      partitions=known_partitions,
-                      chosen={"startTime": start, "subCluster": subcluster, "partition": partition, "topBy": top_by,
-                              "x": x_metric,
-                              "y": y_metric},
+             "histMetrics": totals["histMetrics"], "footprints": footprints, "metrics": metrics, "x": x_metric,
+             "y": y_metric, "roofline": _url(f"/monitoring/analysis/{quote(cluster, safe='')}/roofline", scope.chosen),
+             **_plot_settings(ctx)}
+    return ctx.render("lists_analysis.html", cluster=cluster, subclusters=scope.cluster.sub_cluster_names,
+                      totals=totals, top=top, top_by=top_by, plots=plots, too_many=too_many,
+                      max_jobs=MAX_JOBS_FOR_ANALYSIS, partitions=scope.partitions, chosen=chosen,
                       presets=START_TIME_PRESETS, metrics=metrics, short_duration=short_duration)
+
+
+def analysis_roofline(ctx: PageContext, cluster: str) -> str:
+    """The roofline heatmap of the analysis view's jobs with the subclusters' ceilings, as a JSON data block."""
+    from cc_backend.jobs.analysis import roofline_heatmap
+    from cc_backend.jobs.listings import roofline_frame
+
+    scope = _analysis_scope(ctx, cluster)
+    frame = roofline_frame(scope.cluster, scope.chosen["subCluster"] or None)
+    tiles = roofline_heatmap(ctx.runtime.engine, ctx.runtime.archive, scope.filters, rows=frame["rows"],
+                             cols=frame["cols"], min_x=frame["minX"], min_y=frame["minY"], max_x=frame["maxX"],
+                             max_y=frame["maxY"], viewer=ctx.viewer)
+    return ctx.render("lists_roofline.html", roofline={**frame, "tiles": tiles})

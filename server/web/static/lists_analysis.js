@@ -137,6 +137,27 @@ function niceTicks(most) {
   return ticks;
 }
 
+/** Fetch the heatmap (a page of its own: it reads every job's metric data) and draw it; errors are shown in place. */
+async function loadRoofline(element, url) {
+  if (!element || !url) return;
+  element.textContent = "Loading the node samples of the matching jobs...";
+  element.classList.add("text-body-secondary", "small");
+  try {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    const block = doc.getElementById("roofline-data");
+    if (!response.ok || !block) {
+      const message = doc.querySelector("[data-testid=error-message]")?.textContent;
+      throw new Error(message || `${response.status} ${response.statusText}`);
+    }
+    element.classList.remove("text-body-secondary", "small");
+    roofline(element, JSON.parse(block.textContent));
+  } catch (error) {
+    element.textContent = `The roofline heatmap could not be computed: ${error.message}`;
+    element.dataset.plotted = "error";
+  }
+}
+
 /** One circle per job: x and y the chosen footprint metrics, area by node hours. */
 function scatter(element, footprints, metrics, xName, yName, color) {
   if (!element || !footprints) return;
@@ -217,7 +238,7 @@ function main() {
   histogram(document.getElementById("hist-cores"), data.histNumCores, { xLabel: "Hardware threads", color });
   histogram(document.getElementById("hist-accs"), data.histNumAccs, { xLabel: "Accelerators", color });
   metricHistograms(document.getElementById("metric-histograms"), data.histMetrics, color);
-  roofline(document.getElementById("roofline"), data.roofline);
+  loadRoofline(document.getElementById("roofline"), data.roofline);
   const scatterElement = document.getElementById("scatter");
   const xSelect = document.getElementById("scatter-x"), ySelect = document.getElementById("scatter-y");
   const drawScatter = () => scatter(scatterElement, data.footprints, data.metrics || [],
