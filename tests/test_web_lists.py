@@ -372,3 +372,26 @@ def test_the_roofline_heatmap_comes_as_a_data_block_of_its_own_for_support_and_a
     user = demo_site.accounts["user"]
     headers = http_login(demo_site.server, user.username, user.password)
     assert httpx.get(demo_site.url + "/monitoring/analysis/fritz/roofline", headers=headers).status_code == 403
+
+
+def test_display_names_and_e_mails_are_text_on_the_users_list_and_the_user_page(page, demo_site):
+    from support.cli import cli
+
+    manager = demo_site.accounts["manager"]
+    with demo_site.db() as conn:
+        username = conn.execute(
+            "SELECT hpc_user FROM job WHERE project = ? AND hpc_user NOT IN (SELECT username FROM hpc_user) "
+            "GROUP BY hpc_user ORDER BY count(*) DESC, hpc_user LIMIT 1", (manager.projects[0],)).fetchone()[0]
+    name = '<b id="injected">Ada</b> "K." & co'
+    r = cli(demo_site.folder, "user", "add", username, "--name", name, "--email", "ada@example.org", "--roles", "user",
+            "--password-stdin", input="Ada-pw-12345\n")
+    assert r.returncode == 0, r.stderr
+    login(page, demo_site, "manager", "/monitoring/users/")
+    assert page.locator(f"tr[data-id='{username}'] td").first.inner_text() == name
+    assert page.locator("#injected").count() == 0
+    page.click(f"tr[data-id='{username}'] a")
+    page.wait_for_url(f"**/monitoring/user/{username}")
+    info = page.locator("[data-testid=user-info]").inner_text()
+    assert name in info and "ada@example.org" in info
+    assert page.locator("#injected").count() == 0
+    assert page.locator("[data-testid=user-roles]").count() == 0  # a manager does not see roles
