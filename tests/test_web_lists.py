@@ -5,11 +5,19 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from support.browser import canvas_is_drawn, login, screenshot
 from support.site import auth, token
 from support.web import login as http_login
 
 SHORT = 300  # main.short-running-jobs-duration of the demo site (the default)
+
+
+@pytest.fixture(autouse=True)
+def _aborted_icons_are_no_problem(request):
+    """Chromium aborts the icon request of a page left before the icon arrived: no problem of these pages."""
+    if "page" in request.fixturenames:
+        request.getfixturevalue("page").problems.expect("favicon.svg net::ERR_ABORTED")
 
 
 def _shown_table(page) -> list[tuple[str, dict[str, int]]]:
@@ -341,8 +349,6 @@ def test_the_analysis_page_filters_by_subcluster_and_partition_and_says_when_not
 def test_the_analysis_page_is_refused_to_a_user_and_unknown_for_a_missing_cluster(page, demo_site):
     login(page, demo_site, "user")
     page.problems.expect("403")
-    # Chromium aborts the icon's request of a page left quickly: that is no problem of these pages.
-    page.problems.expect("favicon.svg net::ERR_ABORTED")
     response = page.goto(demo_site.url + "/monitoring/analysis/fritz")
     assert response.status == 403
     assert page.locator("[data-testid=roofline]").count() == 0
