@@ -5,19 +5,11 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import pytest
 from support.browser import canvas_is_drawn, login, screenshot
 from support.site import auth, token
 from support.web import login as http_login
 
 SHORT = 300  # main.short-running-jobs-duration of the demo site (the default)
-
-
-@pytest.fixture(autouse=True)
-def _aborted_icons_are_no_problem(request):
-    """Chromium aborts the icon request of a page left before the icon arrived: no problem of these pages."""
-    if "page" in request.fixturenames:
-        request.getfixturevalue("page").problems.expect("favicon.svg net::ERR_ABORTED")
 
 
 def _shown_table(page) -> list[tuple[str, dict[str, int]]]:
