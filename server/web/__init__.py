@@ -166,6 +166,7 @@ class WebUI:
         app.route("/static/<prefix>/<file:path>", "GET", self.static_file, auth=None)
         app.route("/favicon.ico", "GET", lambda: bottle.redirect(self.assets.url("app", "favicon.svg"), 301), auth=None)
         pages_basic.mount(app, self)
+        __import__("cc_backend.server.web.pages_jobs", fromlist=["mount"]).mount(app, self)
 
     def static_file(self, prefix: str, file: str) -> Any:
         root = self.assets.locate(prefix)
