@@ -135,6 +135,8 @@ def jobs_page(ctx: PageContext, notice: str | None = None) -> str:
         query = JobListQuery.parse(pairs, page_size)
         _check_sortable(query)
     except InvalidInput as exc:
+        # The page still renders, with the filter bar holding the bad value to correct.
+        bottle.response.status = 400
         error, query = exc, JobListQuery.parse([], page_size)
     flt = query.filter
     cluster = flt.cluster.eq if flt.cluster is not None and flt.cluster.eq else None
