@@ -66,7 +66,7 @@ def _page_size(settings: dict[str, Any]) -> int:
 def _without(pairs: list[tuple[str, str]], name: str, value: str | None = None) -> list[tuple[str, str]]:
     """``pairs`` without parameter ``name`` (one value of it when ``value`` is given), back on page 1."""
     def dropped(key: str, v: str) -> bool:
-        if key == "page":
+        if key == "page" or not v.strip():
             return True
         if value is None:
             return key in (name, name + "Match")
@@ -156,7 +156,7 @@ def jobs_page(ctx: PageContext, notice: str | None = None) -> str:
     values = query_values(pairs)
     size = query.page.itemsPerPage
     pages = max(1, -(-total // size)) if total else 1
-    keep = [(k, v) for k, v in pairs if k not in ("page", "sort")]
+    keep = [(k, v) for k, v in pairs if k not in ("page", "sort") and v.strip()]
     current_sort = sort_text(query.order)
     footprint_metrics = sorted({bar["metric"] for row in rows for bar in row["bars"]}
                                | {name for c in registry for sc in c.sub_clusters for name in sc.footprint})

@@ -40,13 +40,17 @@ function drawInFrames(jobs) {
       else timeSeries(element, plotSpec(spec));
     }
     if (next < elements.length) requestAnimationFrame(frame);
+    else document.body.dataset.plots = "drawn";
   }
   requestAnimationFrame(frame);
 }
 
 async function loadPlots() {
   const first = document.querySelector(".job-plot");
-  if (!first || !data.ids.length || !data.metrics.length) return;
+  if (!first || !data.ids.length || !data.metrics.length) {
+    document.body.dataset.plots = "none";
+    return;
+  }
   const params = new URLSearchParams();
   for (const id of data.ids) params.append("dbId", id);
   for (const metric of data.metrics) params.append("metric", metric);
@@ -58,6 +62,7 @@ async function loadPlots() {
     drawInFrames(body.plots || {});
   } catch (error) {
     for (const element of document.querySelectorAll(".job-plot")) showNote(element, "Plots could not be loaded", "error");
+    document.body.dataset.plots = "error";
     console.warn("row plots:", error);
   }
 }
@@ -100,6 +105,27 @@ function metricDialog() {
   });
 }
 
+/** A GET form sends only the fields that hold a value: short, upstream-style URLs. */
+function compactForms() {
+  for (const form of document.querySelectorAll("form[method=get][data-compact]")) {
+    form.addEventListener("submit", () => {
+      for (const field of form.elements) {
+        if (field.name && !field.disabled && field.value === "" && field.type !== "checkbox") {
+          field.disabled = true;
+          field.dataset.compacted = "1";
+        }
+      }
+    });
+  }
+  // Back from the next page (bfcache): the fields must be editable again.
+  window.addEventListener("pageshow", () => {
+    for (const field of document.querySelectorAll("[data-compacted]")) {
+      field.disabled = false;
+      delete field.dataset.compacted;
+    }
+  });
+}
+
 function autoSubmit() {
   for (const select of document.querySelectorAll("select[data-autosubmit]")) {
     select.addEventListener("change", () => select.form.requestSubmit());
@@ -109,4 +135,5 @@ function autoSubmit() {
 pageSizeControl();
 metricDialog();
 autoSubmit();
+compactForms();
 loadPlots();
