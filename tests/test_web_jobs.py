@@ -89,6 +89,9 @@ def test_the_list_shows_a_page_of_jobs_with_their_plots(page, demo_site):
     first = drawn.nth(0)
     assert canvas_is_drawn(page, f".job-plot[data-job='{first.get_attribute('data-job')}']"
                                  f"[data-metric='{first.get_attribute('data-metric')}']")
+    settle(page)
+    page.goto(demo_site.url + JOB_LIST + "?cluster=fritz&state=completed&itemsPerPage=10")
+    settle(page)
     screenshot(page, "jobs-list")
 
 
@@ -353,3 +356,16 @@ def test_search_bar(page, demo_site):
     assert "unknown search type 'color'" in page.locator("[data-testid=search-message]").inner_text()
     assert page.locator("[data-testid=filter-form]").count() == 1
     settle(page)
+
+
+def test_a_manager_sees_their_projects_jobs(demo_site):
+    account = demo_site.accounts["manager"]
+    headers = http_login(demo_site.server, account.username, account.password)
+    with demo_site.db() as conn:
+        want = conn.execute("SELECT count(*) FROM job WHERE hpc_user = ? OR project IN (%s)"
+                            % ",".join("?" * len(account.projects)), (account.username, *account.projects)).fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM job").fetchone()[0]
+    assert 0 < count_of(demo_site, headers, "itemsPerPage=10") == want < total
+    r = httpx.get(demo_site.url + JOB_LIST, params={"itemsPerPage": 100}, headers=headers)
+    projects = set(re.findall(r'data-testid="job-project">([^<]+)<', r.text))
+    assert projects == set(account.projects)
