@@ -354,6 +354,7 @@ def test_search_bar(page, demo_site):
     with page.expect_navigation():
         page.press("input[name=searchId]", "Enter")
     assert "unknown search type 'color'" in page.locator("[data-testid=search-message]").inner_text()
+    assert page.input_value("input[name=searchId]") == "color:blue"  # kept, to correct it
     assert page.locator("[data-testid=filter-form]").count() == 1
     settle(page)
 

@@ -118,7 +118,7 @@ def _row(job: dict[str, Any], registry: ClusterRegistry, now: int) -> dict[str, 
     }
 
 
-def jobs_page(ctx: PageContext, notice: str | None = None) -> str:
+def jobs_page(ctx: PageContext, notice: str | None = None, search_text: str | None = None) -> str:
     """The filter bar, the sortable and paged job table; the row plots load afterwards (``jobs.js``)."""
     from cc_backend.jobs.query import count_jobs, page_of_jobs
     from cc_backend.jobs.tags import list_tags
@@ -164,7 +164,7 @@ def jobs_page(ctx: PageContext, notice: str | None = None) -> str:
         "jobs.html",
         rows=rows, total=total, has_next=has_next, page=query.page.page, pages=pages, page_size=size,
         page_sizes=PAGE_SIZES, error=error.message if error else None, error_field=error.field if error else None,
-        notice=notice, values=values, pills=_pills(pairs, {t["id"]: f"{t['type']}:{t['name']}" for t in tags}),
+        notice=notice, search_text=search_text, values=values, pills=_pills(pairs, {t["id"]: f"{t['type']}:{t['name']}" for t in tags}),
         reset_url="/monitoring/jobs/", clusters=list(registry), tags=tags, states=JOB_STATES_SHOWN,
         start_presets=START_TIME_PRESETS, metrics=metrics, units=_metric_units(registry), available=available,
         metrics_key=metrics_key, page_size_key=PAGE_SIZE_KEY, cluster=cluster,
@@ -220,7 +220,7 @@ def search(ctx: PageContext) -> str:
     try:
         target = resolve_search(ctx.runtime.engine, ctx.viewer, text)
     except InvalidInput as exc:
-        return jobs_page(ctx, notice=exc.message)
+        return jobs_page(ctx, notice=exc.message, search_text=text)
     bottle.redirect(target, 302)
     return ""
 
