@@ -83,3 +83,20 @@ def test_limits(demo, ids, metrics, width, field):
     with pytest.raises(InvalidInput) as err:
         job_list_plots(engine, archive, ids, metrics, viewer=ADMIN, width=width)
     assert err.value.field == field
+
+
+def test_threshold_levels_follow_the_footprint_rules():
+    from cc_backend.metrics.listplots import threshold_level
+
+    higher = {"peak": 100, "normal": 50, "caution": 20, "alert": 5}
+    assert [threshold_level(v, higher) for v in (60, 10, 3)] == ["good", "caution", "alert"]
+    lower = {**higher, "caution": 50, "alert": 80, "lowerIsBetter": True}
+    assert [threshold_level(v, lower) for v in (10, 60, 90)] == ["good", "caution", "alert"]
+
+
+def test_plots_carry_a_level_from_the_nodes_average(demo):
+    engine, archive, db = demo
+    jobs = archived(db, "duration > 600")[:10]
+    plots = job_list_plots(engine, archive, [j[0] for j in jobs], ["flops_any"], viewer=ADMIN, width=50)["plots"]
+    levels = {row["flops_any"]["level"] for row in plots.values() if row["flops_any"]}
+    assert levels and levels <= {"good", "caution", "alert"}

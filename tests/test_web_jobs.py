@@ -86,6 +86,9 @@ def test_the_list_shows_a_page_of_jobs_with_their_plots(page, demo_site):
         spec = with_data[(element.get_attribute("data-job"), element.get_attribute("data-metric"))]
         lines = 3 if "band" in spec else len(spec["series"])
         assert element.get_attribute("data-plotted") == str(lines)
+    # upstream's background colouring (plotConfiguration_colorBackground, on by default) of jobs below thresholds
+    flagged = sum(1 for spec in with_data.values() if spec.get("level") in ("alert", "caution"))
+    assert page.locator(".plot-alert, .plot-caution").count() == flagged
     first = drawn.nth(0)
     assert canvas_is_drawn(page, f".job-plot[data-job='{first.get_attribute('data-job')}']"
                                  f"[data-metric='{first.get_attribute('data-metric')}']")
@@ -248,6 +251,10 @@ def test_paging(page, demo_site):
                                            "ORDER BY start_time DESC, id DESC LIMIT 10 OFFSET 10")]
     assert second == want and not set(first) & set(second)
     assert page.locator("[data-testid=page-info]").inner_text() == f"Jobs 11–20 of {total}"
+    settle(page)
+    page.goto(demo_site.url + JOB_LIST + "?itemsPerPage=10&cluster=fritz&page=999")
+    last = -(-total // 10)
+    assert page.locator("[data-testid=empty]").inner_text() == f"Page 999 is past the last page; go to page {last}."
     settle(page)
 
 

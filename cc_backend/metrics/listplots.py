@@ -48,7 +48,22 @@ def _downsampled(data: Sequence[Any], points: int) -> list[Any]:
     return lttb(data, points) if len(data) > points else list(data)
 
 
-def _plot(metric: Mapping[str, Any], width: int, thresholds: dict[str, float] | None) -> dict[str, Any] | None:
+def threshold_level(value: float, thresholds: Mapping[str, Any]) -> str:
+    """``good``, ``caution`` or ``alert`` for a job's average against the metric's thresholds (as its footprint bar)."""
+    alert, caution = thresholds.get("alert") or 0, thresholds.get("caution") or 0
+    if thresholds.get("lowerIsBetter"):
+        return "alert" if value >= alert > 0 else "caution" if value >= caution > 0 else "good"
+    return "alert" if value <= alert else "caution" if value <= caution else "good"
+
+
+def _average(series: Sequence[Mapping[str, Any]]) -> float | None:
+    """The mean of the series' averages (the node-averaged value upstream colours the plot background by)."""
+    averages = [s["statistics"]["avg"] for s in series if isinstance(s.get("statistics"), Mapping)
+                and isinstance(s["statistics"].get("avg"), (int, float))]
+    return sum(averages) / len(averages) if averages else None
+
+
+def _plot(metric: Mapping[str, Any], width: int, thresholds: dict[str, Any] | None) -> dict[str, Any] | None:
     series = metric.get("series") or []
     if not series:
         return None
@@ -70,17 +85,21 @@ def _plot(metric: Mapping[str, Any], width: int, thresholds: dict[str, float] | 
     spec["timestep"] = timestep * (longest - 1) / (points - 1) if points > 1 else timestep
     if thresholds:
         spec["thresholds"] = thresholds
+        average = _average(series)
+        if average is not None:
+            spec["level"] = threshold_level(average, thresholds)
     return spec
 
 
-def _thresholds(registry: Any, job: Mapping[str, Any], name: str) -> dict[str, float] | None:
+def _thresholds(registry: Any, job: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     try:
         config = registry.metric_config(job["cluster"], job.get("subCluster") or "", name)
     except CCError:
         return None
     if config is None:
         return None
-    return {"peak": config.peak, "normal": config.normal, "caution": config.caution, "alert": config.alert}
+    return {"peak": config.peak, "normal": config.normal, "caution": config.caution, "alert": config.alert,
+            "lowerIsBetter": config.lower_is_better}
 
 
 def job_list_plots(engine: Engine, archive: FileArchive, db_ids: Sequence[int], metrics: Sequence[str], *,
@@ -89,7 +108,8 @@ def job_list_plots(engine: Engine, archive: FileArchive, db_ids: Sequence[int], 
 
     A spec is what ``plots.js`` ``timeSeries()`` draws: ``{timestep, unit, nodes, series: [{label,
     data}]}`` with one series per node, or ``band: {min, median, max}`` from :data:`BAND_FROM_NODES`
-    nodes on; each series has at most ``width`` points (LTTB). None: the job has no data for the metric
+    nodes on; each series has at most ``width`` points (LTTB); ``level`` rates the job's average against
+    the thresholds (upstream colours the plot's background by it). None: the job has no data for the metric
     (still running, not archived, metric not recorded or restricted). Jobs the viewer may not see are
     left out, as if they did not exist.
     """

@@ -175,6 +175,7 @@ def jobs_page(ctx: PageContext, notice: str | None = None, search_text: str | No
         plot_data={"metrics": metrics, "ids": [row["job"]["id"] for row in rows],
                    "colors": settings.get("plotConfiguration_colorScheme"),
                    "lineWidth": settings.get("plotConfiguration_lineWidth"),
+                   "colorBackground": bool(settings.get("plotConfiguration_colorBackground")),
                    "metricsKey": metrics_key, "pageSizeKey": PAGE_SIZE_KEY},
     )
 

@@ -37,7 +37,14 @@ function drawInFrames(jobs) {
       const spec = row ? row[element.dataset.metric] : null;
       if (!row) showNote(element, "Not available", "empty");
       else if (!spec) showNote(element, "No data", "empty");
-      else timeSeries(element, plotSpec(spec));
+      else {
+        timeSeries(element, plotSpec(spec));
+        // Upstream's plotConfiguration_colorBackground: the cell says when the job is below its thresholds.
+        if (data.colorBackground && (spec.level === "alert" || spec.level === "caution")) {
+          element.classList.add(`plot-${spec.level}`);
+          element.title = `${element.dataset.metric}: the job's average is in the ${spec.level} range`;
+        }
+      }
     }
     if (next < elements.length) requestAnimationFrame(frame);
     else {
