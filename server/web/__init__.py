@@ -166,6 +166,8 @@ class WebUI:
         app.route("/static/<prefix>/<file:path>", "GET", self.static_file, auth=None)
         app.route("/favicon.ico", "GET", lambda: bottle.redirect(self.assets.url("app", "favicon.svg"), 301), auth=None)
         pages_basic.mount(app, self)
+        from cc_backend.server.web import pages_job
+        pages_job.mount(app, self)
 
     def static_file(self, prefix: str, file: str) -> Any:
         root = self.assets.locate(prefix)
