@@ -33,10 +33,17 @@ export function polarPlot(canvas, spec) {
   const count = spec.metrics.length;
   const cx = width / 2;
   const cy = height / 2 + 10;
-  const widest = Math.max(...spec.metrics.map((name) => ctx.measureText(name).width));
-  const radius = Math.max(30, Math.min(width / 2 - widest - 12, height / 2 - 34));
-  const top = Math.max(1, ...spec.max, ...spec.avg);
   const angle = (i) => -Math.PI / 2 + (2 * Math.PI * i) / count;
+  const labels = spec.metrics.map(labelLines);
+  // the largest radius that leaves room beside the circle for each axis' label
+  let radius = Math.min(width / 2, height / 2 - 34);
+  labels.forEach((lines, i) => {
+    const across = Math.abs(Math.cos(angle(i)));
+    const needed = Math.max(...lines.map((line) => ctx.measureText(line).width)) + 8;
+    if (across > 0.2) radius = Math.min(radius, (width / 2 - needed) / across / 1.12);
+  });
+  radius = Math.max(30, radius);
+  const top = Math.max(1, ...spec.max, ...spec.avg);
   const at = (i, share) => [cx + Math.cos(angle(i)) * radius * (share / top), cy + Math.sin(angle(i)) * radius * (share / top)];
   ctx.strokeStyle = grid;
   ctx.lineWidth = 1;
@@ -58,7 +65,8 @@ export function polarPlot(canvas, spec) {
     ctx.stroke();
     const [lx, ly] = at(i, top * 1.12);
     ctx.textAlign = Math.abs(lx - cx) < 4 ? "center" : lx > cx ? "left" : "right";
-    ctx.fillText(spec.metrics[i], lx, ly);
+    const lines = labels[i];
+    lines.forEach((line, n) => ctx.fillText(line, lx, ly + (n - (lines.length - 1) / 2) * 13));
   }
   const shapes = [
     { values: spec.max, stroke: "rgb(40, 60, 200)", fill: "rgba(40, 60, 200, .15)", label: "max" },
@@ -99,6 +107,12 @@ function decadeLabel(d) {
   const prefixes = ["", "k", "M", "G", "T", "P"];
   const group = Math.min(prefixes.length - 1, Math.floor(d / 3));
   return `${10 ** (d - 3 * group)}${prefixes[group]}`;
+}
+
+/** A metric name on one line, or two split at an underscore when it is long (acc_mem / used). */
+function labelLines(name) {
+  const cut = name.indexOf("_", 3);
+  return name.length > 9 && cut > 0 ? [name.slice(0, cut), name.slice(cut + 1)] : [name];
 }
 
 function decades(lo, hi) {
