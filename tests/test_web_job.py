@@ -17,11 +17,11 @@ from support.web import login as http_login
 JOB_COLUMNS = "id, job_id, hpc_user, project, cluster, subcluster, num_nodes, num_acc, start_time, duration, resources"
 
 
-def _job(demo_site, where: str, *args) -> dict:
+def _job(demo_site, where: str, *args, order: str = "id") -> dict:
     with demo_site.db() as conn:
         conn.row_factory = lambda cursor, row: {c[0]: v for c, v in zip(cursor.description, row, strict=True)}
-        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM job WHERE monitoring_status = 3 AND {where} ORDER BY id LIMIT 1",
-                           args).fetchone()
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM job WHERE monitoring_status = 3 AND {where} "
+                           f"ORDER BY {order} LIMIT 1", args).fetchone()
     assert row is not None, where
     row["hosts"] = [r["hostname"] for r in json.loads(row["resources"])]
     return row
@@ -346,3 +346,51 @@ def test_energy_summary_adds_co2_only_with_an_emission_constant():
                                             "total": 2.5}
     assert energy_summary(job, None, 400)["co2_grams"] == 1000.0
     assert energy_summary({"energy": 0, "energyFootprint": {}}, None, 400) is None
+
+
+@pytest.fixture
+def resampling_site(demo_site, tmp_path):
+    """A second server over the demo's database and archive with main.resampling set (the demo's series are short)."""
+    import shutil
+
+    from support.server import Server
+    from support.site import configure
+
+    for name in ("config.json", ".env"):
+        shutil.copyfile(demo_site.folder / name, tmp_path / name)
+    configure(tmp_path, resampling={"minimum-points": 300, "trigger": 30, "resolutions": [600, 300, 120, 60]})
+    server = Server(tmp_path)
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_zooming_into_a_long_jobs_plot_loads_the_native_samples(page, demo_site, resampling_site):
+    """The first render has the site's coarsest resolution; a zoom asks the data endpoint for the window's detail."""
+    job = _job(demo_site, "cluster = 'fritz' AND job_state != 'running' AND num_nodes BETWEEN 2 AND 8",
+               order="duration DESC")
+    native = _archived_data(demo_site, job)["flops_any"]["node"]["timestep"]
+    site = type(demo_site)(demo_site.folder, resampling_site, demo_site.accounts)
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url) if "/data?" in request.url else None)
+    login(page, site, "admin", f"/monitoring/job/{job['id']}")
+    _wait_for_plots(page, 4)
+    page.wait_for_timeout(300)
+    assert fetched == []  # the first render needs no request
+    plots = {p["metric"]: p for p in json.loads(page.locator("#job-data").text_content())["plots"]}
+    assert plots["flops_any"]["nativeTimestep"] == native
+    assert plots["flops_any"]["timestep"] == 600
+    over = page.locator(".metric-plot[data-metric=flops_any] .u-over")
+    over.scroll_into_view_if_needed()
+    box = over.bounding_box()
+    y = box["y"] + box["height"] / 2
+    with page.expect_response(lambda r: "/data?" in r.url and "metric=flops_any" in r.url) as answer:
+        page.mouse.move(box["x"] + box["width"] * 0.4, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        page.mouse.up()
+    response = answer.value
+    assert response.status == 200 and "scope=node" in response.url
+    assert response.json()["timestep"] < 600
+    page.wait_for_selector(".metric-plot[data-metric=flops_any][data-plotted='%d']" % job["num_nodes"])
+    assert canvas_is_drawn(page, ".metric-plot[data-metric=flops_any]")

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: Samples per series the first render aims at: enough to see the course, few enough to draw a 16-node,
 #: 10-metric job in well under a second.
 PLOT_POINTS = 600
+#: Without main.resampling, a zoom that shows fewer samples than this loads finer ones.
+REFINE_BELOW = 100
 #: More series than this are drawn as a min/median/max band instead of one line each.
 BAND_ABOVE = 8
 #: The coarsest resolution (seconds per sample) the data endpoint serves.

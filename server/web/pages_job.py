@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import bottle
@@ -94,6 +95,8 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "scopes": {m: scopes.get(m, ["node"]) for m in plots},
         "dataUrl": f"/monitoring/job/{job['id']}/data",
         "plotPoints": jobview.PLOT_POINTS,
+        # upstream's main.resampling.trigger: fewer samples than this in view load finer ones
+        "refineBelow": resampling.trigger if resampling is not None else jobview.REFINE_BELOW,
         "colors": settings.get("plotConfiguration_colorScheme") or None,
         "lineWidth": settings.get("plotConfiguration_lineWidth") or None,
         "polar": polar,
@@ -101,8 +104,11 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "settingKey": f"metricConfig_jobViewPlotMetrics:{cluster}" + (f":{sub}" if sub else ""),
         "tableSettingKey": f"metricConfig_jobViewTableMetrics:{cluster}" + (f":{sub}" if sub else ""),
     }
+    footprint = footprint_bars(job.get("footprint"), subcluster) if subcluster is not None else []
     return {
         "job": job,
+        "elapsed": max(0, int(time.time()) - int(job.get("startTime") or 0)),
+        "panel_class": _panel_classes(footprint) if settings.get("plotConfiguration_colorBackground") else {},
         "job_name": meta.pop("jobName", None),
         "job_script": meta.pop("jobScript", None),
         "slurm_info": meta.pop("slurmInfo", None),
@@ -114,7 +120,7 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "monitoring_status": jobview.MONITORING_STATUS.get(job.get("monitoringStatus"), str(job.get("monitoringStatus"))),
         "archived": archived,
         "running": job.get("jobState") == "running",
-        "footprint": footprint_bars(job.get("footprint"), subcluster) if subcluster is not None else [],
+        "footprint": footprint,
         "energy": jobview.energy_summary(job, subcluster, runtime.config.main.emission_constant),
         "plot_metrics": [m for m in plot_metrics if m in plots],
         "missing_plots": hidden_plots,
@@ -129,6 +135,12 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "tag_error": tag_error,
         "data": data,
     }
+
+
+def _panel_classes(footprint: list[dict[str, Any]]) -> dict[str, str]:
+    """Plot backgrounds of metrics whose footprint is in the caution or alert range (upstream's colorBackground)."""
+    classes = {"caution": "bg-warning-subtle", "alert": "bg-danger-subtle"}
+    return {bar["metric"]: classes[bar["level"]] for bar in footprint if bar["level"] in classes}
 
 
 def tag_form(ctx: PageContext, job: dict[str, Any]) -> dict[str, Any]:

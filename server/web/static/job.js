@@ -48,11 +48,9 @@ function draw(element, plot, zoom = null) {
   const entry = { element, plot, chart };
   plotted.set(plot.metric, entry);
   if (zoom) chart.setScale("x", zoom);
-  chart.hooks.setSelect = [...(chart.hooks.setSelect || []), (u) => {
-    if (u.select.width < 2) return;
-    const min = u.posToVal(u.select.left, "x");
-    const max = u.posToVal(u.select.left + u.select.width, "x");
-    refine(entry, min, max);
+  // after the first draw (and the zoom above), so only the user's zooms load finer data
+  chart.hooks.setScale = [...(chart.hooks.setScale || []), (u, key) => {
+    if (key === "x" && u.scales.x.min !== null && u.scales.x.max !== null) refine(entry, u.scales.x.min, u.scales.x.max);
   }];
 }
 
@@ -60,6 +58,7 @@ function refine(entry, min, max) {
   const { plot, element } = entry;
   const native = plot.nativeTimestep || 0;
   if (!native || plot.timestep <= native) return; // already at full resolution
+  if ((max - min) / plot.timestep >= (data.refineBelow || 100)) return; // enough samples in view
   const wanted = Math.max(native, Math.floor((max - min) / (data.plotPoints || 600)));
   if (wanted >= plot.timestep) return;
   const scope = plot.scope;
@@ -94,26 +93,27 @@ function drawGrid() {
   }
 }
 
-function metricSelection() {
-  const form = document.getElementById("metric-selection-form");
-  if (!form) return;
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const chosen = [...form.querySelectorAll("input[name=metric]:checked")].map((input) => input.value);
-    const error = document.getElementById("metric-selection-error");
-    try {
-      await send("/frontend/configuration/", {
-        body: new URLSearchParams({ key: data.settingKey, value: JSON.stringify(chosen) }),
-      });
-      window.location.reload();
-    } catch (failure) {
-      error.textContent = `Not saved: ${failure.message}`;
-    }
-  });
+/** Metric selections (plots, statistics table) are the user's settings under upstream's keys. */
+function metricSelections() {
+  for (const form of document.querySelectorAll("form.metric-selection[data-setting-key]")) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const chosen = [...form.querySelectorAll("input[name=metric]:checked")].map((input) => input.value);
+      const error = form.querySelector(".selection-error");
+      try {
+        await send("/frontend/configuration/", {
+          body: new URLSearchParams({ key: form.dataset.settingKey, value: JSON.stringify(chosen) }),
+        });
+        window.location.reload();
+      } catch (failure) {
+        error.textContent = `Not saved: ${failure.message}`;
+      }
+    });
+  }
 }
 
 drawGrid();
-metricSelection();
+metricSelections();
 const polar = document.getElementById("polar-plot");
 if (polar && data.polar) polarPlot(polar, data.polar);
 const roofline = document.getElementById("roofline-plot");
