@@ -431,3 +431,40 @@ def test_ten_metrics_of_a_many_node_job_draw_within_a_second(page, demo_site, de
     assert page.locator(f".metric-plot[data-plotted='{band}']").count() == len(metrics)
     drawn_ms = int(page.get_attribute("html", "data-plots-drawn-ms"))
     assert drawn_ms < 1000, drawn_ms
+
+
+def test_thresholds_share_a_summed_metrics_node_peak_among_the_nodes_cores(demo_site):
+    from cc_backend.archive.fs import FileArchive
+    from cc_backend.jobs.jobview import thresholds
+
+    sub = FileArchive(demo_site.folder / "archive").registry().subcluster("fritz", "main")
+    flops = sub.metric("flops_any")
+    assert flops.aggregation == "sum"
+    assert thresholds(flops, sub, "node")["peak"] == flops.peak
+    assert thresholds(flops, sub, "core")["peak"] == flops.peak / len(sub.topology.core)
+    cpu_load = sub.metric("cpu_load")
+    assert thresholds(cpu_load, sub, "node")["peak"] == cpu_load.peak
+
+
+def test_the_roofline_has_a_point_per_node_and_timestep_with_intensity_flops_over_bandwidth(demo_site):
+    from cc_backend.archive.fs import FileArchive
+    from cc_backend.db.engine import make_engine
+    from cc_backend.jobs.jobview import roofline, subcluster_of
+    from cc_backend.jobs.query import get_job
+
+    engine = make_engine(f"sqlite:///{demo_site.folder / 'job.db'}")
+    archive = FileArchive(demo_site.folder / "archive")
+    row = _multi_node_job(demo_site)
+    job = get_job(engine, row["id"])
+    points = roofline(archive, job, subcluster_of(archive, job), viewer=None)
+    data = _archived_data(demo_site, row)
+    flops, bw = data["flops_any"]["node"]["series"], data["mem_bw"]["node"]["series"]
+    expected = [(f / b, f) for fs, bs in zip(flops, bw, strict=True)
+                for f, b in zip(fs["data"], bs["data"], strict=False) if f and b and f > 0 and b > 0]
+    assert len(points["x"]) == len(expected)
+    assert points["x"][0] == pytest.approx(expected[0][0], abs=1e-3) and points["y"][0] == pytest.approx(expected[0][1])
+    assert points["t"][0] == 0.0 and max(points["t"]) == 1.0
+    sub = subcluster_of(archive, job)
+    assert points["ceilings"] == {"scalar": sub.flop_rate_scalar.value, "simd": sub.flop_rate_simd.value,
+                                  "bandwidth": sub.memory_bandwidth.value}
+    engine.dispose()

@@ -85,6 +85,15 @@ def first_render_resolution(job: Mapping[str, Any], resampling: ResamplingConfig
     return max(default_resolution(resampling), math.ceil(duration / PLOT_POINTS))
 
 
+def selectable_metrics(archive: FileArchive, job: Mapping[str, Any], subcluster: SubCluster | None, *,
+                       viewer: Viewer | None) -> list[str]:
+    """The subcluster's metrics in cluster.json order that the viewer may see (restricted ones left out)."""
+    if subcluster is None:
+        return []
+    hidden = hidden_metrics(archive.registry(), job["cluster"], job.get("subCluster"), viewer)
+    return [m.name for m in subcluster.metric_config if m.name not in hidden]
+
+
 def archived_scopes(archive: FileArchive, job: Mapping[str, Any], metrics: Iterable[str]) -> dict[str, list[str]]:
     """Per metric, the scopes a plot can show: node (derived when not archived) and every archived finer one."""
     if not is_archived(job):

@@ -67,7 +67,7 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
     settings = effective_ui_settings(runtime.config.ui, runtime.engine, viewer.username if viewer else None)
     cluster, sub = job["cluster"], job.get("subCluster")
     subcluster = jobview.subcluster_of(archive, job)
-    available = [m.name for m in subcluster.metric_config] if subcluster is not None else []
+    available = jobview.selectable_metrics(archive, job, subcluster, viewer=viewer)
     archived = is_archived(job)
     scopes = jobview.archived_scopes(archive, job, available)
     selectable = [name for name in available if name in scopes] if archived else available
