@@ -93,6 +93,10 @@ def test_a_multi_node_job_shows_its_metadata_plots_polar_roofline_and_statistics
             cell = row.locator(f"td[data-metric=flops_any][data-stat={stat}]")
             assert cell.inner_text() == _number(series["statistics"][stat]), (series["hostname"], stat)
     assert page.locator("[data-testid=statistics] tbody tr").count() == job["num_nodes"]
+    page.click("[data-testid=statistics] .sort-button[data-sort=flops_any][data-stat=max]")
+    by_max = [s["hostname"] for s in sorted(archived, key=lambda s: -s["statistics"]["max"])]
+    assert page.locator("[data-testid=statistics] tbody tr").evaluate_all("rows => rows.map(r => r.dataset.host)") \
+        == by_max
     energy = page.locator("[data-testid=energy-total]").inner_text()
     assert re.fullmatch(r"Total \d+\.\d\d kWh", energy)
     screenshot(page, "job-view")
@@ -468,3 +472,47 @@ def test_the_roofline_has_a_point_per_node_and_timestep_with_intensity_flops_ove
     assert points["ceilings"] == {"scalar": sub.flop_rate_scalar.value, "simd": sub.flop_rate_simd.value,
                                   "bandwidth": sub.memory_bandwidth.value}
     engine.dispose()
+
+
+def test_plot_settings_of_the_user_shape_the_grid(demo_app, demo_site):
+    """plotsPerRow, lineWidth and colorScheme come from the user's own settings (upstream's keys and JSON text)."""
+    manager = demo_site.accounts["manager"]  # an account whose pages the screenshots do not show
+    job = _job(demo_site, "project = ? AND job_state = 'completed'", manager.projects[0])
+    headers = _headers(demo_app, demo_site, "manager")
+    for key, value in (("plotConfiguration_plotsPerRow", "2"), ("plotConfiguration_lineWidth", "1"),
+                       ("plotConfiguration_colorScheme", '["#112233", "#445566"]')):
+        r = demo_app.post("/frontend/configuration/", data={"key": key, "value": value},
+                          headers={**headers, "Origin": demo_app.url})
+        assert r.status_code == 200, r.text
+    try:
+        page = demo_app.get(f"/monitoring/job/{job['id']}", headers=headers).text
+        assert "row-cols-xl-2" in page
+        data = json.loads(re.search(r'id="job-data">(.*?)</script>', page).group(1))
+        assert data["lineWidth"] == 1 and data["colors"] == ["#112233", "#445566"]
+    finally:
+        defaults = demo_app.runtime.config.ui.plot_configuration
+        for key, value in (("plotConfiguration_plotsPerRow", str(defaults.plots_per_row)),
+                           ("plotConfiguration_lineWidth", json.dumps(defaults.line_width)),
+                           ("plotConfiguration_colorScheme", json.dumps(list(defaults.color_scheme)))):
+            demo_app.post("/frontend/configuration/", data={"key": key, "value": value},
+                          headers={**headers, "Origin": demo_app.url})
+
+
+def test_energy_shows_co2_with_the_sites_emission_constant(demo_site, tmp_path):
+    import shutil
+
+    from support.site import configure
+
+    for name in ("config.json", ".env"):
+        shutil.copyfile(demo_site.folder / name, tmp_path / name)
+    configure(tmp_path, emission_constant=400)
+    app = InProcess(tmp_path)
+    try:
+        with demo_site.db() as conn:
+            db_id, energy = conn.execute("SELECT id, energy FROM job WHERE energy > 3 ORDER BY id LIMIT 1").fetchone()
+        page = app.get(f"/monitoring/job/{db_id}", headers=_headers(app, demo_site, "admin")).text
+        co2 = re.search(r'data-testid="energy-co2"[^>]*>\s*CO2 ([\d.]+) kg', page)
+        assert co2 is not None, page[page.find('data-testid="energy"'):][:800]
+        assert float(co2.group(1)) == pytest.approx(energy * 400 / 1000, abs=0.01)
+    finally:
+        app.stop()

@@ -113,7 +113,38 @@ function metricSelections() {
   }
 }
 
+/** The statistics table sorts by host or by one metric's min/avg/max; a second click reverses. */
+function sortableStatistics() {
+  const table = document.querySelector("[data-testid=statistics]");
+  if (!table) return;
+  const body = table.tBodies[0];
+  let current = null;
+  let descending = false;
+  for (const button of table.querySelectorAll(".sort-button")) {
+    button.addEventListener("click", () => {
+      const key = `${button.dataset.sort}:${button.dataset.stat || ""}`;
+      descending = current === key ? !descending : button.dataset.sort !== "host";
+      current = key;
+      const valueOf = (row) => {
+        if (button.dataset.sort === "host") return row.dataset.host;
+        const cell = row.querySelector(`td[data-metric="${CSS.escape(button.dataset.sort)}"][data-stat="${button.dataset.stat}"]`);
+        return cell ? Number(cell.dataset.value) : -Infinity;
+      };
+      const rows = [...body.rows].sort((a, b) => {
+        const x = valueOf(a);
+        const y = valueOf(b);
+        const order = typeof x === "string" ? x.localeCompare(y) : x - y;
+        return descending ? -order : order;
+      });
+      body.append(...rows);
+      for (const th of table.querySelectorAll("th[aria-sort]")) th.removeAttribute("aria-sort");
+      button.closest("th").setAttribute("aria-sort", descending ? "descending" : "ascending");
+    });
+  }
+}
+
 drawGrid();
+sortableStatistics();
 // how long the grid took to draw, for the performance test (goal: under a second for 16 nodes x 10 metrics)
 document.documentElement.dataset.plotsDrawnMs = String(Math.round(performance.now() - started));
 metricSelections();
