@@ -84,6 +84,7 @@ def test_a_multi_node_job_shows_its_metadata_plots_polar_roofline_and_statistics
     assert canvas_is_drawn(page, "[data-testid=polar]")
     assert int(page.get_attribute("#roofline-plot", "data-plotted")) > 0
     assert canvas_is_drawn(page, "[data-testid=roofline]")
+    screenshot(page, "job-view")
 
     # the statistics table has the archive's per-node statistics of flops_any
     archived = _archived_data(demo_site, job)["flops_any"]["node"]["series"]
@@ -99,7 +100,6 @@ def test_a_multi_node_job_shows_its_metadata_plots_polar_roofline_and_statistics
         == by_max
     energy = page.locator("[data-testid=energy-total]").inner_text()
     assert re.fullmatch(r"Total \d+\.\d\d kWh", energy)
-    screenshot(page, "job-view")
 
 
 def test_switching_a_plot_to_core_scope_draws_a_band_over_the_cores(page, demo_site):
@@ -138,6 +138,10 @@ def test_a_user_adds_a_new_private_tag_which_stays_after_a_reload_and_removes_it
     job = _job(demo_site, "hpc_user = ? AND job_state != 'running'", account.username)
     name = f"t{uuid.uuid4().hex[:8]}"
     login(page, demo_site, "user", f"/monitoring/job/{job['id']}")
+    # node views are for support and admin: a user sees the hostnames without links
+    assert page.locator("[data-testid=job-hosts] a").count() == 0
+    assert page.locator("[data-testid=job-hosts]").inner_text().split() == job["hosts"][:8] + (
+        [] if len(job["hosts"]) <= 8 else ["and", str(len(job["hosts"]) - 8), "more"])
     page.click("#tags summary")
     # a user may only create private tags
     assert page.locator("#new-tag-scope option").all_inner_texts() == [f"private ({account.username})"]

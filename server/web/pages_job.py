@@ -57,6 +57,7 @@ def job_view(ctx: PageContext, job_id: str, *, tag_error: str | None = None) -> 
 
 def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None = None) -> dict[str, Any]:
     """Everything job.html shows, from the core's functions."""
+    from cc_backend.auth.security import sees_nodes
     from cc_backend.jobs import jobview
     from cc_backend.jobs.footprint import footprint_bars
     from cc_backend.metrics.jobdata import is_archived
@@ -115,6 +116,7 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "message": meta.pop("message", None),
         "other_meta": meta,
         "hosts": hosts,
+        "node_links": sees_nodes(viewer),
         "hosts_shown": HOSTS_SHOWN,
         "accelerators": accelerators,
         "monitoring_status": jobview.MONITORING_STATUS.get(job.get("monitoringStatus"), str(job.get("monitoringStatus"))),
