@@ -196,6 +196,10 @@ def one_plot(archive: FileArchive, job: Mapping[str, Any], metric: str | None, s
     if not metric:
         raise InvalidInput("metric is required: the name of one of the job's metrics", field="metric")
     check_scopes([scope or "node"])
+    if not is_archived(job):
+        still = "is still running and no metric store is configured" if job.get("jobState") == "running" \
+            else "was not archived"
+        raise NotFound(f"job {job['id']} has no metric data: it {still}", field="metric")
     plots = job_plots(archive, job, [metric], viewer=viewer, resampling=resampling, scope=scope or "node",
                       resolution=resolution)
     if metric not in plots:
