@@ -151,7 +151,7 @@ class WebUI:
         return callback
 
     def mount(self, app: bottle.Bottle) -> None:
-        from cc_backend.server.web import pages_basic, pages_config, pages_jobs, pages_lists
+        from cc_backend.server.web import pages_basic, pages_config, pages_job, pages_jobs, pages_lists
 
         app.route("/static/<prefix>/<file:path>", "GET", self.static_file, auth=None, web_page=True)
         app.route("/favicon.ico", "GET", lambda: bottle.redirect(self.assets.url("app", "favicon.svg"), 301),
@@ -160,6 +160,7 @@ class WebUI:
         pages_config.mount(app, self)
         pages_lists.mount(app, self)
         pages_jobs.mount(app, self)
+        pages_job.mount(app, self)
 
     def static_file(self, prefix: str, file: str) -> Any:
         root = self.assets.locate(prefix)
