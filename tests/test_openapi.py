@@ -53,7 +53,7 @@ def spec_operations(spec: dict) -> set[tuple[str, str]]:
 
 
 def is_web_page(route) -> bool:
-    """The web UI's pages and files are HTML for browsers, not API operations."""
+    """The web UI's pages, files and the JSON its scripts fetch serve our own pages, not API clients."""
     return bool(route.config.get("web_page") or getattr(route.callback, "web_page", False))
 
 

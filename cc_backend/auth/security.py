@@ -123,3 +123,15 @@ def may_sign_token_for(viewer: Viewer | None, username: str) -> bool:
     """An API token for ``username``: admins for anyone, everyone else for themselves (upstream getJWT)."""
     return may_administer(viewer) or (viewer is not None and bool(viewer.username) and viewer.username == username)
 
+
+
+def offers_own_token(viewer: Viewer | None) -> bool:
+    """The settings page offers a user their own API token only with the api role (upstream's config page)."""
+    return viewer is not None and bool(viewer.username) and viewer.has_role("api")
+
+
+def role_level(viewer: Viewer | None) -> int:
+    """Upstream's auth level: the highest role's rank (anonymous 0 ... admin 5); menus and pages are shown by it."""
+    if viewer is None:
+        return 0
+    return max((ROLE_LEVELS.get(role, 0) for role in viewer.roles), default=0)

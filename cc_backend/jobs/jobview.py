@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cc_backend.errors import InvalidInput, NotFound
-from cc_backend.jobs.query import concurrent_jobs
 from cc_backend.metrics.caches import archived_data
 from cc_backend.metrics.jobdata import (
     SCOPES,
@@ -22,7 +21,6 @@ from cc_backend.metrics.jobdata import (
 from cc_backend.metrics.resampling import default_resolution
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
 
     from cc_backend.archive.cluster import MetricConfig, SubCluster, Unit
     from cc_backend.archive.fs import FileArchive
@@ -38,8 +36,6 @@ REFINE_BELOW = 100
 BAND_ABOVE = 8
 #: The coarsest resolution (seconds per sample) the data endpoint serves.
 MAX_RESOLUTION = 86_400
-#: Concurrent jobs are only looked for on shared nodes and for jobs that ran longer than this (upstream).
-CONCURRENT_MIN_DURATION = 600
 #: Roofline points at most (every n-th timestep beyond it): a canvas draws a few thousand points at once.
 ROOFLINE_MAX_POINTS = 4000
 #: Upstream's monitoringStatus values.
@@ -337,9 +333,3 @@ def statistics_tables(archive: FileArchive, job: Mapping[str, Any], metrics: Seq
     return {"metrics": [{"name": name, "unit": units.get(name, "")} for name in shown], "nodes": nodes,
             "finer": finer}
 
-
-def concurrent_jobs_of(engine: Engine, job: dict[str, Any], *, viewer: Viewer | None) -> dict[str, Any] | None:
-    """Jobs that shared a node with ``job`` at the same time, as GraphQL's Job.concurrentJobs; None for exclusive or short jobs."""
-    if (job.get("shared") or "none") == "none" or int(job.get("duration") or 0) <= CONCURRENT_MIN_DURATION:
-        return None
-    return concurrent_jobs(engine, job, viewer=viewer)

@@ -321,6 +321,8 @@ def find_jobs(bind: Engine | Connection, job_id: int, cluster: str | None = None
 #: start or end are not "concurrent").
 CONCURRENCY_SLACK_START = 10
 CONCURRENCY_SLACK_END = 200
+#: Jobs up to this long (seconds) have no concurrent jobs listed (upstream's rule).
+CONCURRENT_MIN_DURATION = 600
 
 
 def concurrent_jobs(bind: Engine | Connection, job: dict[str, Any], *, viewer: Viewer | None = None,
@@ -369,3 +371,10 @@ def hosts_of_running_jobs(bind: Engine | Connection, key: ColumnElement,
                     found.add(resource["hostname"])
     return hosts
 
+
+
+def concurrent_jobs_of(bind: Engine | Connection, job: dict[str, Any], *, viewer: Viewer | None) -> dict[str, Any] | None:
+    """:func:`concurrent_jobs` of a shared job that ran longer than 10 minutes; None otherwise (GraphQL's Job.concurrentJobs)."""
+    if (job.get("shared") or "none") == "none" or int(job.get("duration") or 0) <= CONCURRENT_MIN_DURATION:
+        return None
+    return concurrent_jobs(bind, job, viewer=viewer)

@@ -7,11 +7,10 @@ from typing import Any
 from tartiflette import Resolver
 
 from cc_backend.jobs.filter import parse_filters, parse_order, parse_page
-from cc_backend.jobs.query import concurrent_jobs, count_jobs, get_job, page_of_jobs
+from cc_backend.jobs.query import concurrent_jobs_of, count_jobs, get_job, page_of_jobs
 from cc_backend.server.graphql.common import SCHEMA_NAME, graphql_job, int_id, run_blocking, runtime_of, viewer_of
 
 #: Upstream lists concurrent jobs only for jobs on shared nodes that ran longer than this (seconds).
-CONCURRENT_MIN_DURATION = 600
 
 
 @Resolver("Query.job", schema_name=SCHEMA_NAME)
@@ -69,6 +68,4 @@ async def resolve_user_data(parent: dict, args: dict, ctx: dict, info: Any) -> d
 
 @Resolver("Job.concurrentJobs", schema_name=SCHEMA_NAME)
 async def resolve_concurrent_jobs(parent: dict, args: dict, ctx: dict, info: Any) -> dict | None:
-    if parent["shared"] == "none" or parent["duration"] <= CONCURRENT_MIN_DURATION:
-        return None
-    return await run_blocking(concurrent_jobs, runtime_of(ctx).engine, parent["_job"], viewer=viewer_of(ctx))
+    return await run_blocking(concurrent_jobs_of, runtime_of(ctx).engine, parent["_job"], viewer=viewer_of(ctx))

@@ -11,10 +11,10 @@ from urllib.parse import quote
 
 import bottle
 
-from cc_backend.auth.security import ROLE_LEVELS, Viewer
+from cc_backend.auth.security import ROLE_LEVELS, Viewer, role_level
 from cc_backend.errors import CCError, Forbidden, Unauthorized
 from cc_backend.server.web.assets import IMMUTABLE, INSTALL_HINT, Assets
-from cc_backend.server.web.render import CONTENT_SECURITY_POLICY, Renderer, menu, role_level
+from cc_backend.server.web.render import CONTENT_SECURITY_POLICY, Renderer, menu
 
 if TYPE_CHECKING:
     from cc_backend.runtime import Runtime

@@ -25,7 +25,7 @@ def mount(app: bottle.Bottle, ui: WebUI) -> None:
 
 def config_page(ctx: PageContext) -> str:
     """The cards the viewer's roles allow; the changes go through /frontend/ and /config/ from config.js."""
-    from cc_backend.auth.security import ROLE_LEVELS, may_administer, may_sign_token_for
+    from cc_backend.auth.security import ROLE_LEVELS, may_administer, may_sign_token_for, offers_own_token
     from cc_backend.ui_config import effective_ui_settings
     from cc_backend.ui_settings import (
         COLOR_SCHEMES,
@@ -51,7 +51,7 @@ def config_page(ctx: PageContext) -> str:
         "line_width_range": LINE_WIDTH_RANGE,
         "plots_per_row_range": PLOTS_PER_ROW_RANGE,
         # Upstream offers the own token only to api users: for anyone else it would not open /api/.
-        "own_token": bool(username) and ctx.viewer.has_role("api") and may_sign_token_for(ctx.viewer, username),
+        "own_token": offers_own_token(ctx.viewer) and may_sign_token_for(ctx.viewer, username),
         "can_save": bool(username),
         "support_options": ctx.level >= ROLE_LEVELS["support"],
         "admin": may_administer(ctx.viewer),

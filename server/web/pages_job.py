@@ -24,7 +24,7 @@ def mount(app: bottle.Bottle, ui: WebUI) -> None:
     app.route("/monitoring/job/<job_id>", "GET", ui.page(job_view), auth=None)
     app.route("/monitoring/job/<job_id>/tags", "POST", ui.page(change_tags, form=True), auth=None)
     data = plot_data_route(ui.runtime)
-    app.route("/monitoring/job/<job_id>/data", "GET", data, auth="session")
+    app.route("/monitoring/job/<job_id>/data", "GET", data, auth="session", web_page=True)
 
 
 def plot_data_route(runtime: Runtime) -> Any:
@@ -60,6 +60,7 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
     from cc_backend.auth.security import sees_nodes
     from cc_backend.jobs import jobview
     from cc_backend.jobs.footprint import footprint_bars
+    from cc_backend.jobs.query import concurrent_jobs_of
     from cc_backend.metrics.jobdata import is_archived
     from cc_backend.ui_config import effective_ui_settings, metric_selection
 
@@ -132,7 +133,7 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "polar": polar,
         "roofline": roofline,
         "statistics": statistics,
-        "concurrent": jobview.concurrent_jobs_of(runtime.engine, job, viewer=viewer),
+        "concurrent": concurrent_jobs_of(runtime.engine, job, viewer=viewer),
         "tag_form": tag_form(ctx, job),
         "tag_error": tag_error,
         "data": data,

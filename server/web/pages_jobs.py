@@ -46,7 +46,7 @@ START_TIME_PRESETS = (("last6h", "Last 6 hours"), ("last24h", "Last 24 hours"), 
 
 def mount(app: bottle.Bottle, ui: WebUI) -> None:
     app.route("/monitoring/jobs/", "GET", ui.page(jobs_page), auth=None)
-    app.route("/monitoring/jobs/plots", "GET", lambda viewer: row_plots(ui, viewer), auth="session")
+    app.route("/monitoring/jobs/plots", "GET", lambda viewer: row_plots(ui, viewer), auth="session", web_page=True)
     app.route("/search", "GET", ui.page(search), auth=None)
 
 

@@ -8,6 +8,7 @@ from urllib.parse import quote, urlencode
 
 import bottle
 
+from cc_backend.auth.security import may_administer
 from cc_backend.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def user_view(ctx: PageContext, username: str) -> str:
                      page=Page(itemsPerPage=RECENT_JOBS), viewer=ctx.viewer)
     plots = {"durationBins": DURATION_BINS[duration_bins][0], "histDuration": stats["histDuration"],
              "histNumNodes": stats["histNumNodes"], "histMetrics": hist, **_plot_settings(ctx)}
-    is_admin = ctx.viewer is None or ctx.viewer.has_role("admin")
+    is_admin = may_administer(ctx.viewer)
     return ctx.render("lists_user.html", username=username, account=account, show_access=is_admin, stats=stats,
                       jobs=jobs, plots=plots, clusters=clusters, chosen={**chosen, "durationBins": duration_bins},
                       presets=START_TIME_PRESETS, bin_labels=DURATION_BIN_LABELS, short_duration=short_duration,
@@ -187,7 +188,7 @@ def tags_view(ctx: PageContext) -> str:
 
     groups = tag_overview(ctx.runtime.engine, ctx.viewer)
     # Upstream's tag page offers deletion to admins only; users detach their private tags on the job page.
-    may_delete = ctx.viewer is None or ctx.viewer.has_role("admin")
+    may_delete = may_administer(ctx.viewer)
     return ctx.render("lists_tags.html", groups=groups, may_delete=may_delete, deleted=_query("deleted"))
 
 

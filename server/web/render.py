@@ -18,7 +18,7 @@ import orjson
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, TemplateNotFound, select_autoescape
 from markupsafe import Markup
 
-from cc_backend.auth.security import ROLE_LEVELS, Viewer
+from cc_backend.auth.security import ROLE_LEVELS, Viewer, role_level
 
 if TYPE_CHECKING:
     from cc_backend.server.web.assets import Assets
@@ -107,12 +107,6 @@ def csrf_token(session_key: str, session_id: str, username: str) -> str:
     message = f"csrf\0{username}\0{session_id}".encode()
     return hmac.new(session_key.encode(), message, hashlib.sha256).hexdigest()[:32]
 
-
-def role_level(viewer: Viewer | None) -> int:
-    """Upstream's auth level: the highest role's rank (anonymous 0 ... admin 5)."""
-    if viewer is None:
-        return 0
-    return max((ROLE_LEVELS.get(role, 0) for role in viewer.roles), default=0)
 
 
 def menu(viewer: Viewer | None, clusters: list[str]) -> list[dict[str, Any]]:

@@ -6,14 +6,21 @@ export const DEFAULT_COLORS = ["#00bfff", "#0000ff", "#ff00ff", "#ff0000", "#ff8
 const cssVar = (name, fallback) =>
   getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
 
-/** "01:23" / "1d 02:03" for a number of seconds since the job's start. */
-export function formatElapsed(seconds) {
+const pad = (n) => String(n).padStart(2, "0");
+
+/** "01:23" / "1d 02:03" (or "01:23:45" with seconds) for a number of seconds since the job's start. */
+export function formatElapsed(seconds, withSeconds = false) {
   const s = Math.max(0, Math.round(seconds));
   const days = Math.floor(s / 86400);
-  const hours = Math.floor((s % 86400) / 3600);
-  const minutes = Math.floor((s % 3600) / 60);
-  const clock = `${String(hours).padStart(2, "0")}:${String(minutes).padStart(2, "0")}`;
+  const clock = `${pad(Math.floor((s % 86400) / 3600))}:${pad(Math.floor((s % 3600) / 60))}` +
+    (withSeconds ? `:${pad(s % 60)}` : "");
   return days ? `${days}d ${clock}` : clock;
+}
+
+/** Axis labels of elapsed time: with seconds when ticks are less than a minute apart (short jobs, zoom). */
+export function elapsedTicks(ticks) {
+  const fine = ticks.length > 1 && ticks[1] - ticks[0] < 60;
+  return ticks.map((t) => formatElapsed(t, fine));
 }
 
 /** Numbers on axes and legends with SI prefixes. */
@@ -75,7 +82,7 @@ export function timeSeries(element, spec) {
   const x = Array.from({ length }, (_, i) => i * timestep);
   const colors = spec.colors || DEFAULT_COLORS;
   const lineWidth = spec.lineWidth || (spec.compact ? 1 : 1.5);
-  const series = [{ label: "Time", value: (_, v) => (v === null ? "-" : formatElapsed(v)) }];
+  const series = [{ label: "Time", value: (_, v) => (v === null ? "-" : formatElapsed(v, true)) }];
   lines.forEach((line, i) => {
     const band = spec.band && { min: "#d14b4b", median: "#2d8a4e", max: "#3a6fd8" }[line.label];
     series.push({
@@ -89,7 +96,7 @@ export function timeSeries(element, spec) {
   });
   const data = [x, ...lines.map((line) => (line.data || []).map((v) => (v === null || Number.isNaN(v) ? null : v)))];
   const axes = [
-    { ...axisStyle(), values: (_, ticks) => ticks.map(formatElapsed), show: !spec.compact || spec.showAxes },
+    { ...axisStyle(), values: (_, ticks) => elapsedTicks(ticks), show: !spec.compact || spec.showAxes },
     { ...axisStyle(), values: (_, ticks) => ticks.map(formatValue), size: 50, show: !spec.compact || spec.showAxes,
       label: spec.compact ? undefined : spec.unit },
   ];
