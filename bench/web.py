@@ -143,6 +143,18 @@ def build(work: Path, jobs: int, port: int) -> None:
     print(f"database: init-db and the 16-node job ({time.perf_counter() - t:.0f} s)")
 
 
+def show_all_metrics_in_job_view(work: Path) -> None:
+    """The bench user's job view plots the big job's 10 metrics (the default selection has 4)."""
+    from cc_backend.db.engine import make_engine
+    from cc_backend.ui_config import set_user_ui_config
+
+    cluster = json.loads((work / "job-archive" / "fritz" / "cluster.json").read_text())
+    names = [mc["name"] for mc in cluster["metricConfig"][:BIG_JOB_METRICS]]
+    engine = make_engine(f"sqlite:///{work / 'job.db'}")
+    set_user_ui_config(engine, USER, "metricConfig_jobViewPlotMetrics", json.dumps(names))
+    engine.dispose()
+
+
 def start_server(work: Path) -> subprocess.Popen:
     server = subprocess.Popen([str(BIN), "--config", str(work / "config.json"), "serve"], cwd=work,
                               stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
@@ -284,6 +296,7 @@ def main() -> None:
     subprocess.run([str(BIN), *config, "--del-user", USER], cwd=work, capture_output=True)
     run(*config, "--add-user", f"{USER}:admin,api:{PASSWORD}", cwd=work)
     token = run(*config, "--jwt", USER, cwd=work).strip()
+    show_all_metrics_in_job_view(work)
 
     server = start_server(work)
     try:
