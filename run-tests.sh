@@ -10,7 +10,7 @@ fi
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
 
-# The web UI's assets (Bootstrap, Bootstrap Icons, uPlot, htmx, Swagger UI): the npm packages pinned in
+# The web UI's assets (Bootstrap, Bootstrap Icons, uPlot, Swagger UI): the npm packages pinned in
 # web/package-lock.json, into web/node_modules (git-ignored). The browser tests need them.
 npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 

@@ -15,7 +15,7 @@ if [ ! -x .venv/bin/cc-backend ]; then
 fi
 CC=.venv/bin/cc-backend
 
-# The web UI's styles, icons and plots and the API browser (Bootstrap, Bootstrap Icons, uPlot, htmx,
+# The web UI's styles, icons and plots and the API browser (Bootstrap, Bootstrap Icons, uPlot,
 # Swagger UI from npm, pinned in web/package-lock.json). Without them the pages say how to install them.
 if [ ! -f web/node_modules/uplot/package.json ] && command -v npm >/dev/null 2>&1; then
     echo "==> installing the web UI's assets into web/node_modules"

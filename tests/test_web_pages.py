@@ -120,7 +120,7 @@ def test_a_page_without_installed_assets_says_how_to_install_them(tmp_path, monk
     empty = tmp_path / "node_modules"
     empty.mkdir()
     assets = Assets(empty)
-    assert assets.missing == ["bootstrap", "bootstrap-icons", "uplot", "htmx.org"]
+    assert assets.missing == ["bootstrap", "bootstrap-icons", "uplot"]
     assert assets.url("bootstrap", "css/bootstrap.min.css") == ""
     assert assets.url("app", "app.js").startswith("/static/app-")
 

@@ -40,7 +40,6 @@ VENDOR = (
     Package("bootstrap", "dist", "css/bootstrap.min.css"),
     Package("bootstrap-icons", "font", "bootstrap-icons.min.css"),
     Package("uplot", "dist", "uPlot.iife.min.js"),
-    Package("htmx.org", "dist", "htmx.min.js"),
 )
 
 

@@ -54,14 +54,5 @@ function confirmations() {
   });
 }
 
-/** htmx requests carry the CSRF token; swapped-in content gets local times too. */
-function htmxIntegration() {
-  document.body.addEventListener("htmx:configRequest", (event) => {
-    event.detail.headers["X-CSRF-Token"] = csrfToken();
-  });
-  document.body.addEventListener("htmx:afterSwap", (event) => localizeTimes(event.target));
-}
-
 localizeTimes();
 confirmations();
-if (window.htmx) htmxIntegration();
