@@ -6,8 +6,8 @@ import sqlite3
 import time
 
 import pytest
+from support.db import migrated_peer_sqlite
 
-from cc_backend.db.engine import make_engine
 from cc_backend.errors import InvalidInput
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page
 from cc_backend.jobs.presets import (
@@ -25,16 +25,7 @@ from cc_backend.jobs.query import count_jobs, list_jobs
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory):
     """The upstream peer job.db (544 jobs) migrated, on SQLite: (engine, sqlite3 connection)."""
-    import shutil
-
-    from peerdata import PEER
-
-    from cc_backend.db.migrate import migrate
-
-    path = tmp_path_factory.mktemp("presets") / "job.db"
-    shutil.copyfile(PEER / "db" / "job.db", path)
-    engine = make_engine(f"sqlite:///{path}")
-    migrate(engine)
+    engine, path = migrated_peer_sqlite(tmp_path_factory.mktemp("presets"))
     conn = sqlite3.connect(path)
     yield engine, conn
     conn.close()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from support.db import migrated_peer_sqlite
 
 from cc_backend.auth.security import Viewer
-from cc_backend.db.engine import make_engine
 from cc_backend.errors import InvalidInput
 from cc_backend.jobs.search import resolve_search
 
@@ -20,14 +19,7 @@ NOW = 1675957496 + 3600
 
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory):
-    from peerdata import PEER
-
-    from cc_backend.db.migrate import migrate
-
-    path = tmp_path_factory.mktemp("search") / "job.db"
-    shutil.copyfile(PEER / "db" / "job.db", path)
-    engine = make_engine(f"sqlite:///{path}")
-    migrate(engine)
+    engine, path = migrated_peer_sqlite(tmp_path_factory.mktemp("search"))
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE hpc_user SET name = 'Demo Person' WHERE username = 'demo'")
     db = sqlite3.connect(path)

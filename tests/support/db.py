@@ -65,3 +65,19 @@ def module_database(request, folder: Path) -> Iterator[str]:
 SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 #: Runs a test on the module's ``shared_site`` (and fixtures built on it) on SQLite only.
 SHARED_SQLITE_ONLY = pytest.mark.parametrize("shared_site", ["sqlite"], indirect=True)
+
+
+def migrated_peer_sqlite(folder: Path):
+    """A copy of the upstream peer job.db (544 jobs) in ``folder``, migrated to schema 11: (engine, path)."""
+    import shutil
+
+    from peerdata import JOB_DB
+
+    from cc_backend.db.engine import make_engine
+    from cc_backend.db.migrate import migrate
+
+    path = folder / "job.db"
+    shutil.copyfile(JOB_DB, path)
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    return engine, path
