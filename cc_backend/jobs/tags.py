@@ -127,7 +127,8 @@ def readable_tags_by_id(conn: Connection, tag_ids: Iterable[int], viewer: Viewer
     wanted = list(dict.fromkeys(tag_ids))  # duplicates once, order kept
     if not wanted:
         return []
-    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).where(T.id.in_(wanted))
+    # An id beyond 64 bits names no tag (and the database could not bind it): it is reported as missing below.
+    stmt = select(T.id, T.tag_type, T.tag_name, T.tag_scope).where(T.id.in_([i for i in wanted if -2**63 <= i < 2**63]))
     if lock is not None and not is_sqlite(conn):
         stmt = stmt.with_for_update(read=lock == "share")
     found = {int(row[0]): tag_dict(row) for row in conn.execute(stmt)}

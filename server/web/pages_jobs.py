@@ -197,12 +197,10 @@ def _check_sortable(query: JobListQuery) -> None:
 def row_plots(ui: WebUI, viewer: Viewer) -> dict[str, Any]:
     """``GET /monitoring/jobs/plots?dbId=1&dbId=2&metric=flops_any&width=240``: the row plots' series (JSON)."""
     from cc_backend.metrics.listplots import job_list_plots
+    from cc_backend.server.requests import int64
 
     query = bottle.request.query.decode()
-    try:
-        ids = [int(v) for v in query.getall("dbId")]
-    except ValueError:
-        raise InvalidInput("dbId: give job database ids (whole numbers)", field="dbId") from None
+    ids = [int64(v, "dbId", kind="a job database id (a whole number)") for v in query.getall("dbId")]
     try:
         width = int(query.get("width") or 300)
     except ValueError:
