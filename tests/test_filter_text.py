@@ -71,3 +71,35 @@ def test_bad_options_name_the_field(options, field, text):
     with pytest.raises(InvalidInput) as err:
         JobFilter.from_text_options(options)
     assert err.value.field == field and text in err.value.message
+
+
+# ------------------------------------------------------------------ one line of filter text (filter bars)
+
+
+def test_filter_text_takes_the_compact_and_the_command_line_form_alike():
+    from cc_backend.jobs.filter import filter_text, parse_filter_text
+
+    compact = parse_filter_text("user:k1* state:running state:completed duration:1h.. 'job-name:my job'")
+    flags = parse_filter_text("--user 'k1*' --state running --state=completed --duration 1h.. --job-name 'my job'")
+    assert compact == flags == {"user": "k1*", "state": ["running", "completed"], "duration": "1h..",
+                                "job-name": "my job"}
+    flt = JobFilter.from_text_options(compact)
+    assert flt.user.startsWith == "k1" and flt.state == ["running", "completed"]
+    assert flt.duration.from_ == 3600 and flt.duration.to > 10**18  # open upper end
+    assert parse_filter_text(filter_text(compact)) == compact
+    assert parse_filter_text("") == {}
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    ("k1234", "filter", "not name:value"),
+    ("colour:red", "colour", "unknown filter option"),
+    ("user:a user:b", "user", "given twice"),
+    ("--user", "user", "give a value"),
+    ("user:'k1", "filter", "close the quote"),
+])
+def test_bad_filter_text_names_the_word(text, field, words):
+    from cc_backend.jobs.filter import parse_filter_text
+
+    with pytest.raises(InvalidInput) as err:
+        parse_filter_text(text)
+    assert err.value.field == field and words in err.value.message

@@ -353,6 +353,66 @@ TEXT_OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Options that may be given more than once in filter text (each occurrence adds a value).
+REPEATABLE_OPTIONS = frozenset({"state", "tag", "metric"})
+
+
+def parse_filter_text(text: str) -> dict[str, str | list[str]]:
+    """The options of one line of filter text, for :meth:`JobFilter.from_text_options`.
+
+    Takes the compact form ``user:k1* state:running duration:1h.. "job-name:my job"`` and the command
+    line's ``--user 'k1*' --state running --duration=1h..`` alike (quotes as in a shell), so a filter
+    bar accepts what users type on the command line. ``state``, ``tag`` and ``metric`` repeat. A word
+    that is not an option, an unknown option or a second value of another option is InvalidInput
+    naming it.
+    """
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise InvalidInput(f"filter: {exc} (close the quote)", field="filter") from None
+    options: dict[str, str | list[str]] = {}
+    position = 0
+    while position < len(words):
+        word = words[position]
+        position += 1
+        if word.startswith("--"):
+            name, equals, value = word[2:].partition("=")
+            if not equals:
+                if position >= len(words):
+                    raise InvalidInput(f"{name}: give a value after --{name}", field=name)
+                value = words[position]
+                position += 1
+        else:
+            name, colon, value = word.partition(":")
+            if not colon:
+                raise InvalidInput(f"filter: {word!r} is not name:value (e.g. user:{word})", field="filter")
+        if name not in TEXT_OPTIONS:
+            raise InvalidInput(f"unknown filter option {name!r} (one of {', '.join(TEXT_OPTIONS)})", field=name)
+        if name in REPEATABLE_OPTIONS:
+            values = options.setdefault(name, [])
+            assert isinstance(values, list)
+            values.append(value)
+        elif name in options:
+            raise InvalidInput(f"{name}: given twice ({options[name]!r} and {value!r})", field=name)
+        else:
+            options[name] = value
+    return options
+
+
+def filter_text(options: Mapping[str, str | Sequence[str] | None]) -> str:
+    """The compact filter text of ``options`` (the inverse of :func:`parse_filter_text`), quoted where needed."""
+    import shlex
+
+    words = []
+    for name, value in options.items():
+        for item in ([value] if isinstance(value, str) else list(value or ())):
+            if item:
+                words.append(shlex.quote(f"{name}:{item}"))
+    return " ".join(words)
+
+
 def _one(value: str | Sequence[str], field: str) -> str:
     if isinstance(value, str):
         return value
