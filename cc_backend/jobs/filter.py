@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -144,7 +145,7 @@ class JobFilter(_Model):
             if kind == "match":
                 raw[key] = match_text(_one(value, key))
             elif kind == "int":
-                raw[key] = _text_int(_one(value, key), key)
+                raw[key] = parse_int(_one(value, key), key)
             elif kind == "list":
                 raw[key] = _many(value)
             elif kind == "time":
@@ -272,6 +273,10 @@ def parse_number(text: str, field: str, *, duration: bool = False, integer: bool
         value = float(text) * factor
     except ValueError:
         raise InvalidInput(f"{field}: {text!r} is not a number", field=field) from None
+    if not math.isfinite(value):
+        raise InvalidInput(f"{field}: {text!r} is not a finite number", field=field)
+    if integer and abs(value) >= 2**63:  # the database binds 64-bit integers
+        raise InvalidInput(f"{field}: {text} is out of range (64-bit)", field=field)
     return int(value) if integer else value
 
 
@@ -425,7 +430,8 @@ def _many(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _text_int(text: str, field: str) -> int:
+def parse_int(text: str, field: str) -> int:
+    """A whole number that the database can bind (64-bit); InvalidInput naming ``field`` otherwise."""
     try:
         number = int(text.strip())
     except ValueError:

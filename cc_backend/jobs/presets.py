@@ -26,6 +26,8 @@ from cc_backend.jobs.filter import (
     Page,
     StringInput,
     parse_filters,
+    parse_int,
+    parse_number,
     parse_page,
     parse_sort,
 )
@@ -91,26 +93,8 @@ def _one(values: dict[str, list[str]], name: str) -> str | None:
     return given[0]
 
 
-def _integer(text: str, name: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise InvalidInput(f"{name}: {text!r} is not a whole number", field=name) from None
-    if abs(number) >= 2**63:
-        raise InvalidInput(f"{name}: {text} is out of range", field=name)
-    return number
-
-
 def _number(text: str, name: str, integer: bool) -> float:
-    if integer:
-        return _integer(text, name)
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidInput(f"{name}: {text!r} is not a number", field=name) from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidInput(f"{name}: {text!r} is not a finite number", field=name)
-    return value
+    return parse_int(text, name) if integer else parse_number(text, name, integer=False)
 
 
 def parse_range_text(text: str, name: str, *, integer: bool = True) -> dict[str, float]:
@@ -164,9 +148,9 @@ def _start_time(text: str) -> dict[str, Any]:
                            f"{', '.join(START_TIME_RANGES)}", field="startTime")
     out: dict[str, Any] = {}
     if head:
-        out["from"] = _integer(head, "startTime")
+        out["from"] = parse_int(head, "startTime")
     if tail:
-        out["to"] = _integer(tail, "startTime")
+        out["to"] = parse_int(tail, "startTime")
     if "from" in out and "to" in out and out["from"] > out["to"]:
         raise InvalidInput(f"startTime: the start {head} is after the end {tail}", field="startTime")
     return out
@@ -196,12 +180,12 @@ def filter_from_query(pairs: Pairs) -> JobFilter:
         if value is not None:
             raw[name] = value
     if values.get("tag"):
-        raw["tags"] = [_integer(tag, "tag") for tag in values["tag"]]
+        raw["tags"] = [parse_int(tag, "tag") for tag in values["tag"]]
     if values.get("dbId"):
-        raw["dbId"] = [_integer(db_id, "dbId") for db_id in values["dbId"]]
+        raw["dbId"] = [parse_int(db_id, "dbId") for db_id in values["dbId"]]
     array_job_id = _one(values, "arrayJobId")
     if array_job_id is not None:
-        raw["arrayJobId"] = _integer(array_job_id, "arrayJobId")
+        raw["arrayJobId"] = parse_int(array_job_id, "arrayJobId")
     start = _one(values, "startTime")
     if start is not None:
         raw["startTime"] = _start_time(start)
@@ -214,7 +198,7 @@ def filter_from_query(pairs: Pairs) -> JobFilter:
     job_ids = raw.get("jobId", {})
     for operator in ("eq", "neq", "in"):
         for job_id in ([job_ids[operator]] if operator != "in" else job_ids[operator]) if operator in job_ids else ():
-            _integer(job_id, "jobId")
+            parse_int(job_id, "jobId")
     try:
         return parse_filters(raw)[0]
     except InvalidInput as exc:  # name the URL parameter, not the model field
@@ -298,8 +282,8 @@ def page_from_query(pairs: Pairs, default_size: int = 25) -> Page:
     """``page`` (from 1) and ``itemsPerPage`` (one of :data:`PAGE_SIZES`; default ``default_size``)."""
     values = query_values(pairs)
     page_text, size_text = _one(values, "page"), _one(values, "itemsPerPage")
-    number = _integer(page_text, "page") if page_text is not None else 1
-    size = _integer(size_text, "itemsPerPage") if size_text is not None else default_size
+    number = parse_int(page_text, "page") if page_text is not None else 1
+    size = parse_int(size_text, "itemsPerPage") if size_text is not None else default_size
     if size_text is not None and size not in PAGE_SIZES:
         raise InvalidInput(f"itemsPerPage: {size} is not one of {', '.join(map(str, PAGE_SIZES))}",
                            field="itemsPerPage")
