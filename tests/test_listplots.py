@@ -86,12 +86,10 @@ def test_limits(demo, ids, metrics, width, field):
 
 
 def test_threshold_levels_follow_the_footprint_rules():
-    from cc_backend.metrics.listplots import threshold_level
+    from cc_backend.jobs.footprint import threshold_level
 
-    higher = {"peak": 100, "normal": 50, "caution": 20, "alert": 5}
-    assert [threshold_level(v, higher) for v in (60, 10, 3)] == ["good", "caution", "alert"]
-    lower = {**higher, "caution": 50, "alert": 80, "lowerIsBetter": True}
-    assert [threshold_level(v, lower) for v in (10, 60, 90)] == ["good", "caution", "alert"]
+    assert [threshold_level(v, 20, 5) for v in (60, 10, 3)] == ["good", "caution", "alert"]
+    assert [threshold_level(v, 50, 80, lower_is_better=True) for v in (10, 60, 90)] == ["good", "caution", "alert"]
 
 
 def test_plots_carry_a_level_from_the_nodes_average(demo):

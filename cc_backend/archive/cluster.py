@@ -36,9 +36,23 @@ class Unit:
     base: str = ""
     prefix: str = ""
 
+    @property
+    def text(self) -> str:
+        """``GB/s``: prefix and base as the pages show them."""
+        return f"{self.prefix}{self.base}"
+
     def to_dict(self) -> dict[str, str]:
         # Go marshals prefix with omitempty
         return {"base": self.base, "prefix": self.prefix} if self.prefix else {"base": self.base}
+
+
+def unit_text(unit: Unit | Mapping[str, Any] | None) -> str:
+    """The text of a unit, given as a :class:`Unit` or in its JSON form (``{"base": "B/s", "prefix": "G"}``)."""
+    if unit is None:
+        return ""
+    if isinstance(unit, Mapping):
+        return f"{unit.get('prefix') or ''}{unit.get('base') or ''}"
+    return unit.text
 
 
 @dataclass(frozen=True, slots=True)

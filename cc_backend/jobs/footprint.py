@@ -187,6 +187,17 @@ def statistics_from_data(
 FOOTPRINT_LEVELS = ("good", "caution", "alert", "above-peak")
 
 
+def threshold_level(value: float, caution: float, alert: float, *, lower_is_better: bool = False) -> str:
+    """``good``, ``caution`` or ``alert``: a value against a metric's thresholds (footprint bars, plot backgrounds).
+
+    Higher is better: at or below alert is alert, at or below caution caution. Lower is better: at or
+    above a (positive) alert is alert, at or above a (positive) caution caution.
+    """
+    if lower_is_better:
+        return "alert" if value >= alert > 0 else "caution" if value >= caution > 0 else "good"
+    return "alert" if value <= alert else "caution" if value <= caution else "good"
+
+
 def footprint_bars(footprint: Mapping[str, Any] | None, subcluster: SubCluster) -> list[dict[str, Any]]:
     """One bar per footprint metric of ``subcluster``: the job's value against the metric's peak and thresholds.
 
@@ -206,12 +217,9 @@ def footprint_bars(footprint: Mapping[str, Any] | None, subcluster: SubCluster) 
         peak = mc.peak or 0.0
         if peak and value > peak:
             level = "above-peak"
-        elif mc.lower_is_better:
-            level = "alert" if value >= mc.alert > 0 else "caution" if value >= mc.caution > 0 else "good"
         else:
-            level = "alert" if value <= mc.alert else "caution" if value <= mc.caution else "good"
-        unit = f"{mc.unit.prefix}{mc.unit.base}"
-        bars.append({"metric": name, "stat": stat, "value": float(value), "unit": unit, "peak": peak,
+            level = threshold_level(value, mc.caution, mc.alert, lower_is_better=mc.lower_is_better)
+        bars.append({"metric": name, "stat": stat, "value": float(value), "unit": mc.unit.text, "peak": peak,
                      "normal": mc.normal, "caution": mc.caution, "alert": mc.alert,
                      "lowerIsBetter": mc.lower_is_better, "level": level,
                      "percent": min(100.0, max(0.0, 100.0 * value / peak)) if peak else 0.0})

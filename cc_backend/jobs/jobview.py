@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cc_backend.archive.cluster import unit_text
 from cc_backend.errors import InvalidInput, NotFound
 from cc_backend.metrics.caches import archived_data
 from cc_backend.metrics.jobdata import (
@@ -59,14 +60,6 @@ def parse_resolution(text: str | None) -> int | None:
         raise InvalidInput(f"resolution must be a whole number of seconds from 0 to {MAX_RESOLUTION}, got {text!r}",
                            field="resolution")
     return int(text)
-
-
-def unit_text(unit: Unit | Mapping[str, Any] | None) -> str:
-    if unit is None:
-        return ""
-    if isinstance(unit, Mapping):
-        return f"{unit.get('prefix') or ''}{unit.get('base') or ''}"
-    return f"{unit.prefix}{unit.base}"
 
 
 def subcluster_of(archive: FileArchive, job: Mapping[str, Any]) -> SubCluster | None:

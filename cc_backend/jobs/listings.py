@@ -81,7 +81,7 @@ def footprint_metrics(cluster: Cluster, viewer: Viewer | None, subcluster: str |
             metric = sc.metric(name)
             if metric is None or (metric.restrict and not show_restricted):
                 continue
-            entry = found.setdefault(name, {"name": name, "unit": metric.unit.prefix + metric.unit.base,
+            entry = found.setdefault(name, {"name": name, "unit": metric.unit.text,
                                             "stat": metric.footprint, "peak": metric.peak})
             entry["peak"] = max(entry["peak"], metric.peak)
     return list(found.values())

@@ -6,8 +6,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cc_backend.archive.cluster import unit_text
 from cc_backend.errors import CCError, InvalidInput
 from cc_backend.jobs.filter import JobFilter
+from cc_backend.jobs.footprint import threshold_level
 from cc_backend.jobs.query import list_jobs
 from cc_backend.metrics.jobdata import visible_job_data
 from cc_backend.metrics.resampling import lttb
@@ -48,14 +50,6 @@ def _downsampled(data: Sequence[Any], points: int) -> list[Any]:
     return lttb(data, points) if len(data) > points else list(data)
 
 
-def threshold_level(value: float, thresholds: Mapping[str, Any]) -> str:
-    """``good``, ``caution`` or ``alert`` for a job's average against the metric's thresholds (as its footprint bar)."""
-    alert, caution = thresholds.get("alert") or 0, thresholds.get("caution") or 0
-    if thresholds.get("lowerIsBetter"):
-        return "alert" if value >= alert > 0 else "caution" if value >= caution > 0 else "good"
-    return "alert" if value <= alert else "caution" if value <= caution else "good"
-
-
 def _average(series: Sequence[Mapping[str, Any]]) -> float | None:
     """The mean of the series' averages (the node-averaged value upstream colours the plot background by)."""
     averages = [s["statistics"]["avg"] for s in series if isinstance(s.get("statistics"), Mapping)
@@ -71,8 +65,7 @@ def _plot(metric: Mapping[str, Any], width: int, thresholds: dict[str, Any] | No
     longest = max(len(s.get("data") or ()) for s in series)
     if not longest:
         return None
-    unit = metric.get("unit") or {}
-    spec: dict[str, Any] = {"unit": f"{unit.get('prefix') or ''}{unit.get('base') or ''}", "nodes": len(series)}
+    spec: dict[str, Any] = {"unit": unit_text(metric.get("unit")), "nodes": len(series)}
     stats = metric.get("statisticsSeries")
     if len(series) >= BAND_FROM_NODES and isinstance(stats, Mapping) and stats.get("median"):
         spec["band"] = {key: _downsampled(stats.get(key) or [], width) for key in ("min", "median", "max")}
@@ -87,7 +80,8 @@ def _plot(metric: Mapping[str, Any], width: int, thresholds: dict[str, Any] | No
         spec["thresholds"] = thresholds
         average = _average(series)
         if average is not None:
-            spec["level"] = threshold_level(average, thresholds)
+            spec["level"] = threshold_level(average, thresholds["caution"], thresholds["alert"],
+                                            lower_is_better=thresholds["lowerIsBetter"])
     return spec
 
 

@@ -87,8 +87,9 @@ def _pills(pairs: list[tuple[str, str]], tag_names: dict[int, str]) -> list[dict
 
 
 def _metric_units(registry: ClusterRegistry) -> dict[str, str]:
-    return {item["name"]: f"{item['unit'].get('prefix') or ''}{item['unit'].get('base') or ''}"
-            for item in registry.global_metric_list()}
+    from cc_backend.archive.cluster import unit_text
+
+    return {item["name"]: unit_text(item["unit"]) for item in registry.global_metric_list()}
 
 
 def _cluster_metrics(registry: ClusterRegistry, cluster: str | None) -> list[str]:
