@@ -1,1 +1,1 @@
-"""The Textual terminal UI; built in a later issue."""
+"""The Textual terminal UI (``cc-backend tui``): jobs, job details, users, projects, tags and clusters in a terminal."""
