@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "gen-keypair": ("cc_backend.commands.admin:gen_keypair_cmd", "Print a new base64 Ed25519 key pair for .env."),
     "jwt": ("cc_backend.commands.admin:jwt_cmd", "Print an API token (JWT) for an existing user."),
     "serve": ("cc_backend.commands.admin:serve_cmd", "Start the HTTP server."),
+    "tui": ("cc_backend.commands.tui:tui_cmd", "Browse jobs in the terminal (local, or a server with --url/--token)."),
 }
 
 # Upstream's Go flags, accepted with one or two dashes and Go's `-flag=true|false` bool form.
