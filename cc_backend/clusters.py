@@ -1,4 +1,4 @@
-"""Clusters as the GraphQL API shows them: subclusters, partitions, global metrics, allocated nodes."""
+"""Clusters as the GraphQL API shows them (subclusters, partitions, global metrics, allocated nodes), and back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from cc_backend.archive.cluster import Cluster, ClusterRegistry, MetricConfig, MetricValue, SubCluster, Topology, Unit
+from cc_backend.archive.cluster import (
+    Cluster,
+    ClusterRegistry,
+    MetricConfig,
+    MetricValue,
+    SubCluster,
+    Topology,
+    Unit,
+    load_cluster_config,
+)
 from cc_backend.auth.security import Viewer, sees_restricted_metrics
 from cc_backend.db.tables import job_table
 from cc_backend.errors import InvalidInput
@@ -120,3 +129,106 @@ def allocated_nodes(engine: Engine, registry: ClusterRegistry, cluster: str) -> 
         raise InvalidInput(f"cluster {cluster!r} is not in the job archive", field="cluster")
     hosts = hosts_of_running_jobs(engine, job_table.c.subcluster, job_table.c.cluster == cluster)
     return [{"name": name, "count": len(found)} for name, found in hosts.items()]
+
+
+#: Thresholds a subcluster may override; the GraphQL MetricConfig of a subcluster has them resolved.
+_OVERRIDABLE = ("peak", "normal", "caution", "alert", "lowerIsBetter", "footprint")
+
+
+def _merged_order(orders: list[list[str]]) -> list[str]:
+    """One order of names that keeps every given order (each a subsequence of the same cluster.json list).
+
+    A subcluster's resolved metrics follow the cluster-level order, so the cluster-level order rebuilt
+    here must keep each subcluster's: otherwise its footprint bars would come out in another order.
+    """
+    first_seen = {name: i for i, name in enumerate(dict.fromkeys(n for order in orders for n in order))}
+    after: dict[str, set[str]] = {name: set() for name in first_seen}
+    waiting = dict.fromkeys(first_seen, 0)
+    for order in orders:
+        for before, later in zip(order, order[1:]):
+            if later not in after[before]:
+                after[before].add(later)
+                waiting[later] += 1
+    out: list[str] = []
+    ready = sorted((n for n, count in waiting.items() if count == 0), key=first_seen.__getitem__)
+    while ready:
+        name = ready.pop(0)
+        out.append(name)
+        for later in after[name]:
+            waiting[later] -= 1
+            if waiting[later] == 0:
+                ready.append(later)
+        ready.sort(key=first_seen.__getitem__)
+    # Contradicting orders cannot come from one cluster.json; should they, no metric is lost.
+    return out + [name for name in first_seen if name not in out]
+
+
+def cluster_from_graphql(info: dict[str, Any], footprint_stats: dict[str, str]) -> Cluster:
+    """The inverse of :func:`cluster_info`: a GraphQL ``Cluster`` (subclusters with resolved metric configs)
+    as a :class:`Cluster`, built through :func:`load_cluster_config` so the loader checks it.
+
+    ``footprint_stats`` maps metric names to their footprint statistic (``avg``/``min``/``max``, from
+    ``globalMetrics``), which the GraphQL MetricConfig lacks. A metric some subclusters lack is removed for
+    those; thresholds that differ between subclusters become overrides. Not in the GraphQL type, so left
+    unset: each metric's energy kind, restrict flag and tooltip, and a per-subcluster footprint statistic
+    differing from the global one.
+    """
+    subclusters = info.get("subClusters") or []
+    resolved: list[dict[str, dict[str, Any]]] = []
+    for sc in subclusters:
+        in_footprint = set(sc.get("footprint") or ())
+        by_name = {}
+        for mc in sc.get("metricConfig") or ():
+            entry = {
+                "name": mc["name"],
+                "unit": {"base": (mc.get("unit") or {}).get("base") or "",
+                         "prefix": (mc.get("unit") or {}).get("prefix") or ""},
+                "scope": mc.get("scope") or "node",
+                "aggregation": mc.get("aggregation") or "",
+                "timestep": mc.get("timestep"),
+                "peak": mc.get("peak") or 0,
+                "normal": mc.get("normal") or 0,
+                "caution": mc.get("caution") or 0,
+                "alert": mc.get("alert") or 0,
+                "lowerIsBetter": bool(mc.get("lowerIsBetter")),
+                "footprint": (footprint_stats.get(mc["name"]) or "avg") if mc["name"] in in_footprint else None,
+            }
+            by_name[mc["name"]] = entry
+        resolved.append(by_name)
+    order = _merged_order([list(by_name) for by_name in resolved])
+    metric_config = []
+    for name in order:
+        having = [(sc, by_name[name]) for sc, by_name in zip(subclusters, resolved) if name in by_name]
+        base = dict(having[0][1])
+        # A footprint at cluster level cannot be switched off by an override: set it there only when
+        # every subcluster offering the metric has it, else per subcluster.
+        if any(offered["footprint"] != base["footprint"] for _, offered in having):
+            base["footprint"] = None
+        overrides = []
+        for sc, by_name in zip(subclusters, resolved):
+            own = by_name.get(name)
+            if own is None:
+                overrides.append({"name": sc["name"], "remove": True})
+                continue
+            changed = {key: own[key] for key in _OVERRIDABLE if own[key] != base[key]}
+            if changed:
+                overrides.append({"name": sc["name"], **changed})
+        document = {key: value for key, value in base.items() if value is not None}
+        if overrides:
+            document["subClusters"] = overrides
+        metric_config.append(document)
+    raw_subclusters = []
+    for sc in subclusters:
+        topology = {key: value for key, value in (sc.get("topology") or {}).items() if value is not None}
+        raw = {key: sc.get(key) for key in ("name", "nodes", "numberOfNodes", "processorType", "socketsPerNode",
+                                            "coresPerSocket", "threadsPerCore", "flopRateScalar", "flopRateSimd",
+                                            "memoryBandwidth")}
+        raw["topology"] = topology
+        for key in ("flopRateScalar", "flopRateSimd", "memoryBandwidth"):
+            if raw[key] is not None:
+                unit = raw[key].get("unit") or {}
+                raw[key] = {"unit": {"base": unit.get("base") or "", "prefix": unit.get("prefix") or ""},
+                            "value": raw[key].get("value") or 0}
+        raw_subclusters.append({key: value for key, value in raw.items() if value is not None})
+    document = {"name": info["name"], "metricConfig": metric_config, "subClusters": raw_subclusters}
+    return load_cluster_config(document, source=f"cluster {info['name']!r} from the server")
