@@ -249,9 +249,14 @@ def demo_site(tmp_path_factory):
     site.server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    """Debian's Chromium, headless, driven by Playwright (no browser download).
+
+    One per module, not per session: Playwright's sync API keeps an asyncio loop running in the main
+    thread while it is open, and the terminal UI's tests (Textual pilots, asyncio.run) in a later module
+    of the same worker need none running.
+    """
     from support.browser import CHROMIUM, require_chromium
 
     require_chromium()
@@ -277,3 +282,13 @@ def page(browser):
     problems = tab.problems.errors
     context.close()
     assert not problems, "the page reported problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _environment_restored_after_each_module():
+    """A module's changes to os.environ end with it: opening a site in process (the terminal UI's local
+    source reads the site's .env, as every command does) must not hand its keys to later servers."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

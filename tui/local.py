@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cc_backend.errors import CCError, ConfigError, DatabaseVersionError
@@ -30,8 +31,15 @@ class LocalSource:
 
         try:
             self.runtime.load_env()
+            url = self.runtime.database_url
+            if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+                # Opening it would create an empty file that later commands take for a database.
+                raise SourceError(f"There is no database at {url.removeprefix('sqlite:///')} "
+                                  "(give --config, or create one with cc-backend init)")
             engine = self.runtime.engine  # checks the schema version
             self.runtime.archive.registry()
+        except SourceError:
+            raise
         except DatabaseVersionError as exc:
             raise SourceError(f"The database cannot be used: {exc.message}") from None
         except ConfigError as exc:
@@ -41,16 +49,18 @@ class LocalSource:
         except Exception as exc:  # an unreadable file or an unreachable MySQL server: say which, no traceback
             raise SourceError(f"The database or job archive cannot be opened: {exc}") from None
         where = f"local: {self.runtime.database_url.removeprefix('sqlite:///')}"
+        # CO2 of a job's energy needs the site's grams per kWh, which only the local configuration knows.
+        extra = {"emission_constant": self.runtime.config.main.emission_constant}
         if self.as_user is None:
             self.viewer = SYSTEM
-            self.identity = Identity(username="(local admin)", roles=SYSTEM.roles, where=where)
+            self.identity = Identity(username="(local admin)", roles=SYSTEM.roles, where=where, extra=extra)
             return
         user = find_user(engine, self.as_user)
         if user is None:
             raise SourceError(f"There is no account {self.as_user!r} in the database (--as-user).")
         self.viewer = Viewer(username=user.username, roles=tuple(user.roles), projects=tuple(user.projects))
         self.identity = Identity(username=user.username, roles=self.viewer.roles, projects=self.viewer.projects,
-                                 where=where)
+                                 where=where, extra=extra)
 
     def close(self) -> None:
         self.runtime.close()

@@ -75,7 +75,8 @@ class JobSource(Protocol):
     def job_metrics(self, job: dict[str, Any], metrics: list[str] | None, scopes: list[str] | None,
                     resolution: int | None) -> list[dict[str, Any]]:
         """GraphQL ``jobMetrics``: ``[{name, scope, metric: {unit, timestep, series: [{hostname, id, data,
-        statistics}], statisticsSeries}}]`` resampled to about ``resolution`` points (None: the native data)."""
+        statistics}], statisticsSeries}}]`` resampled to ``resolution`` seconds per sample (None: the site's
+        default, 0: the native data)."""
 
     def job_stats(self, job: dict[str, Any], metrics: list[str] | None) -> list[dict[str, Any]]:
         """GraphQL ``jobStats``: ``[{name, data: {min, avg, max}}]`` over the whole job."""
