@@ -15,11 +15,12 @@ fi
 npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
 # Debian packages of the real peers: OpenLDAP's slapd for the LDAP tests (they start their own server
-# on a free loopback port) and Chromium for the browser tests (Playwright drives the system browser;
-# it downloads none).
+# on a free loopback port), Chromium for the browser tests (Playwright drives the system browser;
+# it downloads none) and tmux, the real terminal of the terminal UI's end-to-end test.
 missing=()
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd ldap-utils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null
