@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from textual_plotext import PlotextPlot
 
 from cc_backend.jobs.jobview import BAND_ABOVE, metric_plot
+from cc_backend.metrics.resampling import lttb
 from cc_backend.metrics.statistics import statistics_series
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def elapsed_ticks(last: float, count: int = X_TICKS) -> tuple[list[float], list[
     return positions, [clock_label(p) for p in positions]
 
 
-def _points(data: Sequence[Any], timestep: int) -> tuple[list[float], list[float]]:
+def _points(data: Sequence[Any], timestep: float) -> tuple[list[float], list[float]]:
     """The samples that exist (missing and NaN ones left out) with their elapsed seconds."""
     xs, ys = [], []
     for i, value in enumerate(data):
@@ -109,8 +110,15 @@ class MetricPlot(PlotextPlot):
             lines = [(key, plot["band"].get(key) or [], BAND_COLORS[key]) for key in ("max", "median", "min")]
         else:
             lines = [(s["label"], s["data"], None) for s in plot.get("series") or ()]
+        # Braille gives two dots per column: more samples than that only cost Plotext time (it draws
+        # every one), so long series are thinned with the core's LTTB, which keeps the peaks.
+        target = max(SAMPLES_PER_COLUMN * (self.size.width or self.app.size.width), 64)
         for label, data, color in lines:
-            xs, ys = _points(data, timestep)
+            step = timestep
+            if len(data) > target:
+                thinned = lttb(data, target)
+                step, data = timestep * (len(data) - 1) / max(1, len(thinned) - 1), thinned
+            xs, ys = _points(data, step)
             self.labels.append(label)
             if not xs:
                 continue
