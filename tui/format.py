@@ -6,6 +6,8 @@ import math
 import time
 from typing import Any
 
+from cc_backend.jobs.model import current_duration, duration_clock
+
 #: Rich styles of job states; 16-colour names so they read in any terminal (NO_COLOR drops them).
 STATE_STYLES = {
     "running": "bold green",
@@ -27,15 +29,8 @@ LEVEL_STYLES = {"good": "green", "caution": "yellow", "alert": "red", "above-pea
 
 
 def duration_text(seconds: int | float | None) -> str:
-    """``1d 02:03:04`` / ``02:03:04``: as batch systems print wall times."""
-    if seconds is None:
-        return ""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}d {clock}" if days else clock
+    """The core's ``1d 02:03:04`` form; empty for no duration."""
+    return "" if seconds is None else duration_clock(seconds)
 
 
 def time_text(epoch: int | float | None) -> str:
@@ -55,7 +50,5 @@ def number_text(value: Any, digits: int = 2) -> str:
 
 
 def elapsed(job: dict[str, Any], now: float) -> int:
-    """The job's duration; a running job's grows with the clock."""
-    if job.get("jobState") == "running":
-        return max(0, int(now) - int(job.get("startTime") or 0))
-    return int(job.get("duration") or 0)
+    """The job's duration; a running job's grows with the clock (the core's rule)."""
+    return current_duration(job, now)

@@ -147,15 +147,16 @@ class RemoteSource:
             return self._clusters
 
     def resolve_tags(self, specs: list[str]) -> list[int]:
+        from cc_backend.jobs.tags import parse_tag_spec
+
         ids: list[int] = []
         known: list[dict[str, Any]] | None = None
         for spec in specs:
-            if spec.isdigit():
-                ids.append(int(spec))
+            parsed = parse_tag_spec(spec)
+            if isinstance(parsed, int):
+                ids.append(parsed)
                 continue
-            tag_type, sep, tag_name = spec.partition(":")
-            if not sep or not tag_type or not tag_name:
-                raise InvalidInput(f"tag {spec!r}: use an id or type:name", field="tag")
+            tag_type, tag_name = parsed
             if known is None:
                 known = self._tags()
             found = [t["id"] for t in known if t["type"] == tag_type and t["name"] == tag_name]

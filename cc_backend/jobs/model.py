@@ -243,3 +243,19 @@ def _check_bounds(row: Mapping[str, Any]) -> None:
         value = row[column]
         if value is not None and len(value) > surely_fits:
             check_text(job_table.c[column], value, key)
+
+
+def current_duration(job: Mapping[str, Any], now: float) -> int:
+    """A job's duration in seconds: the stored one, or for a running job the time since it started."""
+    if job.get("jobState") == "running":
+        return max(0, int(now) - int(job.get("startTime") or 0))
+    return int(job.get("duration") or 0)
+
+
+def duration_clock(seconds: int | float) -> str:
+    """``1d 02:03:04`` / ``02:03:04``: a duration as batch systems and upstream's job list print it."""
+    days, rest = divmod(max(0, int(seconds)), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock

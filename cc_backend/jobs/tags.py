@@ -66,18 +66,27 @@ def list_tags(engine: Engine, *, viewer: Viewer | None = None, with_counts: bool
     return [{**tag_dict(row), "count": int(row[4])} for row in rows]
 
 
+def parse_tag_spec(spec: str) -> int | tuple[str, str]:
+    """A tag as typed in a filter: an id, or ``(type, name)`` from ``type:name``; InvalidInput otherwise."""
+    if spec.isdigit():
+        return int(spec)
+    tag_type, sep, tag_name = spec.partition(":")
+    if not sep or not tag_type or not tag_name:
+        raise InvalidInput(f"tag {spec!r}: use an id or type:name", field="tag")
+    return tag_type, tag_name
+
+
 def resolve_tag_ids(engine: Engine, specs: Iterable[str], *, viewer: Viewer | None = None) -> list[int]:
     """Tag ids from ``ID`` or ``type:name`` strings (as typed on the command line)."""
     ids: list[int] = []
     scopes = readable_tag_scopes(viewer)
     with engine.connect() as conn:
         for spec in specs:
-            if spec.isdigit():
-                ids.append(int(spec))
+            parsed = parse_tag_spec(spec)
+            if isinstance(parsed, int):
+                ids.append(parsed)
                 continue
-            ttype, sep, tname = spec.partition(":")
-            if not sep or not ttype or not tname:
-                raise InvalidInput(f"tag {spec!r}: use an id or type:name", field="tag")
+            ttype, tname = parsed
             stmt = select(T.id).where(and_(T.tag_type == ttype, T.tag_name == tname))
             if scopes is not None:
                 stmt = stmt.where(T.tag_scope.in_(scopes))

@@ -103,18 +103,18 @@ def _cluster_metrics(registry: ClusterRegistry, cluster: str | None) -> list[str
 
 def _row(job: dict[str, Any], registry: ClusterRegistry, now: int) -> dict[str, Any]:
     from cc_backend.jobs.footprint import footprint_bars
+    from cc_backend.jobs.model import current_duration
 
     subcluster = None
     found = registry.find(job["cluster"])
     if found is not None:
         subcluster = found.find_sub_cluster(job.get("subCluster") or "")
     hosts = [r.get("hostname") for r in job.get("resources") or () if isinstance(r, dict)]
-    running = job["jobState"] == "running"
     return {
         "job": job,
         "name": (job.get("metaData") or {}).get("jobName") or "",
         "hosts": hosts,
-        "duration": max(0, now - int(job["startTime"])) if running else job["duration"],
+        "duration": current_duration(job, now),
         "bars": footprint_bars(job.get("footprint"), subcluster) if subcluster is not None else [],
     }
 

@@ -45,15 +45,10 @@ def json_script(value: Any, element_id: str) -> Markup:
 
 
 def format_duration(seconds: int | float | None) -> str:
-    """``1d 02:03:04`` / ``02:03:04``: upstream's job list format; "-" when unknown."""
-    if seconds is None:
-        return "-"
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}d {clock}" if days else clock
+    """The core's ``1d 02:03:04`` form; "-" when unknown."""
+    from cc_backend.jobs.model import duration_clock
+
+    return "-" if seconds is None else duration_clock(seconds)
 
 
 def time_element(epoch: int | float | None) -> Markup:
