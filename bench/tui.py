@@ -168,11 +168,12 @@ def measure_paging(command: list[str], cwd: Path, scratch: Path) -> tuple[list[f
         pane.quit()
 
 
-def measure_job_detail(command: list[str], cwd: Path, scratch: Path, runs: int, job_title: str) -> tuple[float, float]:
-    """From Enter on the job's row to (its detail screen, its first plot drawn); ``command`` lists that job alone.
+def measure_job_detail(command: list[str], cwd: Path, scratch: Path, runs: int,
+                       job_title: str) -> tuple[float, float, float]:
+    """From Enter on the job's row to (its header on screen, its first plot drawn, the slowest plot of the runs);
+    ``command`` lists that job alone.
 
-    ``2`` (the Metrics tab) is sent as soon as the detail screen shows: sent with Enter it would reach the
-    screen before its tabs exist.
+    The detail screen opens on its Metrics tab: no key is pressed between Enter and the plot.
     """
     shown, plotted = [], []
     for _ in range(runs):
@@ -183,14 +184,13 @@ def measure_job_detail(command: list[str], cwd: Path, scratch: Path, runs: int, 
             pane.terminal.send_keys("Enter")
             seen, _ = pane.wait(lambda s: job_title in s and "Monitoring" in s, 30, "the job's detail")
             shown.append((seen - sent) * 1000)
-            pane.terminal.send_keys("2")
             seen, _ = pane.wait(lambda s: len(BRAILLE.findall(s)) > 20, 30, "the plot")
             plotted.append((seen - sent) * 1000)
             pane.terminal.send_keys("Escape")  # a q right after it would read as alt+q: wait for the list
             pane.wait(lambda s: status_of(s) is not None, 30, "the job list")
         finally:
             pane.quit()
-    return p50(shown), p50(plotted)
+    return p50(shown), p50(plotted), max(plotted)
 
 
 # ------------------------------------------------------------------------------------------- floors
@@ -324,10 +324,11 @@ def main() -> None:
             pages, total = measure_paging(command, work, scratch)
             show(f"paging: key n to the next page drawn (median of {PAGES} pages)", p50(pages), GOALS_MS["page"],
                  f"[max {max(pages):.0f} ms; {total:,} jobs]")
-            shown, plotted = measure_job_detail(command + big_filter, work, scratch, args.runs,
-                                                f"Job {web.BIG_JOB_ID} @ fritz")
-            show("job detail: Enter to the job's metadata and footprint", shown)
-            show("job detail: Enter to the first plot drawn (16 nodes, 2)", plotted, GOALS_MS["job detail"])
+            shown, plotted, slowest = measure_job_detail(command + big_filter, work, scratch, args.runs,
+                                                         f"Job {web.BIG_JOB_ID} @ fritz")
+            show("job detail: Enter to the job's header", shown)
+            show("job detail: Enter to the first plot drawn (16 nodes)", plotted, GOALS_MS["job detail"],
+                 f"[max {slowest:.0f} ms]")
     finally:
         server.terminate()
         try:

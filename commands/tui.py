@@ -54,8 +54,13 @@ def tui_cmd(filter_words: tuple[str, ...], filter_option: str, url: str | None, 
         click.echo(f"Error: FILTER: {exc.message}", err=True)
         source.close()
         sys.exit(2)
+    import gc
+
     from cc_backend.tui.app import CockpitApp
 
+    # What is loaded by now (the modules, the source) lives until the end: frozen, the collector no longer
+    # walks it, and a full collection in the middle of a screen update costs a few ms instead of ~70 ms.
+    gc.freeze()
     try:
         CockpitApp(source, filter_text=filter_text).run()
     finally:

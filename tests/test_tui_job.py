@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from textual.geometry import Region
-from textual.widgets import DataTable, Input, OptionList, Static
+from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent
 
 from cc_backend.jobs.footprint import footprint_bars
 from cc_backend.metrics.jobdata import SCOPES
@@ -119,6 +119,8 @@ def test_header_footprint_energy_and_statistics_of_a_completed_multi_node_job(si
         hosts = [r["hostname"] for r in json.loads(row["resources"])]
         assert f"Hosts {' '.join(hosts)}" in summary
 
+        await pilot.press("2")  # the Footprint & tags tab
+        await settle(pilot)
         footprint = rendered(screen.query_one("#footprint")).splitlines()
         assert len(bars) == 4 and len(footprint) == len(bars)
         for line, bar in zip(footprint, bars, strict=True):
@@ -131,13 +133,14 @@ def test_header_footprint_energy_and_statistics_of_a_completed_multi_node_job(si
         for metric, kwh in json.loads(row["energy_footprint"]).items():
             assert f"{metric} {number_text(kwh)} kWh" in energy
 
+        await pilot.press("3")  # the Statistics tab, built when first shown
+        await settle(pilot)
         units = {m.name: m.unit.text for m in subcluster.metric_config}
         assert cells(screen.query_one("#stats", DataTable)) == [
             [s["name"], units.get(s["name"], ""), *(number_text(s["data"][k]) for k in ("min", "avg", "max"))]
             for s in stats]
 
         # Enter on a metric row: its values per node, then s for a finer scope where one exists
-        await pilot.press("3")
         table = screen.query_one("#stats", DataTable)
         table.move_cursor(row=[s["name"] for s in stats].index("flops_any"))
         await pilot.press("enter")
@@ -158,7 +161,7 @@ def test_lines_per_node_for_a_small_job_and_a_band_for_many_nodes(site):
 
     async def scenario(pilot):
         screen = await open_job(pilot, small["id"])
-        await pilot.press("2")
+        assert screen.query_one(TabbedContent).active == "metrics"  # a job opens on its plot
         await settle(pilot)
         plot = screen.query_one("#plot", MetricPlot)
         first = screen.metrics[0]
@@ -186,7 +189,6 @@ def test_lines_per_node_for_a_small_job_and_a_band_for_many_nodes(site):
         assert f"Hosts {' '.join(hosts[:8])} (+{len(hosts) - 8} more, h shows all)" in summary
         await pilot.press("h")
         assert " ".join(hosts) in " ".join(rendered(screen.query_one("#summary")).split())
-        await pilot.press("2")
         await settle(pilot)
         plot = screen.query_one("#plot", MetricPlot)
         assert plot.labels == ["max", "median", "min"]
@@ -251,8 +253,10 @@ def test_a_running_job_says_it_has_no_metric_data_and_its_duration_grows(site):
         summary = rendered(screen.query_one("#summary"))
         assert "running" in summary
         assert f"Duration 01:01:01 of {duration_text(row['walltime'])} walltime" in summary
+        await pilot.press("3")
+        await settle(pilot)
         assert cells(screen.query_one("#stats", DataTable))[0][0] == NO_DATA_RUNNING
-        await pilot.press("2")
+        await pilot.press("1")
         await settle(pilot)
         assert rendered(screen.query_one("#plot-status")) == NO_DATA_RUNNING
         assert screen.query_one("#plot", MetricPlot).labels == []
@@ -283,7 +287,7 @@ def test_adding_and_removing_a_tag_changes_the_database(site):
 
     async def scenario(pilot):
         screen = await open_job(pilot, row["id"])
-        await pilot.press("a")
+        await pilot.press("2", "a")  # on the tab with the job's tags
         await pilot.pause()
         modal = pilot.app.screen
         assert isinstance(modal, AddTagScreen)
@@ -318,7 +322,7 @@ def test_a_user_tags_privately_and_sees_the_cores_refusal(site):
 
     async def scenario(pilot):
         screen = await open_job(pilot, row["id"])
-        await pilot.press("a")
+        await pilot.press("2", "a")  # on the tab with the job's tags
         await pilot.pause()
         modal = pilot.app.screen
         assert isinstance(modal, AddTagScreen) and modal.scopes == [(username, f"private ({username})")]
@@ -406,14 +410,13 @@ def test_every_tab_renders_at_80x24(site):
     async def scenario(pilot):
         screen = await open_job(pilot, row["id"])
         assert rendered(screen.query_one("#summary")).startswith(f"Job {row['job_id']} @ alex")
-        for key, widget in (("2", "#plot"), ("3", "#stats"), ("4", "#script-text"), ("5", "#meta-text"),
-                            ("1", "#summary")):
+        for key, widget in (("2", "#footprint"), ("3", "#stats"), ("4", "#script-text"), ("5", "#meta-text"),
+                            ("1", "#plot")):
             await pilot.press(key)
             await settle(pilot)
             assert screen.query_one(widget).region.height > 0, widget
             svg = pilot.app.export_screenshot()
-            assert "Job&#160;" in svg
-        await pilot.press("2")
+            assert "Job&#160;" in svg  # the header stays above every tab
         await settle(pilot)
         plot = screen.query_one("#plot", MetricPlot)
         assert plot.labels and plot.size.width <= 80
@@ -438,15 +441,18 @@ def test_remote_mode_shows_what_local_mode_shows(site):
     def looking(mode: str):
         async def scenario(pilot):
             screen = await open_job(pilot, small["id"])
-            await pilot.press("2")
             await settle(pilot)
             plot = screen.query_one("#plot", MetricPlot)
             seen[mode] = {"summary": rendered(screen.query_one("#summary")),
-                          "footprint": rendered(screen.query_one("#footprint")),
-                          "energy": rendered(screen.query_one("#energy")),
-                          "stats": cells(screen.query_one("#stats", DataTable)),
                           "metrics": list(screen.metrics), "labels": list(plot.labels),
                           "series": plot.plot["series"]}
+            for key, widget in (("2", "#footprint"), ("2", "#energy"), ("3", "#stats")):
+                await pilot.press(key)
+                await settle(pilot)
+                seen[mode][widget] = (cells(screen.query_one(widget, DataTable)) if widget == "#stats"
+                                      else rendered(screen.query_one(widget)))
+            assert "Total" in seen[mode]["#energy"] and "(avg)" in seen[mode]["#footprint"]
+            await pilot.press("1")
             screen = await open_job(pilot, gpu["id"])
             await pilot.press("left_square_bracket")  # the last metric: acc_power
             await pilot.press("s")
@@ -460,7 +466,7 @@ def test_remote_mode_shows_what_local_mode_shows(site):
     run(remote(site), looking("remote"), clock=lambda: 0)
     assert seen["remote"] == seen["local"]
     assert seen["remote"]["gpu"] == ("accelerator", gpu["num_acc"], ["node", "accelerator"])
-    assert len(seen["remote"]["labels"]) >= 2 and seen["remote"]["stats"]
+    assert len(seen["remote"]["labels"]) >= 2 and seen["remote"]["#stats"]
 
 
 def test_remote_tags_change_the_servers_database(site):

@@ -13,6 +13,8 @@ from cc_backend.metrics.resampling import lttb
 from cc_backend.metrics.statistics import statistics_series
 
 if TYPE_CHECKING:
+    from textual.app import RenderResult
+
     from cc_backend.archive.cluster import SubCluster
 
 #: Plotext's braille marker puts two samples in one terminal column.
@@ -93,10 +95,22 @@ class MetricPlot(PlotextPlot):
         super().__init__(id=id, classes=classes)
         self.plot: dict[str, Any] | None = None
         self.labels: list[str] = []
+        #: The last drawing and what it was drawn for (plot, size, theme): Textual asks for a render on every
+        #: refresh of the screen, and a Plotext build takes tens of milliseconds.
+        self._drawn: tuple[tuple[Any, ...], RenderResult] | None = None
+
+    def render(self) -> RenderResult:
+        if self.plot is None:
+            return ""  # nothing to draw: no empty axes, and no Plotext build while a job is still loading
+        key = (id(self.plot), self.size.width, self.size.height, self.app.theme)
+        if self._drawn is None or self._drawn[0] != key:
+            self._drawn = (key, super().render())
+        return self._drawn[1]
 
     def show_plot(self, plot: dict[str, Any] | None) -> None:
         """Draw ``plot`` (from :func:`plot_of`); None empties the canvas."""
         self.plot = plot
+        self._drawn = None
         plt = self.plt
         plt.clear_figure()
         self.labels = []

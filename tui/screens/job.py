@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -11,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 from textual.widgets import (
     Button,
     DataTable,
@@ -48,14 +51,35 @@ if TYPE_CHECKING:
 HOSTS_SHOWN = 8
 #: Characters of a footprint bar at 100 % of the metric's peak.
 BAR_WIDTH = 20
-#: Tabs in the order the number keys select them.
-TABS = ("overview", "metrics", "statistics", "script", "meta")
+#: Tabs in the order the number keys select them; the plots come first, so a job opens on them.
+TABS = ("metrics", "details", "statistics", "script", "meta")
+#: The tab titles (the tab ids are what tests, the help screen and the key bindings name).
+TAB_TITLES = {"metrics": "Metrics", "details": "Footprint & tags", "statistics": "Statistics",
+              "script": "Script", "meta": "Slurm/Meta"}
 #: ``[`` and ``]`` share one footer entry.
 METRIC_KEYS = Binding.Group("Metric", compact=True)
 #: The number keys of the tabs share one footer entry.
 TAB_KEYS = Binding.Group("Tab", compact=True)
+#: Seconds the job's header waits for its first plot's data, to be drawn with it in one screen update.
+HEADER_WAITS_FOR_PLOT = 0.15
 NO_DATA_RUNNING = "No metric data yet: the job is running and no metric store is connected."
 NO_DATA_ARCHIVED = "This job has no metric data in the archive."
+
+
+def once(call: Callable[[], None]) -> Callable[[], None]:
+    """``call`` made safe to call from several threads: only the first call runs it."""
+    lock = threading.Lock()
+    done = False
+
+    def run_once() -> None:
+        nonlocal done
+        with lock:
+            if done:
+                return
+            done = True
+        call()
+
+    return run_once
 
 
 def error_text(exc: CCError) -> str:
@@ -278,12 +302,16 @@ class RemoveTagScreen(ModalScreen[int | None]):
 
 
 class JobScreen(Screen):
-    """The detail of one job (database id). The header and tables come first; plots load in a worker."""
+    """The detail of one job (database id): the job's header above tabs that open on its first metric's plot.
+
+    The header and tables come first; plots load in a worker. The plot is the first tab (not one key
+    away) because switching tabs costs a layout of the whole screen: a job opens with its plot drawn.
+    """
 
     BINDINGS: ClassVar = [
         # In the footer's order, most used first: an 80-column footer cuts off the last ones.
         Binding("escape,backspace", "back", "Back", key_display="esc"),
-        *[Binding(str(i + 1), f"show_tab('{tab}')", f"{tab.capitalize()} tab", group=TAB_KEYS)
+        *[Binding(str(i + 1), f"show_tab('{tab}')", f"{TAB_TITLES[tab]} tab", group=TAB_KEYS)
           for i, tab in enumerate(TABS)],
         Binding("left_square_bracket", "step_metric(-1)", "Previous metric", key_display="[", group=METRIC_KEYS),
         Binding("right_square_bracket", "step_metric(1)", "Next metric", key_display="]", group=METRIC_KEYS),
@@ -293,11 +321,16 @@ class JobScreen(Screen):
         Binding("r", "reload", "Reload"),
         Binding("h", "toggle_hosts", "All hosts", show=False),
     ]
-    AUTO_FOCUS = "#tags"
+    #: The tab bar: left and right step through the tabs.
+    AUTO_FOCUS = "#job-tabs Tabs"
     DEFAULT_CSS = """
     JobScreen #job-error { color: $error; padding: 0 1; }
     JobScreen #job-error.hidden { display: none; }
     JobScreen .section { text-style: bold; margin-top: 1; }
+    JobScreen #summary-box { height: auto; max-height: 10; padding: 0 1; }
+    /* As tall as a job's header from the start: the plot below keeps its size when the job arrives. */
+    JobScreen #summary { min-height: 7; }
+    JobScreen #job-tabs { height: 1fr; }
     JobScreen #tags { height: auto; max-height: 8; }
     JobScreen #message { color: $warning; }
     JobScreen #plot-status { height: auto; }
@@ -319,11 +352,15 @@ class JobScreen(Screen):
         #: Scopes a metric's data has, learnt on the first ``s`` (no archive access needed: the source says).
         self.scopes_of: dict[str, list[str]] = {}
         self.plots: dict[tuple[str, str], dict[str, Any]] = {}
+        #: ``(metric, scope)`` whose data a worker is fetching (the first plot is fetched with the job).
+        self.plots_pending: set[tuple[str, str]] = set()
         self.scoped_metric: str | None = None
         self.scoped_stats: list[dict[str, Any]] = []
         self.scoped_index = 0
         self.all_hosts = False
         self.error: str | None = None
+        #: Tabs whose widgets exist (the first always does).
+        self.built_tabs: set[str] = set()
 
     @property
     def source(self) -> JobSource:
@@ -332,35 +369,68 @@ class JobScreen(Screen):
     def compose(self):
         yield Header()
         yield Static(id="job-error", classes="hidden")
+        with VerticalScroll(id="summary-box"):
+            yield Static(Text(f"Loading job {self.db_id}..."), id="summary")
+            yield Static(id="message")
         with TabbedContent(id="job-tabs"):
-            with TabPane("Overview", id="overview"), VerticalScroll(id="overview-scroll"):
-                yield Static(Text(f"Loading job {self.db_id}..."), id="summary")
-                yield Static(id="message")
-                yield Label("Tags", classes="section")
-                yield DataTable(id="tags", cursor_type="row", zebra_stripes=True)
-                yield Label("Footprint", classes="section")
-                yield Static(id="footprint")
-                yield Label("Energy", classes="section")
-                yield Static(id="energy")
-            with TabPane("Metrics", id="metrics"):
+            with TabPane(TAB_TITLES["metrics"], id="metrics"):
                 yield Static(id="plot-status")
                 yield MetricPlot(id="plot")
-            with TabPane("Statistics", id="statistics"):
-                yield DataTable(id="stats", cursor_type="row", zebra_stripes=True)
-                yield Static(Text("Enter on a metric: its values per node (s: finer scopes)"), id="scoped-title")
-                yield DataTable(id="scoped", cursor_type="row", zebra_stripes=True)
-            with TabPane("Script", id="script"), VerticalScroll(id="script-scroll"):
-                yield Static(id="script-text")
-            with TabPane("Slurm/Meta", id="meta"), VerticalScroll(id="meta-scroll"):
-                yield Static(id="meta-text")
+            # The other tabs are built when first shown (see _build_tab): their tables and scroll areas
+            # would cost Textual more time at the first screen update than the job's data does.
+            for tab in TABS[1:]:
+                yield TabPane(TAB_TITLES[tab], id=tab)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#tags", DataTable).add_columns("Type", "Name", "Scope")
-        self.query_one("#stats", DataTable).add_columns("Metric", "Unit", "Min", "Avg", "Max")
-        self.query_one("#scoped", DataTable).add_columns("Host", "Scope", "Id", "Min", "Avg", "Max")
         self.set_interval(1.0, self._tick)
         self.load()
+
+    def tab_widgets(self, tab: str) -> list[Widget]:
+        """The widgets of a tab other than the first, built when it is first shown."""
+        if tab == "details":
+            tags = DataTable(id="tags", cursor_type="row", zebra_stripes=True)
+            tags.add_columns("Type", "Name", "Scope")
+            return [VerticalScroll(Label("Footprint", classes="section"), Static(id="footprint"),
+                                   Label("Energy", classes="section"), Static(id="energy"),
+                                   Label("Tags", classes="section"), tags, id="details-scroll")]
+        if tab == "statistics":
+            stats = DataTable(id="stats", cursor_type="row", zebra_stripes=True)
+            stats.add_columns("Metric", "Unit", "Min", "Avg", "Max")
+            scoped = DataTable(id="scoped", cursor_type="row", zebra_stripes=True)
+            scoped.add_columns("Host", "Scope", "Id", "Min", "Avg", "Max")
+            title = Static(Text("Enter on a metric: its values per node (s: finer scopes)"), id="scoped-title")
+            return [stats, title, scoped]
+        return [VerticalScroll(Static(id=f"{tab}-text"), id=f"{tab}-scroll")]
+
+    async def _build_tab(self, tab: str) -> None:
+        if tab in self.built_tabs or tab == TABS[0]:
+            return
+        self.built_tabs.add(tab)
+        await self.query_one(f"#{tab}", TabPane).mount_all(self.tab_widgets(tab))
+        if self.job is not None:
+            self._fill_tab(tab)
+
+    def _fill_tab(self, tab: str) -> None:
+        """Put the job into a built tab."""
+        from cc_backend.jobs.footprint import footprint_bars
+        from cc_backend.jobs.jobview import energy_summary
+
+        job, subcluster = self.job or {}, self.subcluster
+        meta = job.get("metaData") or {}
+        if tab == "details":
+            bars = footprint_bars(job.get("footprint"), subcluster) if subcluster is not None else []
+            self.query_one("#footprint", Static).update(footprint_text(bars))
+            emission = int(self.source.identity.extra.get("emission_constant") or 0)
+            self.query_one("#energy", Static).update(energy_text(energy_summary(job, subcluster, emission)))
+            self._show_tags(job.get("tags") or [])
+        elif tab == "statistics":
+            self._show_stats()
+        elif tab == "script":
+            script = meta.get("jobScript")
+            self.query_one("#script-text", Static).update(Text(str(script)) if script else Text("(no job script)"))
+        elif tab == "meta":
+            self.query_one("#meta-text", Static).update(meta_text(meta))
 
     # --- loading ------------------------------------------------------------------------------------
 
@@ -387,6 +457,8 @@ class JobScreen(Screen):
         self.app.call_from_thread(if_shown)
 
     def load(self) -> None:
+        columns = self.plot_columns()
+
         def fetch() -> None:
             source = self.source
             try:
@@ -396,7 +468,26 @@ class JobScreen(Screen):
                 return
             subcluster = find_subcluster(source, job)
             stats = source.job_stats(job, None)
-            self._post(self._show_job, job, subcluster, stats)
+            metrics = metric_order(stats, subcluster)
+            if not metrics:
+                self._post(self._show_job, job, subcluster, stats)
+                return
+            # The first plot's data is fetched in this thread right away, not after a hop to the screen, and
+            # the header waits a moment for it: a screen update costs Textual more than the data, so the
+            # header and the plot come in one when the data is quick and the header goes first when not.
+            first = metrics[0]
+            self.plots_pending.add((first, "node"))
+            show_job = once(partial(self._show_job, job, subcluster, stats))
+            timer = threading.Timer(HEADER_WAITS_FOR_PLOT, self._post, (show_job,))
+            timer.start()
+            try:
+                entries = source.job_metrics(job, [first], ["node"], resolution_for(job, columns))
+                timer.cancel()
+                self._post(lambda: (show_job(), self._plots_loaded(first, ["node"], entries, subcluster)))
+            finally:
+                timer.cancel()
+                self.plots_pending.discard((first, "node"))
+                self._post(show_job)
 
         self._run(fetch, "job")
 
@@ -410,9 +501,6 @@ class JobScreen(Screen):
             self.query_one("#summary", Static).update(Text(message))
 
     def _show_job(self, job: dict[str, Any], subcluster: SubCluster | None, stats: list[dict[str, Any]]) -> None:
-        from cc_backend.jobs.footprint import footprint_bars
-        from cc_backend.jobs.jobview import energy_summary
-
         self.error = None
         self.query_one("#job-error", Static).add_class("hidden")
         self.job, self.subcluster, self.stats = job, subcluster, stats
@@ -423,15 +511,8 @@ class JobScreen(Screen):
         shown = self.query_one("#message", Static)
         shown.update(Text(f"Message: {message}") if message else Text())
         shown.display = bool(message)
-        self._show_tags(job.get("tags") or [])
-        bars = footprint_bars(job.get("footprint"), subcluster) if subcluster is not None else []
-        self.query_one("#footprint", Static).update(footprint_text(bars))
-        emission = int(self.source.identity.extra.get("emission_constant") or 0)
-        self.query_one("#energy", Static).update(energy_text(energy_summary(job, subcluster, emission)))
-        self._show_stats()
-        script = meta.get("jobScript")
-        self.query_one("#script-text", Static).update(Text(str(script)) if script else Text("(no job script)"))
-        self.query_one("#meta-text", Static).update(meta_text(meta))
+        for tab in self.built_tabs:
+            self._fill_tab(tab)
         metrics = metric_order(stats, subcluster)
         if metrics != self.metrics:
             self.metrics, self.metric_index = metrics, 0
@@ -483,6 +564,8 @@ class JobScreen(Screen):
     def _show_tags(self, tags: list[dict[str, Any]]) -> None:
         if self.job is not None:
             self.job["tags"] = tags
+        if "details" not in self.built_tabs:
+            return
         table = self.query_one("#tags", DataTable)
         table.clear()
         for tag in tags:
@@ -492,6 +575,8 @@ class JobScreen(Screen):
             table.add_row(Text("(no tags: a adds one)", style="dim"), "", "", key="none")
 
     def _show_stats(self) -> None:
+        if "statistics" not in self.built_tabs:
+            return
         table = self.query_one("#stats", DataTable)
         table.clear()
         for entry in self.stats:
@@ -529,7 +614,8 @@ class JobScreen(Screen):
             self._draw(name, cached)
             return
         status.update(Text(f"{self._position(name)} loading {name} ({scope} scope)..."))
-        self._load_plot(name, [scope])
+        if (name, scope) not in self.plots_pending:
+            self._load_plot(name, [scope])
 
     def _position(self, name: str) -> str:
         return f"metric {self.metrics.index(name) + 1}/{len(self.metrics)}:" if name in self.metrics else ""
@@ -540,12 +626,17 @@ class JobScreen(Screen):
         assert job is not None
 
         def fetch() -> None:
-            entries = self.source.job_metrics(job, [name], scopes, resolution_for(job, columns))
-            self._post(self._plots_loaded, name, scopes, entries, subcluster)
+            self._fetch_plot(job, subcluster, name, scopes, columns)
             if then_next_scope:
                 self._post(self._next_scope, name)
 
         self._run(fetch, "plot")
+
+    def _fetch_plot(self, job: dict[str, Any], subcluster: SubCluster | None, name: str, scopes: list[str],
+                    columns: int) -> None:
+        """In a worker thread: ``name``'s data at ``scopes``, handed to the screen."""
+        entries = self.source.job_metrics(job, [name], scopes, resolution_for(job, columns))
+        self._post(self._plots_loaded, name, scopes, entries, subcluster)
 
     def _plots_loaded(self, name: str, scopes: list[str], entries: list[dict[str, Any]],
                       subcluster: SubCluster | None) -> None:
@@ -618,13 +709,6 @@ class JobScreen(Screen):
 
     # --- actions ------------------------------------------------------------------------------------
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("add_tag", "remove_tag", "step_metric", "switch_scope") and self.job is None:
-            return None
-        if action == "remove_tag" and self.job is not None:
-            return bool(removable_tags(self.source.identity, self.job.get("tags") or [])) or None
-        return True
-
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
@@ -638,9 +722,11 @@ class JobScreen(Screen):
         self.query_one(TabbedContent).active = tab
 
     @on(TabbedContent.TabActivated)
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+    async def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        await self._build_tab(event.pane.id or "")
         # Keys act on what the tab shows: arrows and Enter on its table, page keys on its text.
-        focus = {"overview": "#tags", "statistics": "#stats", "script": "#script-scroll", "meta": "#meta-scroll"}
+        focus = {"metrics": "#job-tabs Tabs", "details": "#tags", "statistics": "#stats",
+                 "script": "#script-scroll", "meta": "#meta-scroll"}
         target = focus.get(event.pane.id or "")
         if target and self.focused is not self.query_one(target):
             self.query_one(target).focus()
@@ -718,9 +804,9 @@ class JobScreen(Screen):
         if not tags:
             self.notify("This job has no tag your role may remove.", severity="warning")
             return
-        table = self.query_one("#tags", DataTable)
         selected = None
-        if table.row_count and table.cursor_row >= 0:
+        table = self.query_one("#tags", DataTable) if "details" in self.built_tabs else None
+        if table is not None and table.row_count and table.cursor_row >= 0:
             key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
             selected = int(key) if key and key.isdigit() else None
         self.app.push_screen(RemoveTagScreen(tags, selected), callback=self._remove_tag)
@@ -744,4 +830,3 @@ class JobScreen(Screen):
 
     def _tags_changed(self, tags: list[dict[str, Any]]) -> None:
         self._show_tags(tags)
-        self.refresh_bindings()
