@@ -16,11 +16,13 @@ npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev
 
 # Debian packages of the real peers: OpenLDAP's slapd for the LDAP tests (they start their own server
 # on a free loopback port), Chromium for the browser tests (Playwright drives the system browser;
-# it downloads none) and tmux, the real terminal of the terminal UI's end-to-end test.
+# it downloads none), tmux, the real terminal of the terminal UI's end-to-end test, and Prometheus (the
+# metric backend tests start their own server on a loopback port).
 missing=()
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd ldap-utils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Set up and start the cc-backend demo: virtualenv, install, demo archive, database, user demo/AdminDev.
-# A second run reuses what exists (delete ./var to start over). DEMO_JOBS sets the number of jobs (2000).
+# Set up and start the cc-backend demo: virtualenv, install, demo archive, database, user demo/AdminDev,
+# then the server and next to it the live feeder (`cc-backend demo feed`): it keeps jobs running on the demo
+# clusters through the REST API, writes their metrics into the built-in metric store (/api/write) and stops
+# them after a while, so that they are archived. Ctrl-C stops both.
+# A second run reuses what exists (delete ./var to start over). DEMO_JOBS sets the number of archived jobs
+# (2000); DEMO_FEED=0 starts no feeder; DEMO_FEED_JOBS (8), DEMO_FEED_INTERVAL (60 s) and DEMO_FEED_MINUTES
+# (10-30) set the running jobs, the seconds between samples and their run time in minutes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -47,4 +52,37 @@ print(f"{'https' if main.https_cert_file and main.https_key_file else 'http'}://
 EOF
 )
 echo "==> starting the server on $URL (user demo, password AdminDev; API token: $CC jwt demo; API browser: ${URL}swagger/; stop with Ctrl-C)"
-exec $CC serve
+# Server and feeder get process groups of their own (job control): Ctrl-C reaches this script only, which
+# stops the feeder first (it stops its running jobs, the server archives them) and then the server.
+set -m
+$CC serve &
+SERVER_PID=$!
+FEEDER_PID=
+stop_all() {
+    trap - EXIT INT TERM
+    if [ -n "$FEEDER_PID" ] && kill -0 "$FEEDER_PID" 2>/dev/null; then
+        kill -TERM "$FEEDER_PID" 2>/dev/null || true
+        wait "$FEEDER_PID" 2>/dev/null || true
+    fi
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ "${DEMO_FEED:-1}" != 0 ]; then
+    if TOKEN=$($CC jwt demo); then
+        echo "==> starting the live feeder: ${DEMO_FEED_JOBS:-8} running jobs of ${DEMO_FEED_MINUTES:-10-30} minutes, a sample every ${DEMO_FEED_INTERVAL:-60} s"
+        # The token goes through the environment, not the command line (visible in ps).
+        CC_FEED_TOKEN=$TOKEN $CC demo feed --url "$URL" --jobs "${DEMO_FEED_JOBS:-8}" \
+            --interval "${DEMO_FEED_INTERVAL:-60}" --job-minutes "${DEMO_FEED_MINUTES:-10-30}" --give-up 120 &
+        FEEDER_PID=$!
+    else
+        echo "    (no API token for user demo: the demo runs without the live feeder)"
+    fi
+fi
+# Returns when the server exits (or a signal arrives); the EXIT trap then stops the feeder.
+wait "$SERVER_PID"

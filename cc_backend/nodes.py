@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,14 @@ from cc_backend.db.tables import HEALTH_STATES, NODE_STATES, node_state_table, n
 from cc_backend.errors import Forbidden, InvalidInput, NotFound
 from cc_backend.jobs.filter import Page, StringInput
 from cc_backend.jobs.query import string_condition  # the one StringInput-to-SQL rule of job and node filters
+
+log = logging.getLogger("cc_backend.nodes")
+
+#: ``health(cluster, hosts, metrics) -> {host: {"state", "metrics": {"missing", "degraded"}}}``: the metric
+#: repository's health check (:class:`cc_backend.metrics.repository.MetricRepository`).
+HealthCheck = Callable[[str, Sequence[str], Sequence[str]], Mapping[str, Mapping[str, Any]]]
+#: Health states a metric repository may answer (the node_state table's health_state values).
+_HEALTH_ANSWERS = frozenset({"full", "partial", "failed"})
 
 NODE_KEYS = frozenset({"hostname", "states", "cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning"})
 REQUEST_KEYS = frozenset({"cluster", "nodes"})
@@ -92,17 +101,60 @@ def parse_request(payload: Any) -> tuple[str, list[dict[str, Any]]]:
     return cluster, parsed
 
 
-def update_node_states(engine: Engine, registry: ClusterRegistry, payload: Any, *, now: int | None = None) -> int:
+def node_health(registry: ClusterRegistry, cluster: str, nodes: Sequence[Mapping[str, Any]],
+                health: HealthCheck | None) -> dict[str, tuple[str, str | None]]:
+    """``{hostname: (health_state, health_metrics JSON)}`` of reported nodes, as upstream's updateNodeStates.
+
+    Down nodes are "full" (nothing is expected of them). The others are checked against the metrics
+    of their subcluster, one ``health`` call per subcluster; a node the metric data has no answer for
+    (no subcluster, no ``health``, the backend failed) is "failed" without health metrics.
+    """
+    out: dict[str, tuple[str, str | None]] = {}
+    by_subcluster: dict[str, list[str]] = {}
+    found = registry.find(cluster)
+    for node in nodes:
+        host = node["hostname"]
+        if node["node_state"] == "down":
+            out[host] = ("full", None)
+            continue
+        out[host] = (NO_METRIC_DATA, None)
+        if found is None or health is None:
+            continue
+        try:
+            by_subcluster.setdefault(registry.assign_subcluster(cluster, host).name, []).append(host)
+        except NotFound:
+            continue
+    for subcluster, hosts in by_subcluster.items():
+        metrics = [m.name for m in registry.subcluster(cluster, subcluster).metric_config]
+        assert health is not None
+        try:
+            answers = health(cluster, hosts, metrics)
+        except Exception as exc:  # noqa: BLE001 - an unreachable or broken backend must not lose the states
+            log.warning("health check of %d nodes of %s/%s failed: %s", len(hosts), cluster, subcluster, exc)
+            continue
+        for host in hosts:
+            answer = answers.get(host) if isinstance(answers, Mapping) else None
+            if not isinstance(answer, Mapping) or answer.get("state") not in _HEALTH_ANSWERS:
+                continue
+            details = answer.get("metrics")
+            out[host] = (answer["state"], orjson.dumps(details).decode() if details is not None else None)
+    return out
+
+
+def update_node_states(engine: Engine, registry: ClusterRegistry, payload: Any, *, now: int | None = None,
+                       health: HealthCheck | None = None) -> int:
     """Record one state row per reported node (unknown nodes are added); returns the number of rows.
 
-    Health needs the metric store, which is not built yet: down nodes are "full" and every other node
-    "failed" with no health metrics, which is what upstream records when the metric store has no data.
+    ``health`` is the metric data's health check (see :func:`node_health`); without it every node
+    that is not down is "failed", which is what upstream records when the metric store has no data.
+    The check runs before the transaction: it may ask a remote metric store.
     """
     cluster_name, nodes = parse_request(payload)
     cluster = registry.find(cluster_name)
     if cluster is None:
         raise InvalidInput(f"cluster {cluster_name!r} is not in the job archive", field="cluster")
     now = int(time.time()) if now is None else now
+    healths = node_health(registry, cluster_name, nodes, health)
     with engine.begin() as conn:
         known = dict(conn.execute(
             select(node_table.c.hostname, node_table.c.id).where(node_table.c.cluster == cluster_name)).all())
@@ -117,8 +169,7 @@ def update_node_states(engine: Engine, registry: ClusterRegistry, payload: Any, 
                 known[node["hostname"]] = inserted_id(result)
         rows = [{
             "time_stamp": now, "node_id": known[n["hostname"]], "node_state": n["node_state"],
-            "health_state": "full" if n["node_state"] == "down" else "failed",
-            "health_metrics": None,
+            "health_state": healths[n["hostname"]][0], "health_metrics": healths[n["hostname"]][1],
             **{k: n[k] for k in ("cpus_allocated", "memory_allocated", "gpus_allocated", "jobs_running")},
         } for n in nodes]
         if rows:

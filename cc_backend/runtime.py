@@ -1,15 +1,17 @@
-"""The services every front end needs (config, database engine, job archive), created on first use."""
+"""The services every front end needs (config, database, job archive, metric data), created on first use."""
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cc_backend.archive.fs import FileArchive
     from cc_backend.config import Config, Secrets
+    from cc_backend.metrics.dispatch import MetricDispatch
 
 
 class Runtime:
@@ -18,6 +20,11 @@ class Runtime:
     def __init__(self, config_path: str | None = None, env_path: str = ".env") -> None:
         self.config_path = config_path
         self.env_path = env_path
+        #: The archiving queue of a running server (set by the server; None elsewhere).
+        self.archiver: Any = None
+        self._metric_store: Any = None
+        #: Request threads and the NATS thread may ask for the store at once: only one may be created.
+        self._metric_store_lock = threading.Lock()
 
     @cached_property
     def config(self) -> Config:
@@ -70,6 +77,31 @@ class Runtime:
         if cfg.kind != "file":
             raise ConfigError(f"archive.kind {cfg.kind!r} is not supported yet; use \"file\"")
         return FileArchive(cfg.path)
+
+    @property
+    def metric_store(self) -> Any:
+        """The built-in metric store (``metric-store`` section, defaults without one), created on first use.
+
+        Settable, so that a server can install one restored from its checkpoints.
+        """
+        if self._metric_store is None:
+            from cc_backend.metricstore.store import MetricStore
+
+            with self._metric_store_lock:
+                if self._metric_store is None:
+                    self._metric_store = MetricStore(self.archive.registry(), self.config.metric_store)
+        return self._metric_store
+
+    @metric_store.setter
+    def metric_store(self, store: Any) -> None:
+        self._metric_store = store
+
+    @cached_property
+    def metric_data(self) -> MetricDispatch:
+        """Live metric data (running jobs, nodes, health) by upstream's ``metric-store-external`` rules."""
+        from cc_backend.metrics.dispatch import MetricDispatch
+
+        return MetricDispatch(lambda: self.archive.registry(), self.config, lambda: self.metric_store)
 
     def close(self) -> None:
         if "raw_engine" in self.__dict__:

@@ -9,12 +9,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+from sqlalchemy import select, update
+
+from cc_backend.db.tables import job_table
 from cc_backend.errors import CCError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from cc_backend.archive.cluster import ClusterRegistry
     from cc_backend.runtime import Runtime
 
 log = logging.getLogger("cc_backend.tasks")
+
+J = job_table.c
 
 #: How long ``serve`` waits on shutdown for a task that is running right now before it abandons it.
 #: Short on purpose: an LDAP search may hang for its 30 s timeout, and stopping must not wait for it.
@@ -140,10 +149,144 @@ def ldap_sync_task(runtime: Runtime) -> PeriodicTask:
     return PeriodicTask("ldap-sync", interval.total_seconds(), run)
 
 
+# --- job workers (upstream internal/taskmanager: updateDurationService, updateFootprintService, stop-jobs) ------
+
+def update_durations(engine: Engine, now: int | None = None) -> int:
+    """``duration = now - start_time`` of every running job (upstream's duration worker); returns how many rows."""
+    from cc_backend.jobs.transaction import write_transaction
+
+    now = int(time.time()) if now is None else now
+    with write_transaction(engine) as conn:
+        return int(conn.execute(update(job_table).where(J.job_state == "running", J.start_time <= now)
+                                .values(duration=now - J.start_time)).rowcount)
+
+
+def stop_jobs_exceeding_walltime(engine: Engine, grace: int, now: int | None = None) -> list[dict[str, Any]]:
+    """Mark running jobs as failed that ran ``grace`` s beyond their walltime; returns them as stopped.
+
+    Which jobs, as upstream: ``walltime > 0`` and ``now - start_time > walltime + grace``. What is set
+    differs on purpose: upstream sets duration 0 and monitoring status 2 (never archived; its code
+    carries a FIXME asking for the walltime). Here the duration is the walltime, the latest moment
+    the batch system let the job run, and the monitoring status is left as is, so the caller can have
+    the jobs archived with their data of ``[start, start + walltime]`` (see :func:`walltime_task`):
+    those with data become status 3, those without status 2 as upstream.
+    """
+    from cc_backend.jobs.filter import JobFilter
+    from cc_backend.jobs.query import list_jobs
+    from cc_backend.jobs.transaction import write_transaction
+
+    now = int(time.time()) if now is None else now
+    overdue = (J.job_state == "running", J.walltime > 0, (now - J.start_time) > J.walltime + grace)
+    with write_transaction(engine) as conn:
+        ids = list(conn.execute(select(J.id).where(*overdue).order_by(J.id)).scalars())
+        if not ids:
+            return []
+        for chunk in range(0, len(ids), 500):
+            conn.execute(update(job_table).where(J.id.in_(ids[chunk:chunk + 500]), *overdue)
+                         .values(job_state="failed", duration=J.walltime))
+    return list_jobs(engine, [JobFilter(dbId=ids)])
+
+
+def update_running_footprints(engine: Engine, registry: ClusterRegistry, repository: Any) -> tuple[int, int, int]:
+    """Footprints of running jobs from the metric backend's statistics (upstream's footprint worker).
+
+    Per job ``repository.load_stats(job, metrics of its subcluster)`` over its time so far, combined
+    over its hosts as archiving does (:func:`cc_backend.jobs.archiving.job_statistics_from_stats`);
+    the updates of one cluster are one transaction, and a job that stopped meanwhile is not touched
+    (the archiver writes its final footprint). Returns (updated, running jobs, failed).
+    """
+    from cc_backend.jobs.archiving import job_statistics_from_stats
+    from cc_backend.jobs.footprint import compute_footprint
+    from cc_backend.jobs.model import row_to_job
+    from cc_backend.jobs.transaction import write_transaction
+
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(job_table).where(J.job_state == "running"))]
+    by_cluster: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cluster.setdefault(row["cluster"], []).append(row_to_job(row))
+    updated = failed = 0
+    for cluster, jobs in by_cluster.items():
+        changes: list[tuple[int, str | None]] = []
+        for job in jobs:
+            try:
+                sub = registry.subcluster(cluster, job["subCluster"])
+                stats = repository.load_stats(job, [mc.name for mc in sub.metric_config])
+                hosts = [r["hostname"] for r in job["resources"]]
+                footprint = compute_footprint({"statistics": job_statistics_from_stats(stats, hosts, sub)}, sub)
+            except Exception as exc:  # noqa: BLE001 - one job's backend error must not stop the others
+                failed += 1
+                log.warning("footprint of running job %s (jobId %s on %s) not updated: %s", job["id"], job["jobId"],
+                            cluster, exc)
+                continue
+            changes.append((job["id"], orjson.dumps(footprint).decode() if footprint else None))
+        if changes:
+            with write_transaction(engine) as conn:
+                for db_id, document in changes:
+                    updated += conn.execute(update(job_table).where(J.id == db_id, J.job_state == "running")
+                                            .values(footprint=document)).rowcount
+    return updated, len(rows), failed
+
+
+def seconds_until(hour: int, minute: int = 0, now: float | None = None) -> float:
+    """Seconds from ``now`` to the next local ``hour:minute`` (upstream runs its daily jobs at local times)."""
+    import datetime as dt
+
+    current = dt.datetime.fromtimestamp(time.time() if now is None else now).astimezone()
+    target = current.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= current:
+        target += dt.timedelta(days=1)
+    return (target - current).total_seconds()
+
+
+def duration_task(runtime: Runtime) -> PeriodicTask:
+    """``cron.duration-worker`` (5m): :func:`update_durations`."""
+    interval = runtime.config.cron.duration_worker.total_seconds()
+    return PeriodicTask("duration-worker", interval,
+                        lambda: f"{update_durations(runtime.engine)} running jobs updated")
+
+
+def footprint_task(runtime: Runtime) -> PeriodicTask:
+    """``cron.footprint-worker`` (10m): :func:`update_running_footprints` with ``runtime.metric_data``."""
+
+    def run() -> str:
+        repository = runtime.metric_data
+        done, running, failed = update_running_footprints(runtime.engine, runtime.archive.registry(), repository)
+        return f"{done} of {running} running jobs' footprints updated, {failed} failed"
+
+    return PeriodicTask("footprint-worker", runtime.config.cron.footprint_worker.total_seconds(), run)
+
+
+def walltime_task(runtime: Runtime) -> PeriodicTask:
+    """``main.stop-jobs-exceeding-walltime`` > 0: daily at 03:00 local time, :func:`stop_jobs_exceeding_walltime`.
+
+    Stopped jobs whose monitoring is not disabled go to the archiver (``runtime.archiver``); without one
+    they stay at monitoring status 1 and the next server start queues them.
+    """
+    grace = runtime.config.main.stop_jobs_exceeding_walltime
+
+    def run() -> str:
+        jobs = stop_jobs_exceeding_walltime(runtime.engine, grace)
+        archiver = getattr(runtime, "archiver", None)
+        queued = 0
+        if archiver is not None:
+            queued = sum(1 for job in jobs if job["monitoringStatus"] != 0 and archiver.submit(job))
+        names = [f"{j['cluster']}/{j['jobId']}" for j in jobs]
+        return f"{len(jobs)} jobs exceeding their walltime by {grace} s marked failed{_names(names)}, {queued} queued for archiving"
+
+    return PeriodicTask("stop-jobs-exceeding-walltime", 86400.0, run, first_delay=seconds_until(3))
+
+
 def server_tasks(runtime: Runtime) -> list[PeriodicTask]:
-    """The background tasks ``serve`` runs for this configuration (so far: the LDAP sync)."""
+    """The background tasks ``serve`` runs for this configuration.
+
+    Always the duration and footprint workers (``cron``); the walltime stopper when
+    ``main.stop-jobs-exceeding-walltime`` > 0; the LDAP sync when ``auth.ldap.sync-interval`` is set.
+    """
     config = runtime.config
-    tasks = []
+    tasks = [duration_task(runtime), footprint_task(runtime)]
+    if config.main.stop_jobs_exceeding_walltime > 0:
+        tasks.append(walltime_task(runtime))
     ldap = config.auth.ldap
     if ldap is not None and ldap.sync_interval:  # unset or "0" disables the periodic sync
         if config.main.disable_authentication:

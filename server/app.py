@@ -9,7 +9,7 @@ Layers, outermost first:
   headers (+HSTS under TLS), gzip above 1 KiB, one access-log line at info: client, user (``-`` when
   not authenticated), method, path with credential-like query values redacted, status, bytes, duration.
 * :class:`BodyLimit` (plain WSGI, every route): a request body above main.max-request-body-size is
-  a 413 before any handler reads it.
+  a 413 before any handler reads it (the metric store's /api/write takes up to 64 MiB).
 * :class:`JsonPlugin` (bottle plugin on every route): dict/list results become orjson bodies,
   :class:`~cc_backend.errors.CCError` becomes ``{"status": <reason>, "error": <message>}`` with the
   exception's status, any other exception a logged 500 with a generic message.
@@ -266,35 +266,39 @@ class BodyLimit:
     #: Longest chunk-size or trailer line read (hex size, extensions).
     MAX_LINE = 4096
 
-    def __init__(self, inner: Callable[..., Iterable[bytes]], limit: int) -> None:
+    def __init__(self, inner: Callable[..., Iterable[bytes]], limit: int,
+                 path_limits: dict[str, int] | None = None) -> None:
         self.inner = inner
         self.limit = limit
+        #: Exact paths with their own (larger) limit, e.g. the metric store's /api/write.
+        self.path_limits = path_limits or {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        limit = self.path_limits.get(environ.get("PATH_INFO", ""), self.limit)
         length = environ.get("CONTENT_LENGTH")
         if length:
             if not length.isdigit():
                 return self._refuse(start_response, 400, f"Content-Length {length[:40]!r} is not a number")
-            if int(length) > self.limit:
-                return self._too_large(start_response)
+            if int(length) > limit:
+                return self._too_large(start_response, limit)
         elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             try:
-                body = self._read_chunked(environ["wsgi.input"])
+                body = self._read_chunked(environ["wsgi.input"], limit)
             except ValueError as exc:
                 return self._refuse(start_response, 400, f"bad chunked request body: {exc}")
             if body is None:
-                return self._too_large(start_response)
+                return self._too_large(start_response, limit)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             del environ["HTTP_TRANSFER_ENCODING"]
         return self.inner(environ, start_response)
 
-    def _read_chunked(self, stream: Any) -> bytes | None:
+    def _read_chunked(self, stream: Any, limit: int) -> bytes | None:
         """The decoded body, or None as soon as it would pass the limit (the rest is not read)."""
         raw = getattr(stream, "rfile", None)  # cheroot's ChunkedRFile decodes from the connection's rfile
         if raw is None:
-            body = stream.read(self.limit + 1)
-            return None if len(body) > self.limit else body
+            body = stream.read(limit + 1)
+            return None if len(body) > limit else body
         parts: list[bytes] = []
         size = 0
         while True:
@@ -306,7 +310,7 @@ class BodyLimit:
             if chunk_size <= 0:
                 break
             size += chunk_size
-            if size > self.limit:
+            if size > limit:
                 return None
             chunk = raw.read(chunk_size)
             if len(chunk) < chunk_size or raw.read(2) != b"\r\n":
@@ -317,8 +321,8 @@ class BodyLimit:
         stream.closed = True  # cheroot must not read the terminated body again
         return b"".join(parts)
 
-    def _too_large(self, start_response: Callable[..., Any]) -> list[bytes]:
-        return self._refuse(start_response, 413, f"the request body is larger than the limit of {self.limit} "
+    def _too_large(self, start_response: Callable[..., Any], limit: int) -> list[bytes]:
+        return self._refuse(start_response, 413, f"the request body is larger than the limit of {limit} "
                                                  "bytes (main.max-request-body-size)")
 
     @staticmethod
@@ -342,7 +346,11 @@ class CCApp(bottle.Bottle):
         self.uninstall("json")  # JsonPlugin serialises with orjson instead
         self.runtime = runtime
         self.dev = dev
-        self._middleware = HttpMiddleware(BodyLimit(super().__call__, runtime.config.main.max_request_body_size),
+        from cc_backend.server.routes_metricstore import WRITE_BODY_LIMIT, WRITE_PATHS
+
+        limit = runtime.config.main.max_request_body_size
+        write_limit = max(limit, WRITE_BODY_LIMIT)
+        self._middleware = HttpMiddleware(BodyLimit(super().__call__, limit, dict.fromkeys(WRITE_PATHS, write_limit)),
                                           proxy_networks(runtime.config.main.trusted_proxies))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -351,7 +359,15 @@ class CCApp(bottle.Bottle):
 
 def make_app(runtime: Runtime, *, dev: bool = False) -> CCApp:
     """Build the app for one :class:`~cc_backend.runtime.Runtime`: plugins first, then every route group."""
-    from cc_backend.server import routes_api, routes_config, routes_graphql, routes_jobs, routes_openapi, routes_session
+    from cc_backend.server import (
+        routes_api,
+        routes_config,
+        routes_graphql,
+        routes_jobs,
+        routes_metricstore,
+        routes_openapi,
+        routes_session,
+    )
     from cc_backend.server.auth import AuthPlugin
     from cc_backend.server.web import WebUI
 
@@ -364,6 +380,7 @@ def make_app(runtime: Runtime, *, dev: bool = False) -> CCApp:
     web = app.web = WebUI(runtime, auth_plugin.auth)
     routes_api.mount(app, runtime)
     routes_jobs.mount(app, runtime)
+    routes_metricstore.mount(app, runtime)
     routes_session.mount(app, runtime)
     routes_config.mount(app, runtime)
     routes_openapi.mount(app, runtime)

@@ -156,7 +156,7 @@ class ApiHandlers:
         from cc_backend.metrics.jobdata import visible_job_data
 
         return visible_job_data(self.runtime.archive, job, viewer=viewer,
-                                resampling=self.runtime.config.main.resampling, **kwargs)
+                                resampling=self.runtime.config.main.resampling, live=self.runtime.metric_data, **kwargs)
 
     def get_job(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
         """``{"Meta": job, "Data": JobData}``; Data only with ``all-metrics=true`` (every metric, native resolution)."""

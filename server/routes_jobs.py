@@ -6,6 +6,7 @@ and returns its result; the rules live there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import bottle
@@ -46,9 +47,7 @@ def mount(app: bottle.Bottle, runtime: Runtime) -> None:
     app.route("/api/jobs/delete_job/<id>", "DELETE", h.delete_job)
     app.route("/api/jobs/delete_job_before/<ts>", "DELETE", h.delete_jobs_before)
     app.route("/api/tags/", "DELETE", h.delete_tags)
-    app.route("/api/nodestate/", ["POST", "PUT"], h.node_state)
-    app.route("/api/healthcheck", "POST", h.node_state)
-    app.route("/api/healthcheck/", "POST", h.node_state)
+    app.route("/api/nodestate/", ["POST", "PUT"], h.node_state)  # /api/healthcheck too: routes_metricstore
     app.route("/api/user/<username>", "POST", h.edit_user)
 
 
@@ -69,15 +68,22 @@ class JobHandlers:
         bottle.response.status = 201
         return {"msg": "success", "id": job["id"]}
 
+    def _archive(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Hand a stopped job to the archiver (unless its monitoring is disabled); the response is the job as stopped."""
+        archiver = getattr(self.runtime, "archiver", None)
+        if archiver is not None and job.get("monitoringStatus") != 0:
+            archiver.submit(job)
+        return job
+
     def stop_job(self, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.jobs.store import stop_job
 
-        return stop_job(self.engine, json_object(), viewer=viewer)
+        return self._archive(stop_job(self.engine, json_object(), viewer=viewer))
 
     def stop_job_by_id(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002
         from cc_backend.jobs.store import stop_job_by_id
 
-        return stop_job_by_id(self.engine, int64(id, "id"), json_object(), viewer=viewer)
+        return self._archive(stop_job_by_id(self.engine, int64(id, "id"), json_object(), viewer=viewer))
 
     def used_nodes(self, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.jobs.store import used_nodes
@@ -154,9 +160,13 @@ class JobHandlers:
     def node_state(self, viewer: Viewer) -> str:
         from cc_backend.nodes import update_node_states
 
-        update_node_states(self.engine, self.runtime.archive.registry(), json_body())
+        update_node_states(self.engine, self.runtime.archive.registry(), json_body(), health=self.node_health)
         bottle.response.content_type = "text/plain; charset=utf-8"
         return ""
+
+    def node_health(self, cluster: str, hosts: Sequence[str], metrics: Sequence[str]) -> Mapping[str, Any]:
+        """The metric data's health check, looked up per call (a failing lookup makes the nodes "failed")."""
+        return self.runtime.metric_data.health(cluster, hosts, metrics)
 
     def edit_user(self, username: str, viewer: Viewer) -> dict[str, Any]:
         from cc_backend.auth.users import change_access

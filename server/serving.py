@@ -1,4 +1,4 @@
-"""Run the app under cheroot: bind, TLS, :80 redirect, privilege drop, background tasks, graceful shutdown.
+"""Run the app under cheroot: bind, TLS, :80 redirect, privilege drop, background tasks, live monitoring, graceful shutdown.
 
 (Named ``serving`` rather than ``serve`` so that importing it cannot replace the package's
 ``serve`` function with a module attribute.)
@@ -195,6 +195,100 @@ def make_server(app: Any, host: str, port: int, main: Any, *, threads: int = THR
                          body_timeout=main.read_body_timeout.total_seconds())
 
 
+#: How often the metric store drops samples beyond retention-in-memory and frees memory above memory-cap.
+ENFORCE_LIMITS_INTERVAL_S = 60.0
+#: How long shutdown waits for the archive queue to drain (upstream: 60 s).
+ARCHIVE_DRAIN_TIMEOUT_S = 60.0
+
+
+class LiveServices:
+    """The background parts of live monitoring a server runs: metric store with checkpoints, NATS, archiver.
+
+    ``start()`` after the port is bound and privileges are dropped (checkpoints and the archive belong to
+    the server's user); ``stop()`` after the HTTP server stopped accepting, in this order: NATS (no new
+    metrics or job events), the archive queue (drained up to 60 s), the final checkpoint. An app made by
+    ``make_app`` alone (tests, the TUI) has none of them: the store is then created on first use.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.checkpointer: Any = None
+        self.nats: Any = None
+        self.archiver: Any = None
+
+    def prepare(self) -> None:
+        """Import what start() and its threads need while the installation is still readable.
+
+        After the privileges are dropped (main.user) a Python installed in a private directory (e.g. under
+        /root) can no longer be read, and a lazy import in a background thread would fail then.
+        """
+        import concurrent.futures.thread  # noqa: F401 - loaded by name on first use of ThreadPoolExecutor
+
+        import cc_backend.jobs.archiving  # noqa: F401 - imported for start()
+        import cc_backend.metricstore.checkpoint  # noqa: F401
+        import cc_backend.metricstore.store  # noqa: F401
+        from cc_backend import nats
+
+        if nats.wanted(self.runtime):
+            import nats as nats_client  # noqa: F401 - the client library the NATS thread connects with
+
+    def tasks(self) -> list[Any]:
+        """Periodic tasks for the server's TaskRunner (the store's retention and memory cap)."""
+        from cc_backend.tasks import PeriodicTask
+
+        # Also without a metric-store section: the built-in store then keeps its default limits.
+        return [PeriodicTask("metricstore-limits", ENFORCE_LIMITS_INTERVAL_S,
+                             lambda: self.runtime.metric_store.enforce_limits() or None)]
+
+    def start(self) -> None:
+        config = self.runtime.config
+        # Created now, before the request and NATS threads could each create one of their own on first use.
+        store = self.runtime.metric_store
+        if config.metric_store is not None:
+            from cc_backend.metricstore.checkpoint import Checkpointer
+
+            self.checkpointer = Checkpointer(store, config.metric_store)
+            restored = self.checkpointer.restore()
+            log.info("metric store restored from %s: %s", config.metric_store.checkpoints.directory, restored)
+            self.checkpointer.start()
+        self._start_nats()
+        from cc_backend.jobs.archiving import ArchiveQueue
+
+        self.archiver = ArchiveQueue(self.runtime)
+        self.runtime.archiver = self.archiver
+        self.archiver.requeue_unarchived()
+        self.archiver.start()
+
+    def _start_nats(self) -> None:
+        from cc_backend import nats
+
+        config = self.runtime.config
+        if not nats.wanted(self.runtime):
+            return
+        if config.nats is None:
+            log.error("metric-store.nats-subscriptions or main.api-subjects is set, but there is no nats section: "
+                      "nothing is received over NATS")
+            return
+        self.nats = nats.NatsService(self.runtime)
+        self.nats.start()
+
+    def stop(self) -> None:
+        """Stop in order; each step runs even if an earlier one failed."""
+        steps: list[tuple[str, Callable[[], Any]]] = []
+        if self.nats is not None:
+            steps.append(("NATS", self.nats.stop))
+        if self.archiver is not None:
+            steps.append(("archive queue", lambda: self.archiver.stop(ARCHIVE_DRAIN_TIMEOUT_S)))
+        if self.checkpointer is not None:
+            steps.append(("final checkpoint", self.checkpointer.stop))
+        for name, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("stopping the %s failed", name)
+        self.runtime.archiver = None
+
+
 def run_server(runtime: Runtime, *, dev: bool = False) -> None:
     """Serve ``runtime`` on main.addr until SIGTERM or SIGINT, then finish in-flight requests and return."""
     from cc_backend.server.app import make_app
@@ -231,13 +325,17 @@ def run_server(runtime: Runtime, *, dev: bool = False) -> None:
             where = ":".join(str(part) for part in srv.bind_addr[:2])
             key = "main.addr" if srv is server else "main.redirect-http-to"
             raise ConfigError(f"{key}: cannot listen on {where}: {exc}", field=key) from None
+    live = LiveServices(runtime)
     try:
+        live.prepare()
         if drop_privileges(identity):
             check_access(runtime, identity)
-        tasks = TaskRunner(server_tasks(runtime))
+        tasks = TaskRunner(server_tasks(runtime) + live.tasks())
+        live.start()
     except BaseException:
         for srv in servers:
             srv.stop()
+        live.stop()
         raise
 
     bound_host, bound_port = server.bind_addr[:2]
@@ -272,6 +370,7 @@ def run_server(runtime: Runtime, *, dev: bool = False) -> None:
             thread.join()
         # In-flight requests are done; a task in the middle of a run gets a short grace, no more.
         tasks.stop(timeout=STOP_GRACE_S)
+        live.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         runtime.close()

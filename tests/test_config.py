@@ -123,7 +123,11 @@ def test_our_demo_config() -> None:
     assert config.main.addr == "127.0.0.1:8080"
     assert config.archive.path == "./var/job-archive"
     assert config.auth.jwts is not None and config.auth.jwts.max_age == timedelta(hours=2000)
-    assert config.metric_store is None and config.metric_store_external == []
+    # the built-in store, bounded (a day in at most 2 GB) and checkpointed hourly so a restart keeps the day
+    store = config.metric_store
+    assert store is not None and store.retention_in_memory == timedelta(hours=24) and store.memory_cap == 2
+    assert store.checkpoint_interval == timedelta(hours=1) and store.checkpoints.directory == "./var/checkpoints"
+    assert config.metric_store_external == []
 
 
 # -- missing file and defaults -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from cc_backend.archive.paths import job_relpath
-from cc_backend.demo import JOB_STATES, DemoSummary, cluster_configs, default_now, generate_archive
+from cc_backend.demo import FINISHED_STATES, DemoSummary, cluster_configs, default_now, generate_archive
 from cc_backend.errors import InvalidInput
 
 SEED = 7
@@ -218,15 +218,14 @@ def test_meta_json_shape(small: Any) -> None:
                 "duration", "resources", "statistics"} <= set(meta)
         assert Path(job_dir) == root / job_relpath(meta["cluster"], meta["jobId"], meta["startTime"])
         assert meta["monitoringStatus"] == 3 and meta["smt"] == 1 and meta["energy"] == 0
-        assert meta["jobState"] in JOB_STATES
+        assert meta["jobState"] in FINISHED_STATES
         assert meta["shared"] in {"none", "single_user", "multi_user"}
         assert 0 < meta["submitTime"] <= meta["startTime"] <= NOW
         assert NOW - 31 * 86400 <= meta["startTime"]
         assert 0 < meta["duration"] <= meta["walltime"]
         if meta["jobState"] == "timeout":
             assert meta["duration"] == meta["walltime"]
-        if meta["jobState"] not in ("running", "suspended", "pending"):
-            assert meta["startTime"] + meta["duration"] <= NOW
+        assert meta["startTime"] + meta["duration"] <= NOW  # finished before the archive's "now"
         sc = scs[(meta["cluster"], meta["subCluster"])]
         hosts = set(_expand(sc["nodes"]))
         cores = sc["socketsPerNode"] * sc["coresPerSocket"]
@@ -268,12 +267,12 @@ def test_meta_json_shape(small: Any) -> None:
 def test_states_users_and_distributions(small: Any, big_meta: Any) -> None:
     _root, summary, jobs = small
     states = Counter(m["jobState"] for _d, m in jobs)
-    assert set(states) == set(JOB_STATES)
+    assert set(states) == set(FINISHED_STATES)
     assert summary.states == dict(sorted(states.items()))
     _root, big, bjobs, _t = big_meta
     metas = [m for _d, m in bjobs]
     states = Counter(m["jobState"] for m in metas)
-    assert set(states) == set(JOB_STATES) and states.most_common(1)[0][0] == "completed"
+    assert set(states) == set(FINISHED_STATES) and states.most_common(1)[0][0] == "completed"
     assert states["completed"] > 0.6 * len(metas) and min(states.values()) >= 20
     # users: ~100-300 of them, Zipf-like
     users = Counter(m["user"] for m in metas)
@@ -435,7 +434,7 @@ def test_pathological_jobs_present(small: Any) -> None:
     scs = _subclusters()
     found: Counter[str] = Counter()
     for job_dir, meta in jobs:
-        if meta["duration"] < 1800 or meta["jobState"] in ("pending", "boot_fail"):
+        if meta["duration"] < 1800 or meta["jobState"] == "boot_fail":
             continue
         data, _k, _s = _load_data(job_dir)
         st = meta["statistics"]

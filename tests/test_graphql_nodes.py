@@ -89,6 +89,12 @@ def timed(site, kind, **variables) -> dict[str, list[tuple[int, int]]]:
     return {entry["state"]: list(zip(entry["times"], entry["counts"])) for entry in result}
 
 
+#: The metrics of fritz's subcluster main in cluster.json order (what a node's health is checked against).
+FRITZ_MAIN_METRICS = ["cpu_load", "cpu_user", "mem_used", "flops_any", "flops_sp", "flops_dp", "mem_bw", "clock",
+                      "cpu_power", "mem_power", "ipc", "vectorization_ratio", "ib_recv", "ib_xmit", "ib_recv_pkts",
+                      "ib_xmit_pkts", "nfs4_read", "nfs4_write", "nfs4_total"]
+
+
 def test_nodes_are_listed_with_their_newest_state(graphql_site, report_times):
     items = {n["hostname"]: n for n in nodes(graphql_site)}
     assert list(items) == ["a0121", "a0601", "f0101", "f0102", "f2181", "host124"]  # hostname order
@@ -96,7 +102,8 @@ def test_nodes_are_listed_with_their_newest_state(graphql_site, report_times):
     assert {k: v for k, v in items["f0101"].items() if k != "id"} == {
         "hostname": "f0101", "cluster": "fritz", "subCluster": "main", "jobsRunning": 1, "cpusAllocated": 72,
         "memoryAllocated": 250000, "gpusAllocated": 0, "schedulerState": "allocated", "healthState": "failed",
-        "metaData": {}, "healthData": {}}
+        # no metric store has data of it: every metric of its subcluster is missing
+        "metaData": {}, "healthData": {"missing": FRITZ_MAIN_METRICS, "degraded": []}}
     assert items["a0601"]["subCluster"] == "a100" and items["a0601"]["gpusAllocated"] == 8
     assert items["a0601"]["schedulerState"] == "allocated"  # allocated outranks drain
     assert items["a0121"]["subCluster"] == "a40" and items["a0121"]["schedulerState"] == "mixed"

@@ -25,6 +25,7 @@ def demo(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     write_site(folder, main_section(f"sqlite:///{folder / 'job.db'}"), archive)
     assert cli(folder, "init-db").returncode == 0
+    assert cli(folder, "demo", "start-jobs", "--jobs", "6", "--now", "1767225600").returncode == 0
     engine = make_engine(f"sqlite:///{folder / 'job.db'}")
     yield engine, FileArchive(archive), sqlite3.connect(folder / "job.db")
     engine.dispose()

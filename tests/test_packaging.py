@@ -56,7 +56,8 @@ def _demo_checkout(tmp_path: Path, port: int) -> Path:
 def test_start_demo_announces_the_configured_address_and_serves_there(tmp_path):
     port = free_port()
     checkout = _demo_checkout(tmp_path, port)
-    env = {**os.environ, "DEMO_JOBS": "20", "CC_BCRYPT_ROUNDS": "4"}
+    # without the live feeder, which starts jobs of its own
+    env = {**os.environ, "DEMO_JOBS": "20", "CC_BCRYPT_ROUNDS": "4", "DEMO_FEED": "0"}
     demo = subprocess.Popen(["./startDemo.sh"], cwd=checkout, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

@@ -490,3 +490,41 @@ def test_remote_tags_change_the_servers_database(site):
         assert tags_of(site, row["id"]) == before
 
     run(remote(site, "user"), scenario)
+
+
+def test_a_running_jobs_plot_follows_the_metric_store(site, monkeypatch):
+    """Remote mode: a running job's plot shows the server's built-in store and takes in new samples on refresh."""
+    import time
+
+    import httpx
+    from support.site import auth, token
+
+    row = one(site, "SELECT id, cluster, resources FROM job WHERE job_state = 'running' AND job_id >= 7000000"
+                    " ORDER BY id LIMIT 1")
+    hosts = [r["hostname"] for r in json.loads(row["resources"])]
+    headers = auth(token(site.folder, ["api"]))
+    now = int(time.time()) // 60 * 60
+
+    def write(ts: int, value: float) -> None:
+        body = "\n".join(f"cpu_load,cluster={row['cluster']},hostname={h},type=node value={value} {ts}" for h in hosts)
+        r = httpx.post(f"{site.url}/api/write?cluster={row['cluster']}", content=body.encode(), headers=headers)
+        assert r.status_code == 200, r.text
+
+    for minutes_ago, value in ((4, 10.0), (3, 20.0), (2, 30.0)):
+        write(now - 60 * minutes_ago, value)
+    monkeypatch.setattr(JobScreen, "refresh_seconds", 0.5)
+
+    def newest(plot: MetricPlot) -> list[float]:
+        return [[v for v in s["data"] if v is not None][-1] for s in plot.plot["series"]]
+
+    async def scenario(pilot):
+        screen = await open_job(pilot, row["id"])
+        assert screen.metrics == ["cpu_load"]  # the only metric the store has for it
+        plot = screen.query_one("#plot", MetricPlot)
+        assert plot.labels == hosts and newest(plot) == [30.0] * len(hosts)
+        write(now - 60, 42.0)
+        await pilot.pause(1.2)  # past the refresh
+        await settle(pilot)
+        assert newest(screen.query_one("#plot", MetricPlot)) == [42.0] * len(hosts)
+
+    run(remote(site), scenario)

@@ -178,6 +178,8 @@ def demo_site(folder: Path) -> tuple[Path, int]:
         "main": {"addr": "127.0.0.1:0", "db": "job.db"}, "archive": {"kind": "file", "path": "archive"}}))
     r = cli(folder, "init-db")
     assert r.returncode == 0, r.stderr
+    r = cli(folder, "demo", "start-jobs", "--jobs", "20", "--now", str(DEMO_NOW))
+    assert r.returncode == 0, r.stderr
     with sqlite3.connect(folder / "job.db") as db:
         (db_id,) = db.execute(
             "SELECT id FROM job WHERE job_state = 'completed' AND cluster = 'fritz' AND num_nodes BETWEEN 2 AND 8 "

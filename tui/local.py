@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from cc_backend.archive.cluster import Cluster
     from cc_backend.auth.security import Viewer
     from cc_backend.jobs.filter import JobFilter, OrderBy
+    from cc_backend.metrics.dispatch import MetricDispatch
     from cc_backend.runtime import Runtime
 
 
@@ -100,7 +101,14 @@ class LocalSource:
         runtime = self.runtime
         return jobdata.as_metric_list(jobdata.visible_job_data(
             runtime.archive, job, viewer=self.viewer, resampling=runtime.config.main.resampling,
-            metrics=metrics, scopes=scopes, resolution=resolution))
+            metrics=metrics, scopes=scopes, resolution=resolution, live=self._live()))
+
+    def _live(self) -> MetricDispatch | None:
+        """Live data of running jobs, from an external metric store only: this process's built-in store
+        is empty (the server's holds the samples), so it would show nothing rather than nothing wrong."""
+        if not self.runtime.config.metric_store_external:
+            return None
+        return self.runtime.metric_data
 
     def _hidden(self, job: dict[str, Any]) -> frozenset[str]:
         from cc_backend.metrics import jobdata
@@ -111,7 +119,7 @@ class LocalSource:
     def job_stats(self, job: dict[str, Any], metrics: list[str] | None) -> list[dict[str, Any]]:
         from cc_backend.metrics import jobdata
 
-        return jobdata.job_stats(self.runtime.archive, job, metrics, hidden=self._hidden(job))
+        return jobdata.job_stats(self.runtime.archive, job, metrics, hidden=self._hidden(job), live=self._live())
 
     def scoped_job_stats(self, job: dict[str, Any], metrics: list[str] | None,
                          scopes: list[str] | None) -> list[dict[str, Any]]:
@@ -119,7 +127,7 @@ class LocalSource:
 
         archive = self.runtime.archive
         return jobdata.scoped_job_stats(archive, job, metrics, scopes, registry=archive.registry(),
-                                        hidden=self._hidden(job))
+                                        hidden=self._hidden(job), live=self._live())
 
     def group_statistics(self, group_by: GroupBy, flt: JobFilter | None) -> list[dict[str, Any]]:
         from cc_backend.jobs.statistics import StatsOptions, job_statistics

@@ -15,7 +15,13 @@ from typing import Annotated, Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from cc_backend.config.messages import show_value
-from cc_backend.config.sections import SECTIONS, Config
+from cc_backend.config.sections import (
+    PROMETHEUS_PLACEHOLDER,
+    PROMETHEUS_PLACEHOLDERS,
+    SECTIONS,
+    Config,
+    ExternalMetricStoreConfig,
+)
 from cc_backend.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -340,6 +346,11 @@ def _map_clusters(clusters: Any, filename: str, problems: _Problems, loc_map: di
             problems.add(filename, repo_loc, f"expected an object, got {show_value(repo)}")
             continue
         kind = repo.get("kind")
+        if kind == "prometheus":
+            # v1.0's Go-template placeholders do not carry over; the admin rewrites them as "queries"
+            ignored.append(f'clusters[{i}].metricDataRepository (kind "prometheus": write it as a metric-store-external '
+                           f'entry of kind "prometheus" with PromQL "queries")')
+            continue
         if kind != "cc-metric-store":
             ignored.append(f"clusters[{i}].metricDataRepository (kind {show_value(kind)}; v1.5 only talks to cc-metric-store)")
             continue
@@ -459,6 +470,39 @@ def _semantic_problems(config: Config) -> list[tuple[Loc, str]]:
         if entry.scope in seen:
             found.append((("metric-store-external", i, "scope"), f'duplicate scope "{entry.scope}" (also in entry {seen[entry.scope]})'))
         seen.setdefault(entry.scope, i)
+        found.extend(_external_store_problems(("metric-store-external", i), entry))
+    return found
+
+
+_PROMETHEUS_ONLY = ("username", "password", "queries", "host_label", "host_label_strip")
+
+
+def _external_store_problems(loc: Loc, entry: ExternalMetricStoreConfig) -> list[tuple[Loc, str]]:
+    """Keys one kind of external store needs or must not have; every PromQL template's placeholders known."""
+    found: list[tuple[Loc, str]] = []
+    if entry.kind == "cc-metric-store":
+        if entry.token is None:
+            found.append((loc + ("token",), "required key is missing"))
+        for name in _PROMETHEUS_ONLY:
+            if name in entry.model_fields_set:
+                found.append((loc + (name.replace("_", "-"),), 'only allowed when kind is "prometheus"'))
+        return found
+    if not entry.queries:
+        found.append((loc + ("queries",), 'required when kind is "prometheus": an object of metric name -> PromQL template, '
+                                          'e.g. {"cpu_load": "node_load1{instance=~\\"{hosts}:9100\\"}"}'))
+    for metric, template in (entry.queries or {}).items():
+        if not template.strip():
+            found.append((loc + ("queries", metric), "expected a PromQL template, got an empty string"))
+        unknown = sorted({m.group(1) for m in PROMETHEUS_PLACEHOLDER.finditer(template)} - set(PROMETHEUS_PLACEHOLDERS))
+        if unknown:
+            names = ", ".join("{" + name + "}" for name in unknown)
+            known = ", ".join("{" + name + "}" for name in PROMETHEUS_PLACEHOLDERS)
+            found.append((loc + ("queries", metric), f"unknown placeholder {names} (known: {known})"))
+    if (entry.username is None) != (entry.password is None):
+        missing = "password" if entry.username is not None else "username"
+        found.append((loc + (missing,), "required when the other of username/password is set"))
+    if entry.username is not None and entry.token is not None:
+        found.append((loc + ("token",), "set either token (bearer) or username/password (basic), not both"))
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -425,15 +426,36 @@ class MetricStoreConfig(_Section):
     """Debugging aids."""
 
 
+#: Placeholders a Prometheus query template may use: ``{host}``, ``{hosts}`` and ``{cluster}``.
+PROMETHEUS_PLACEHOLDERS = ("host", "hosts", "cluster")
+#: A placeholder in a PromQL template: a bare name in braces, which PromQL itself never has (its
+#: label matchers always carry an operator, as in ``{instance="x"}``).
+PROMETHEUS_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
+
+
 class ExternalMetricStoreConfig(_Section):
-    """One external cc-metric-store (an entry of ``metric-store-external``)."""
+    """One external metric backend (an entry of ``metric-store-external``): a cc-metric-store or a Prometheus server."""
 
     scope: str
     """Which jobs use this store: "<cluster>-<subcluster>", "<cluster>" or "*" (tried in that order)."""
     url: str
-    """Base URL of the cc-metric-store, e.g. "http://localhost:8082"."""
-    token: str
-    """JWT sent to the store."""
+    """Base URL of the store, e.g. "http://localhost:8082" (cc-metric-store) or "http://localhost:9090" (Prometheus)."""
+    token: str | None = None
+    """JWT sent to a cc-metric-store (required for that kind); for Prometheus an optional bearer token."""
+    kind: Literal["cc-metric-store", "prometheus"] = "cc-metric-store"
+    """What the store is: "cc-metric-store" or "prometheus" (node scope only, PromQL templates in queries). Extension of this implementation: upstream v1.5 only talks to cc-metric-store."""
+    username: str | None = None
+    """Prometheus only: user name for HTTP basic authentication (with password)."""
+    password: str | None = None
+    """Prometheus only: password for HTTP basic authentication (with username)."""
+    timeout: PositiveGoDuration = timedelta(seconds=10)
+    """How long one request to the store may take, e.g. "10s"."""
+    queries: dict[str, str] | None = None
+    """Prometheus only (required there): metric name -> PromQL template. Placeholders: ``{host}`` (one hostname, as is; one request per host), ``{hosts}`` (a regex alternation of the escaped hostnames, for ``=~``) and ``{cluster}``; e.g. ``{"cpu_load": "node_load1{instance=~\\"{hosts}:9100\\"}"}``. Several series of one host are combined by the metric's aggregation (sum or avg)."""
+    host_label: str = "instance"
+    """Prometheus only: the label of the query results that carries the hostname."""
+    host_label_strip: str = ""
+    """Prometheus only: a suffix removed from host-label values, e.g. ":9100"."""
 
 
 _DEFAULT_METRICS = ["cpu_load", "flops_any", "mem_bw", "mem_used"]

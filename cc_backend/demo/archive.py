@@ -86,6 +86,7 @@ def _run_chunk(args: tuple[str, int, int, int, bool, int, int]) -> _ChunkResult:
     dumps = orjson.dumps
     for i in range(lo, hi):
         job = make_job(w, i, idents)
+        assert job is not None  # only live jobs can be refused
         meta = job.meta
         srng = RNG_STATS
         srng.seed(mix(seed, 3, i))
@@ -116,8 +117,6 @@ def _run_chunk(args: tuple[str, int, int, int, bool, int, int]) -> _ChunkResult:
         res.projects.add(meta["project"])
         res.jobs += 1
     return res
-
-
 
 
 @dataclass

@@ -7,12 +7,14 @@ from cc_backend.archive import ARCHIVE_VERSION  # noqa: F401 - re-exported for t
 DEFAULT_JOBS = 2000
 #: Start times are spread over this many days before ``now``.
 WINDOW_DAYS = 30
-JOB_STATES = (
+#: States of a finished job. The archive holds finished jobs only: a job that runs, waits or is suspended is not
+#: archived yet (running jobs of the live demo come from ``cc-backend demo feed`` or ``demo start-jobs``).
+FINISHED_STATES = (
     "boot_fail", "cancelled", "completed", "deadline", "failed", "node_fail",
-    "out_of_memory", "pending", "preempted", "running", "suspended", "timeout",
+    "out_of_memory", "preempted", "timeout",
 )
-STATE_WEIGHTS = (0.3, 7.5, 71.0, 0.3, 7.0, 0.6, 2.0, 1.0, 1.2, 3.5, 0.3, 4.5)
-# Job i with i % FORCE_PERIOD < 12 gets JOB_STATES[i % FORCE_PERIOD]: every state shows up in small archives.
+STATE_WEIGHTS = (0.3, 7.5, 71.0, 0.3, 7.0, 0.6, 2.0, 1.2, 4.5)
+# Job i with i % FORCE_PERIOD < len(FINISHED_STATES) gets that state: every state shows up in small archives.
 FORCE_PERIOD = 97
 GZIP_THRESHOLD = 2000  # upstream: data.json > 2000 bytes is stored gzip'ed
 GZIP_LEVEL = 4

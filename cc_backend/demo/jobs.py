@@ -28,7 +28,7 @@ from cc_backend.demo.applications import (
     cumulative,
     pick,
 )
-from cc_backend.demo.base import FORCE_PERIOD, JOB_STATES, WINDOW_DAYS, mix
+from cc_backend.demo.base import FINISHED_STATES, FORCE_PERIOD, WINDOW_DAYS, mix
 from cc_backend.demo.clusters import SubCluster, make_clusters, metric_names
 
 if TYPE_CHECKING:
@@ -355,23 +355,19 @@ class DemoJob:
     cluster: str
 
 
-def make_job(w: _World, i: int, ident_cache: dict[int, Identity]) -> DemoJob:
-    lead = w.leader[i]
-    ident = ident_cache.get(lead)
-    if ident is None:
-        if len(ident_cache) > 64:
-            ident_cache.clear()
-        ident = ident_cache[lead] = _identity(w, lead)
-    rng = _RNG_JOB
-    rng.seed(mix(w.seed, 2, i))
-    sc: SubCluster = ident.sc
-    app = APPS[ident.app]
-    now = w.now
+class LiveStart:
+    """How a live job (see ``demo.live``) starts: now, for a planned time, on hosts no other live job uses."""
 
-    # state, walltime, duration
+    __slots__ = ("start", "duration", "busy", "max_nodes")
+
+    def __init__(self, start: int, duration: int, busy: set[str], max_nodes: int) -> None:
+        self.start, self.duration, self.busy, self.max_nodes = start, duration, busy, max_nodes
+
+
+def _finished(rng: random.Random, i: int, walltime: int) -> tuple[str, int]:
+    """State and run time of archived job ``i``."""
     k = i % FORCE_PERIOD
-    state = JOB_STATES[k] if k < 12 else pick(rng, JOB_STATES, STATE_CUM)
-    walltime = ident.walltime
+    state = FINISHED_STATES[k] if k < len(FINISHED_STATES) else pick(rng, FINISHED_STATES, STATE_CUM)
     frac = min(0.98, max(0.002, math.exp(rng.gauss(math.log(0.35), 0.9))))
     if state == "completed":
         duration = max(30, int(walltime * frac))
@@ -381,14 +377,48 @@ def make_job(w: _World, i: int, ident_cache: dict[int, Identity]) -> DemoJob:
         duration = rng.randint(5, 300) if rng.random() < 0.5 else max(30, int(walltime * frac))
     elif state == "boot_fail":
         duration = rng.randint(5, 300)
-    elif state == "pending":
-        duration = rng.randint(1, 30)
     elif state == "out_of_memory":
         duration = max(120, int(walltime * rng.uniform(0.05, 0.8)))
-    elif state in ("running", "suspended"):
-        duration = max(120, int(walltime * rng.uniform(0.02, 0.95)))
     else:  # cancelled, deadline, node_fail, preempted
         duration = max(30, int(walltime * rng.uniform(0.01, 0.95)))
+    return state, duration
+
+
+def _live_hosts(rng: random.Random, sc: SubCluster, n_nodes: int, busy: set[str]) -> list[str] | None:
+    """``n_nodes`` hosts of ``sc`` that are not busy, a contiguous stretch of the free ones; None if too few."""
+    free = [h for h in sc.hosts if h not in busy]
+    if len(free) < n_nodes:
+        return None
+    j = rng.randrange(len(free) - n_nodes + 1)
+    return free[j:j + n_nodes]
+
+
+def make_job(w: _World, i: int, ident_cache: dict[int, Identity], live: LiveStart | None = None) -> DemoJob | None:
+    """Job ``i`` of the archive; with ``live`` a running job of the same models instead.
+
+    A live job starts at ``live.start``, is planned to run ``live.duration`` seconds (at most its walltime)
+    and gets hosts outside ``live.busy``; None when its identity needs more than ``live.max_nodes`` nodes or
+    more free hosts than there are (the caller tries another ``i``).
+    """
+    lead = w.leader[i]
+    ident = ident_cache.get(lead)
+    if ident is None:
+        if len(ident_cache) > 64:
+            ident_cache.clear()
+        ident = ident_cache[lead] = _identity(w, lead)
+    if live is not None and ident.nodes > live.max_nodes:
+        return None
+    rng = _RNG_JOB
+    rng.seed(mix(w.seed, 2, i))
+    sc: SubCluster = ident.sc
+    app = APPS[ident.app]
+    now = w.now
+
+    walltime = ident.walltime
+    if live is None:
+        state, duration = _finished(rng, i, walltime)
+    else:
+        state, duration = "running", max(1, min(live.duration, walltime))
 
     # times
     submit = w.submit_time((lead + ident.submit_u) / max(1, w.n))
@@ -396,15 +426,11 @@ def make_job(w: _World, i: int, ident_cache: dict[int, Identity]) -> DemoJob:
     wait = int(math.exp(rng.gauss(math.log(300), 1.3)) * (1 + math.log2(ident.nodes)))
     wait = min(wait, 3 * 86400) + pos * rng.randint(0, 120)
     start = submit + wait
-    # jobs still running (or queued) at `now`, and finished jobs that would end after it, move back in time;
-    # they keep a normal queue wait
-    if state in ("running", "suspended"):
-        start = now - duration
-        submit = start - wait
-    elif state == "pending":
-        start = now - rng.randint(60, 1800)
+    if live is not None:
+        start = live.start
         submit = start - wait
     elif start + duration > now - 30:
+        # finished jobs that would end after `now` move back in time; they keep a normal queue wait
         start = now - 30 - duration - rng.randint(0, 3600)
         submit = start - wait
     submit = max(1, submit)
@@ -413,7 +439,12 @@ def make_job(w: _World, i: int, ident_cache: dict[int, Identity]) -> DemoJob:
     hosts_all = sc.hosts
     n_nodes = ident.nodes
     n_all = len(hosts_all)
-    if n_nodes >= n_all:
+    if live is not None:
+        live_hosts = _live_hosts(rng, sc, n_nodes, live.busy)
+        if live_hosts is None:
+            return None
+        picked = [hosts_all.index(h) for h in live_hosts]
+    elif n_nodes >= n_all:
         picked = list(range(n_all))
     else:
         # a contiguous stretch with a few holes, as Slurm allocates
@@ -457,7 +488,7 @@ def make_job(w: _World, i: int, ident_cache: dict[int, Identity]) -> DemoJob:
 
     # tags
     tags: list[dict[str, str]] = []
-    if start >= w.tagger_since and app.tag and state != "pending":
+    if start >= w.tagger_since and app.tag:
         tags.append({"type": "app", "name": app.tag, "scope": "global"})
     if start >= w.tagger_since and ident.shared == "none" and duration > 600 and prof.pathology_tag:
         tags.append({"type": "jobClass", "name": prof.pathology_tag, "scope": "global"})
@@ -513,7 +544,7 @@ class Prof:
 
     __slots__ = ("busy", "alloc", "imbalance_nodes", "eff", "dp", "bw", "mem", "ipc", "clk", "intensity",
                  "load_util", "background", "comm", "ib_single", "rd", "wr", "rd_window", "ckpt_period", "pattern",
-                 "ramp", "period", "toggles", "susp_at", "mem_shape", "tau", "gpu_util", "gpu_mem", "gpu_pw",
+                 "ramp", "period", "toggles", "mem_shape", "tau", "gpu_util", "gpu_mem", "gpu_pw",
                  "idle_gpus",
                  "pathology", "pathology_tag", "duration", "nodes", "sc", "ngpu")
 
@@ -539,7 +570,6 @@ class Prof:
     ramp: float
     period: float
     toggles: list[float]
-    susp_at: float | None
     mem_shape: str
     tau: float
     gpu_util: float
@@ -597,7 +627,6 @@ def _profile(rng: random.Random, ident: Identity, app: App, sc: SubCluster, stat
         while t < duration:
             t += rng.expovariate(1 / 1200)
             p.toggles.append(t)
-    p.susp_at = duration * rng.uniform(0.3, 0.8) if state == "suspended" else None
     p.mem_shape = "oom" if state == "out_of_memory" else "plateau"
     p.tau = rng.uniform(60, 900)
     turbo = sc.clk_turbo - (sc.clk_turbo - sc.clk_base) * app.vec * rng.uniform(0.6, 1.0)
@@ -614,7 +643,7 @@ def _profile(rng: random.Random, ident: Identity, app: App, sc: SubCluster, stat
     # pathologies
     p.pathology, p.pathology_tag = None, None
     r = rng.random()
-    if state in ("boot_fail", "pending"):
+    if state == "boot_fail":
         busy = 0
         p.pathology = "idle"
     elif r < 0.04:

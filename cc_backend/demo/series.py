@@ -11,26 +11,24 @@ import orjson
 
 from cc_backend.demo.applications import UNIT_OF
 from cc_backend.demo.base import ACC_BUDGET, FINE_BUDGET, MIN_SAMPLES, NODE_BUDGET, NODE_MAX_SAMPLES, r2
-from cc_backend.demo.clusters import ACC_METRICS, METRICS, SIGMA
+from cc_backend.demo.clusters import ACC_METRICS, METRICS, SIGMA, SubCluster
 from cc_backend.demo.jobs import DemoJob, Prof
 
 
 def _shape_values(kind: str, p: Prof, times: list[float], ts: float) -> list[float]:
     """Shape (0..1) of ``kind`` at the sample ``times`` (right edges of intervals of length ``ts``)."""
     if kind == "load":
-        # busy cores stay busy (MPI ranks spin while communicating); only bursty jobs and suspension idle them
-        ramp, susp, tog = p.ramp, p.susp_at, p.toggles
+        # busy cores stay busy (MPI ranks spin while communicating); only bursty jobs idle them
+        ramp, tog = p.ramp, p.toggles
         out = []
         for t in times:
             v = t / ramp if t < ramp else 1.0
             if tog and bisect.bisect_right(tog, t) % 2:
                 v *= 0.06
-            if susp is not None and t > susp:
-                v = 0.0
             out.append(v)
         return out
     if kind == "act":
-        ramp, period, pat, susp = p.ramp, p.period, p.pattern, p.susp_at
+        ramp, period, pat = p.ramp, p.period, p.pattern
         tw = math.tau / period
         out = []
         tog = p.toggles
@@ -46,8 +44,6 @@ def _shape_values(kind: str, p: Prof, times: list[float], ts: float) -> list[flo
                 v = 0.3 if (t % period) < 0.06 * period else 0.97
             else:  # bursty
                 v = 1.0 if bisect.bisect_right(tog, t) % 2 == 0 else 0.06
-            if susp is not None and t > susp:
-                v = 0.0
             out.append(r * v)
         return out
     if kind == "mem":
@@ -378,6 +374,38 @@ def _scope(metric: str, ts: int, series: list[dict[str, Any]]) -> dict[str, Any]
 
 _CORE_METRICS = ("cpu_user", "flops_any", "flops_dp", "flops_sp", "clock", "ipc")
 _SOCKET_METRICS = ("mem_bw", "cpu_power", "mem_power")
+#: The metrics ``core_levels`` models, in its order (flops_dp and flops_sp are shares of flops_any).
+CORE_LEVEL_METRICS = ("cpu_user", "flops_any", "clock", "ipc")
+
+
+def core_levels(p: Prof, busy: bool, cf: float) -> tuple[_Model, _Model, _Model, _Model]:
+    """Models of ``CORE_LEVEL_METRICS`` on one core: a busy one (``cf``: its speed factor, ~0.93-1.05) or an idle one."""
+    sc = p.sc
+    if not busy:
+        return (_level(0.05, 0.45, 0.2, 100.0), _level(0.0, 0.02, 0.2, 1.0),
+                _level(float(sc.clk_idle), float(sc.clk_idle), 0.0, float(sc.clk_max)), _level(0.2, 0.35, 0.1, 4.0))
+    p_core = 2 * sc.flops_dp_peak / sc.cores
+    return (
+        _level(0.3, 98.0 * cf, 0.008, 100.0),
+        _level(0.0, p_core * p.eff * cf, 0.12, p_core * 0.85),
+        _level(float(sc.clk_idle), p.clk * cf, 0.01, float(sc.clk_max)),
+        _level(0.25, p.ipc * cf, 0.04, 4.0),
+    )
+
+
+def socket_shares(sc: SubCluster, hwt: list[int], busy: int) -> list[tuple[int, float, float]]:
+    """(socket, share of the job's cores, share of its busy cores) for the sockets the cores ``hwt`` are on.
+
+    The first ``busy`` cores of ``hwt`` are the busy ones; a socket's series is the node model's level times the
+    first share plus its span times the second.
+    """
+    a = len(hwt)
+    out = []
+    for s in sorted({c // sc.cores_per_socket for c in hwt}):
+        share = sum(1 for c in hwt if c // sc.cores_per_socket == s) / a
+        busy_in = sum(1 for idx, c in enumerate(hwt) if idx < busy and c // sc.cores_per_socket == s)
+        out.append((s, share, busy_in / busy if busy else share))
+    return out
 
 
 def _fine_scopes(job: DemoJob, doc: dict[str, Any], rng: random.Random) -> None:
@@ -396,30 +424,18 @@ def _fine_scopes(job: DemoJob, doc: dict[str, Any], rng: random.Random) -> None:
     act = _shape_values("act", p, times, ts)
     load = _shape_values("load", p, times, ts)
     noff = _NOISE_LEN - len(times) - 1
-    p_core = 2 * sc.flops_dp_peak / sc.cores
     core: dict[str, list[dict[str, Any]]] = {m: [] for m in _CORE_METRICS}
     sock: dict[str, list[dict[str, Any]]] = {m: [] for m in sock_metrics}
     dp_share = p.dp / 2
-    idle_levels = (_level(0.05, 0.45, 0.2, 100.0), _level(0.0, 0.02, 0.2, 1.0),
-                   _level(float(sc.clk_idle), float(sc.clk_idle), 0.0, float(sc.clk_max)), _level(0.2, 0.35, 0.1, 4.0))
     for k, host in enumerate(job.hosts):
         busy = _node_busy(p, k)
         model = _node_model(p, busy, job.metrics)
         for idx, c in enumerate(hwt):
             cid = str(c)
             b = idx < busy
-            cf = rng.uniform(0.93, 1.05) if b else 1.0
-            if b:
-                levels = (
-                    _level(0.3, 98.0 * cf, 0.008, 100.0),
-                    _level(0.0, p_core * p.eff * cf, 0.12, p_core * 0.85),
-                    _level(float(sc.clk_idle), p.clk * cf, 0.01, float(sc.clk_max)),
-                    _level(0.25, p.ipc * cf, 0.04, 4.0),
-                )
-            else:
-                levels = idle_levels
+            levels = core_levels(p, b, rng.uniform(0.93, 1.05) if b else 1.0)
             any_: list[float] = []
-            for metric, (lo, span, sig, _) in zip(("cpu_user", "flops_any", "clock", "ipc"), levels):
+            for metric, (lo, span, sig, _) in zip(CORE_LEVEL_METRICS, levels):
                 d = _series(lo, span, sig, load if metric == "cpu_user" else act, rng.randrange(noff))
                 if metric == "flops_any":
                     any_ = d
@@ -428,11 +444,7 @@ def _fine_scopes(job: DemoJob, doc: dict[str, Any], rng: random.Random) -> None:
             core["flops_dp"].append({"hostname": host, "id": cid, "data": dp})
             core["flops_sp"].append({"hostname": host, "id": cid, "data": [
                 int((v - 2 * x) * 100.0 + 0.5) / 100 if v > 2 * x else 0.0 for v, x in zip(any_, dp)]})
-        for s in sockets:
-            in_s = [c for c in hwt if c // sc.cores_per_socket == s]
-            share = len(in_s) / a
-            busy_in = sum(1 for idx, c in enumerate(hwt) if idx < busy and c // sc.cores_per_socket == s)
-            bshare = busy_in / busy if busy else share
+        for s, share, bshare in socket_shares(sc, hwt, busy):
             for metric in sock_metrics:
                 lo, span, sig, _ = model[metric]
                 d = _series(lo * share, span * bshare, sig, act, rng.randrange(noff))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from cc_backend.auth.security import Viewer
-from cc_backend.errors import InvalidInput, NotFound
+from cc_backend.errors import CCError, InvalidInput
 from cc_backend.jobs.filter import JobFilter, OrderBy, Page
 from cc_backend.jobs.query import list_jobs
 from cc_backend.metrics.jobdata import hidden_metrics, is_archived, job_stats, node_series
@@ -17,6 +17,7 @@ from cc_backend.metrics.jobdata import hidden_metrics, is_archived, job_stats, n
 if TYPE_CHECKING:
     from cc_backend.archive.cluster import ClusterRegistry
     from cc_backend.archive.fs import FileArchive
+    from cc_backend.metrics.dispatch import MetricDispatch
 
 #: Upstream's cap for footprints and the roofline heatmap (graph/util.go MAX_JOBS_FOR_ANALYSIS).
 MAX_JOBS_FOR_ANALYSIS = 500
@@ -57,25 +58,26 @@ class _HiddenMetrics:
 
 
 def jobs_metric_stats(engine: Engine, archive: FileArchive, filters: Sequence[JobFilter], metrics: Sequence[str] | None,
-                      *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
-    """GraphQL ``jobsMetricStats``: per matching job (oldest first) its meta.json statistics of ``metrics``.
+                      *, viewer: Viewer | None = None, live: MetricDispatch | None = None) -> list[dict[str, Any]]:
+    """GraphQL ``jobsMetricStats``: per matching job (oldest first) its statistics of ``metrics``.
 
-    Only jobs with statistics of every requested metric (that the viewer may see) are listed: as
-    upstream, a job whose statistics cannot be loaded (not archived yet: running jobs have them only in
-    a metric store; an unreadable meta.json) is left out, and upstream's web UI reads every requested
-    metric of every listed job. The schema allows no null statistics to stand in for missing ones.
+    Archived jobs' come from meta.json, the others' (running, or stopped and not yet archived) from the
+    metric store through ``live``. Only jobs with statistics of every requested metric (that the viewer
+    may see) are listed: as upstream, a job whose statistics cannot be loaded (no metric store, an
+    unreadable meta.json) is left out, and upstream's web UI reads every requested metric of every
+    listed job. The schema allows no null statistics to stand in for missing ones.
     """
     jobs = _matching_jobs(engine, filters, viewer, MAX_JOBS_FOR_METRIC_STATS, "jobsMetricStats", _START_TIME_ASC)
     hidden = _HiddenMetrics(archive.registry(), viewer)
     requested = None if metrics is None else list(dict.fromkeys(metrics))
     out = []
     for job in jobs:
-        if not is_archived(job):
+        if not is_archived(job) and live is None:
             continue
         invisible = hidden.of(job)
         try:
-            stats = job_stats(archive, job, requested, hidden=invisible)
-        except (NotFound, OSError, ValueError):
+            stats = job_stats(archive, job, requested, hidden=invisible, live=live)
+        except (CCError, OSError, ValueError):  # one job's unreadable data must not fail the whole list
             continue
         if requested is None:
             complete = bool(stats)
@@ -169,11 +171,11 @@ def _heatmap_bounds_known(rows: int, cols: int, min_x: float, min_y: float, max_
 
 def roofline_heatmap(engine: Engine, archive: FileArchive, filters: Sequence[JobFilter], *, rows: int, cols: int,
                      min_x: float, min_y: float, max_x: float, max_y: float,
-                     viewer: Viewer | None = None) -> list[list[float]]:
+                     viewer: Viewer | None = None, live: MetricDispatch | None = None) -> list[list[float]]:
     """GraphQL ``rooflineHeatmap``: counts of node samples per tile, ``rows`` x ``cols``, row 0 at ``min_y``.
 
-    Each sample of the node-scope flops_any and mem_bw series of the matching archived jobs (at most
-    500) is a point x = log10(flops / membw) (arithmetic intensity), y = log10(flops), binned
+    Each sample of the node-scope flops_any and mem_bw series of the matching jobs (at most 500; jobs
+    not archived yet read from the metric store through ``live``) is a point x = log10(flops / membw) (arithmetic intensity), y = log10(flops), binned
     linearly in log space between the given bounds; samples outside are dropped. Unlike upstream,
     which pairs the two metrics' series by position, series are paired by hostname, and a job whose
     data cannot be read is skipped instead of failing the whole heatmap.
@@ -191,8 +193,8 @@ def roofline_heatmap(engine: Engine, archive: FileArchive, filters: Sequence[Job
         if job["monitoringStatus"] in UNMONITORED or hidden.of(job) & set(ROOFLINE_METRICS):
             continue
         try:
-            series = node_series(archive, job, ROOFLINE_METRICS, registry=registry)
-        except (NotFound, OSError, ValueError):
+            series = node_series(archive, job, ROOFLINE_METRICS, registry=registry, live=live)
+        except (CCError, OSError, ValueError):
             continue
         if len(series) < len(ROOFLINE_METRICS):
             continue

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cc_backend.archive.fs import FileArchive
     from cc_backend.auth.security import Viewer
     from cc_backend.config.sections import ResamplingConfig
+    from cc_backend.metrics.dispatch import MetricDispatch
 
 #: Samples per series the first render aims at: enough to see the course, few enough to draw a 16-node,
 #: 10-metric job in well under a second.
@@ -83,10 +84,14 @@ def selectable_metrics(archive: FileArchive, job: Mapping[str, Any], subcluster:
     return [m.name for m in subcluster.metric_config if m.name not in hidden]
 
 
-def archived_scopes(archive: FileArchive, job: Mapping[str, Any], metrics: Iterable[str]) -> dict[str, list[str]]:
-    """Per metric, the scopes a plot can show: node (derived when not archived) and every archived finer one."""
+def archived_scopes(archive: FileArchive, job: Mapping[str, Any], metrics: Iterable[str], *,
+                    live: MetricDispatch | None = None) -> dict[str, list[str]]:
+    """Per metric, the scopes a plot can show: node (derived when not archived) and every archived finer one.
+
+    A job that is not archived can show (with ``live``) node and every scope down to the metric's native one.
+    """
     if not is_archived(job):
-        return {}
+        return _live_scopes(archive, job, metrics) if live is not None else {}
     try:
         archived = archived_data(archive, job)
     except NotFound:
@@ -96,6 +101,24 @@ def archived_scopes(archive: FileArchive, job: Mapping[str, Any], metrics: Itera
         by_scope = archived.get(name)
         if isinstance(by_scope, Mapping) and by_scope:
             out[name] = ["node"] + [scope for scope in SCOPES if scope != "node" and scope in by_scope]
+    return out
+
+
+def _live_scopes(archive: FileArchive, job: Mapping[str, Any], metrics: Iterable[str]) -> dict[str, list[str]]:
+    subcluster = subcluster_of(archive, job)
+    if subcluster is None:
+        return {}
+    has_accelerators = int(job.get("numAcc") or 0) > 0
+    out = {}
+    for name in metrics:
+        config = subcluster.metric(name)
+        if config is None:
+            continue
+        if config.scope == "accelerator":
+            if has_accelerators:
+                out[name] = ["node", "accelerator"]
+        elif config.scope in SCOPES:
+            out[name] = list(SCOPES[:SCOPES.index(config.scope) + 1])
     return out
 
 
@@ -142,21 +165,23 @@ def metric_plot(name: str, scope: str, metric: Mapping[str, Any], *, config: Met
 
 
 def job_plots(archive: FileArchive, job: Mapping[str, Any], metrics: Sequence[str], *, viewer: Viewer | None,
-              resampling: ResamplingConfig | None, scope: str = "node", resolution: int | None = None) -> dict[str, dict[str, Any]]:
+              resampling: ResamplingConfig | None, scope: str = "node", resolution: int | None = None,
+              live: MetricDispatch | None = None) -> dict[str, dict[str, Any]]:
     """Plot data of ``metrics`` at ``scope`` as the viewer may see them (restricted and unknown metrics left out).
 
-    ``resolution`` None is the first render's (about PLOT_POINTS samples per series).
+    ``resolution`` None is the first render's (about PLOT_POINTS samples per series); a job that is
+    not archived is read from ``live``.
     """
     check_scopes([scope])
     if resolution is None:
         resolution = first_render_resolution(job, resampling)
     try:
         data = visible_job_data(archive, job, viewer=viewer, resampling=resampling, metrics=list(metrics),
-                                scopes=[scope], resolution=resolution)
+                                scopes=[scope], resolution=resolution, live=live)
     except NotFound:  # archived status but no data file: no plots, not an error page
         return {}
     subcluster = subcluster_of(archive, job)
-    archived = archived_data(archive, job) if data else {}
+    archived = archived_data(archive, job) if data and is_archived(job) else {}
     plots = {}
     for name in metrics:
         by_scope = data.get(name)
@@ -180,31 +205,34 @@ def _native_timestep(by_scope: Any, scope: str) -> int:
 
 
 def one_plot(archive: FileArchive, job: Mapping[str, Any], metric: str | None, scope: str | None,
-             resolution: int | None, *, viewer: Viewer | None, resampling: ResamplingConfig | None) -> dict[str, Any]:
+             resolution: int | None, *, viewer: Viewer | None, resampling: ResamplingConfig | None,
+             live: MetricDispatch | None = None) -> dict[str, Any]:
     """The data endpoint's answer: one metric at one scope; a metric the job does not have (for the viewer) is InvalidInput."""
     if not metric:
         raise InvalidInput("metric is required: the name of one of the job's metrics", field="metric")
     check_scopes([scope or "node"])
-    if not is_archived(job):
+    if not is_archived(job) and live is None:
         still = "is still running and no metric store is configured" if job.get("jobState") == "running" \
             else "was not archived"
         raise NotFound(f"job {job['id']} has no metric data: it {still}", field="metric")
     plots = job_plots(archive, job, [metric], viewer=viewer, resampling=resampling, scope=scope or "node",
-                      resolution=resolution)
+                      resolution=resolution, live=live)
     if metric not in plots:
+        if not is_archived(job):
+            raise NotFound(f"metric {metric!r}: the metric store has no data of job {job['id']} yet", field="metric")
         raise InvalidInput(f"metric {metric!r}: this job has no such metric", field="metric")
     return plots[metric]
 
 
 def polar_values(archive: FileArchive, job: Mapping[str, Any], subcluster: SubCluster | None, *,
-                 viewer: Viewer | None) -> dict[str, Any] | None:
+                 viewer: Viewer | None, live: MetricDispatch | None = None) -> dict[str, Any] | None:
     """The polar plot: per footprint metric, the job's average and maximum as a share of the metric's peak."""
-    if subcluster is None or not is_archived(job):
+    if subcluster is None or (not is_archived(job) and live is None):
         return None
     hidden = hidden_metrics(archive.registry(), job["cluster"], job.get("subCluster"), viewer)
     names = [name for name in subcluster.footprint if name not in hidden]
     try:
-        stats = {entry["name"]: entry["data"] for entry in job_stats(archive, job, names)}
+        stats = {entry["name"]: entry["data"] for entry in job_stats(archive, job, names, live=live)}
     except NotFound:
         return None
     out: dict[str, Any] = {"metrics": [], "units": [], "peaks": [], "avg": [], "max": []}
@@ -227,19 +255,19 @@ def _scaled(value: float, unit: Unit | Mapping[str, Any] | None, prefix: str = "
 
 
 def roofline(archive: FileArchive, job: Mapping[str, Any], subcluster: SubCluster | None, *,
-             viewer: Viewer | None) -> dict[str, Any] | None:
+             viewer: Viewer | None, live: MetricDispatch | None = None) -> dict[str, Any] | None:
     """The job's roofline: flops_any over arithmetic intensity (flops_any / mem_bw) per timestep and node, with the ceilings.
 
     Points carry ``t``, the share of the job's course (0 start, 1 end), for their colour. None when the
     job lacks either metric (or the viewer may not see one).
     """
-    if subcluster is None or not is_archived(job):
+    if subcluster is None or (not is_archived(job) and live is None):
         return None
     hidden = hidden_metrics(archive.registry(), job["cluster"], job.get("subCluster"), viewer)
     if {"flops_any", "mem_bw"} & hidden:
         return None
     try:
-        data = node_series(archive, job, ["flops_any", "mem_bw"], registry=archive.registry())
+        data = node_series(archive, job, ["flops_any", "mem_bw"], registry=archive.registry(), live=live)
     except NotFound:
         return None
     if "flops_any" not in data or "mem_bw" not in data:
@@ -293,18 +321,18 @@ def energy_summary(job: Mapping[str, Any], subcluster: SubCluster | None, emissi
 
 
 def statistics_tables(archive: FileArchive, job: Mapping[str, Any], metrics: Sequence[str], *,
-                      viewer: Viewer | None) -> dict[str, Any]:
+                      viewer: Viewer | None, live: MetricDispatch | None = None) -> dict[str, Any]:
     """The statistics table: min/avg/max per node of each metric, and per finer scope (core, socket, accelerator) apart.
 
     ``nodes`` is ``[{hostname, values: {metric: {min, avg, max}}}]``; ``finer`` is ``[{metric, scope, unit,
     rows: [{hostname, id, min, avg, max}]}]``.
     """
-    if not is_archived(job):
+    if not is_archived(job) and live is None:
         return {"metrics": [], "nodes": [], "finer": []}
     registry = archive.registry()
     hidden = hidden_metrics(registry, job["cluster"], job.get("subCluster"), viewer)
     try:
-        scoped = scoped_job_stats(archive, job, metrics, list(SCOPES), registry=registry, hidden=hidden)
+        scoped = scoped_job_stats(archive, job, metrics, list(SCOPES), registry=registry, hidden=hidden, live=live)
     except NotFound:
         return {"metrics": [], "nodes": [], "finer": []}
     subcluster = subcluster_of(archive, job)

@@ -5,8 +5,9 @@ and the TUI get time series from (:func:`visible_job_data`). Shapes are upstream
 and a ``JobMetric`` is ``{"unit", "timestep", "series": [{"hostname", "id"?, "statistics", "data"}],
 "statisticsSeries"?}`` with ``null`` for missing samples.
 
-Running jobs will come from the metric store (a later part); until it exists they have no series,
-which is an empty result, not an error.
+Jobs that are not archived yet (running, or stopped and waiting for the archiver) are read from
+the live metric backend (``live``, a :class:`~cc_backend.metrics.dispatch.MetricDispatch`); without
+one they have no series, which is an empty result, not an error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cc_backend.auth.security import sees_restricted_metrics
 from cc_backend.errors import InvalidInput, NotFound
+from cc_backend.jobs.footprint import go_round
 from cc_backend.jobs.model import MONITORING_ARCHIVED
 from cc_backend.metrics.caches import archived_data, data_file, shared_result
 from cc_backend.metrics.resampling import DEFAULT_MINIMUM_POINTS, default_resolution, minimum_points_of, resample
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from cc_backend.archive.fs import FileArchive
     from cc_backend.auth.security import Viewer
     from cc_backend.config.sections import ResamplingConfig
+    from cc_backend.metrics.dispatch import MetricDispatch
 
 #: Metric scopes from coarse to fine (upstream schema.MetricScope); accelerator stands apart.
 SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
@@ -183,13 +186,15 @@ def visible_job_data(
     metrics: Sequence[str] | None = None,
     scopes: Sequence[str] | None = None,
     resolution: int | None = None,
+    live: MetricDispatch | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """The job's ``JobData`` as ``viewer`` may see it: restricted metrics left out, shared (read-only).
 
     What every front end shows of a job's series (GraphQL ``jobMetrics``, the REST job routes).
     ``resolution`` None is upstream's default (the largest of ``main.resampling.resolutions``, given
     as ``resampling``), 0 the native one; ``main.resampling.minimum-points`` applies either way.
-    Unknown metric names are skipped (as upstream); a job that is not archived has no series yet.
+    Unknown metric names are skipped (as upstream); a job that is not archived is read from ``live``
+    (no series without it).
     """
     if resolution is None:
         resolution = default_resolution(resampling)
@@ -197,7 +202,10 @@ def visible_job_data(
         raise InvalidInput(f"resolution must be a non-negative number of seconds, got {resolution!r}", field="resolution")
     scopes = check_scopes(scopes)
     if not is_archived(job):
-        return {}
+        if live is None:
+            return {}
+        data = live_job_data(live, job, metrics, scopes, resolution)
+        return _without(data, hidden_metrics(archive.registry(), job["cluster"], job.get("subCluster"), viewer))
     registry = archive.registry()
     minimum_points = minimum_points_of(resampling)
     # remembered per data file, request and cluster registry
@@ -206,23 +214,49 @@ def visible_job_data(
            None if scopes is None else tuple(scopes), resolution, minimum_points, id(registry))
     data = shared_result(key, lambda: load_job_data(archive, job, metrics=metrics, scopes=scopes, resolution=resolution,
                                                     minimum_points=minimum_points, registry=registry))
-    hidden = hidden_metrics(registry, job["cluster"], job.get("subCluster"), viewer)
-    if hidden:
-        data = {name: by_scope for name, by_scope in data.items() if name not in hidden}
-    return data
+    return _without(data, hidden_metrics(registry, job["cluster"], job.get("subCluster"), viewer))
+
+
+def _without(data: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any]:
+    return {name: by_scope for name, by_scope in data.items() if name not in hidden} if hidden else data
+
+
+def live_job_data(live: MetricDispatch, job: Mapping[str, Any], metrics: Sequence[str] | None,
+                  scopes: Sequence[str] | None, resolution: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """A not yet archived job's ``JobData`` from the live backend.
+
+    Scopes None means node scope as upstream; ``resolution`` 0 is native, else LTTB to about that
+    many seconds per sample. Not cached: a running job's series grow with every write.
+    """
+    return live.load_data(job, metrics, scopes or ["node"], resolution)
+
+
+def _live_stats(live: MetricDispatch, job: Mapping[str, Any], metrics: Sequence[str] | None) -> dict[str, dict[str, float]]:
+    """Node-averaged ``{metric: {avg, min, max}}`` of a job from the live backend (mean of averages, extremes of extremes)."""
+    out = {}
+    for name, by_host in live.load_stats(job, metrics).items():
+        values = [v for v in by_host.values() if isinstance(v, Mapping)]
+        if not values:
+            continue
+        out[name] = {"avg": go_round(sum(v["avg"] for v in values) / len(values)),
+                     "min": go_round(min(v["min"] for v in values)), "max": go_round(max(v["max"] for v in values))}
+    return out
 
 
 def job_stats(archive: FileArchive, job: Mapping[str, Any], metrics: Sequence[str] | None = None, *,
-              hidden: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+              hidden: frozenset[str] = frozenset(), live: MetricDispatch | None = None) -> list[dict[str, Any]]:
     """GraphQL ``jobStats``: node-averaged ``[{name, data: {avg, min, max}}]`` from the archived meta.json.
 
     ``metrics`` None means every metric with statistics (sorted by name); names the job has no
-    statistics for are skipped rather than reported as zeros; a job that is not archived has none yet.
+    statistics for are skipped rather than reported as zeros; a job that is not archived is read
+    from ``live`` (none without it).
     """
     if not is_archived(job):
-        return []
-    meta = archive.load_meta(job["cluster"], job["jobId"], job["startTime"])
-    statistics = meta.get("statistics")
+        if live is None:
+            return []
+        statistics: Any = _live_stats(live, job, metrics)
+    else:
+        statistics = archive.load_meta(job["cluster"], job["jobId"], job["startTime"]).get("statistics")
     if not isinstance(statistics, Mapping):
         return []
     names = sorted(statistics) if metrics is None else list(dict.fromkeys(metrics))
@@ -243,16 +277,22 @@ def scoped_job_stats(
     *,
     registry: ClusterRegistry | None = None,
     hidden: frozenset[str] = frozenset(),
+    live: MetricDispatch | None = None,
 ) -> list[dict[str, Any]]:
     """GraphQL ``scopedJobStats``: per metric and scope, ``{hostname, id, data: {avg, min, max}}`` of each series.
 
     Scopes are chosen as in :func:`load_job_data` (node derived from a finer scope when asked for);
-    sorted by metric name, then from coarse to fine scope.
+    sorted by metric name, then from coarse to fine scope. A job that is not archived is read from
+    ``live`` at native resolution (none without it).
     """
     scopes = check_scopes(scopes)
     if not is_archived(job):
-        return []
-    archived = archived_data(archive, job)
+        if live is None:
+            return []
+        archived: Mapping[str, Any] = live_job_data(live, job, metrics, scopes, 0)
+        scopes = None  # the backend already answered at the requested (or coarser native) scopes
+    else:
+        archived = archived_data(archive, job)
     names = sorted(archived) if metrics is None else sorted(m for m in set(metrics) if m in archived)
     out = []
     for name in names:
@@ -268,14 +308,18 @@ def scoped_job_stats(
 
 
 def node_series(archive: FileArchive, job: Mapping[str, Any], metrics: Sequence[str], *,
-                registry: ClusterRegistry | None = None) -> dict[str, dict[str, Any]]:
+                registry: ClusterRegistry | None = None, live: MetricDispatch | None = None) -> dict[str, dict[str, Any]]:
     """Node-scope metrics of an archived job at native resolution, shared and unchanged (read-only).
 
     For analyses over many jobs (roofline): no copies, no resampling, no statisticsSeries. A metric
     archived only at a finer scope is summed or averaged per node; missing metrics are left out.
+    A job that is not archived is read from ``live`` (none without it).
     """
     if not is_archived(job):
-        return {}
+        if live is None:
+            return {}
+        data = live_job_data(live, job, list(metrics), ["node"], 0)
+        return {name: data[name]["node"] for name in metrics if "node" in data.get(name, {})}
     archived = archived_data(archive, job)
     out = {}
     for name in metrics:

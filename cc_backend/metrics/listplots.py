@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cc_backend.archive.fs import FileArchive
     from cc_backend.auth.security import Viewer
     from cc_backend.config.sections import ResamplingConfig
+    from cc_backend.metrics.dispatch import MetricDispatch
 
 log = logging.getLogger("cc_backend.metrics.listplots")
 
@@ -97,14 +98,16 @@ def _thresholds(registry: Any, job: Mapping[str, Any], name: str) -> dict[str, A
 
 
 def job_list_plots(engine: Engine, archive: FileArchive, db_ids: Sequence[int], metrics: Sequence[str], *,
-                   viewer: Viewer | None, width: int, resampling: ResamplingConfig | None = None) -> dict[str, Any]:
+                   viewer: Viewer | None, width: int, resampling: ResamplingConfig | None = None,
+                   live: MetricDispatch | None = None) -> dict[str, Any]:
     """``{"plots": {dbId: {metric: spec | None}}}`` for the jobs the viewer may see among ``db_ids``.
 
     A spec is what ``plots.js`` ``timeSeries()`` draws: ``{timestep, unit, nodes, series: [{label,
     data}]}`` with one series per node, or ``band: {min, median, max}`` from :data:`BAND_FROM_NODES`
     nodes on; each series has at most ``width`` points (LTTB); ``level`` rates the job's average against
     the thresholds (upstream colours the plot's background by it). None: the job has no data for the metric
-    (still running, not archived, metric not recorded or restricted). Jobs the viewer may not see are
+    (not archived and no metric store has it, metric not recorded or restricted; a job not archived yet reads
+    the metric store through ``live``). Jobs the viewer may not see are
     left out, as if they did not exist.
     """
     ids = list(dict.fromkeys(db_ids))
@@ -116,7 +119,7 @@ def job_list_plots(engine: Engine, archive: FileArchive, db_ids: Sequence[int], 
     for job in jobs:
         try:
             data = visible_job_data(archive, job, viewer=viewer, resampling=resampling, metrics=names,
-                                    scopes=["node"], resolution=0)
+                                    scopes=["node"], resolution=0, live=live)
         except (CCError, OSError, ValueError) as exc:  # one broken data file must not blank the whole list
             log.warning("no plot data for job %s: %s", job["id"], exc)
             data = {}

@@ -34,7 +34,8 @@ async def resolve_job_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> 
         job = _job(ctx, args["id"])
         return jobdata.as_metric_list(jobdata.visible_job_data(
             runtime.archive, job, viewer=viewer, resampling=runtime.config.main.resampling,
-            metrics=args.get("metrics"), scopes=args.get("scopes"), resolution=args.get("resolution")))
+            metrics=args.get("metrics"), scopes=args.get("scopes"), resolution=args.get("resolution"),
+            live=runtime.metric_data))
 
     return await run_blocking(load)
 
@@ -45,7 +46,8 @@ async def resolve_job_stats(parent: Any, args: dict, ctx: dict, info: Any) -> li
 
     def load() -> list[dict]:
         job = _job(ctx, args["id"])
-        return jobdata.job_stats(runtime.archive, job, args.get("metrics"), hidden=_hidden(runtime, job, viewer))
+        return jobdata.job_stats(runtime.archive, job, args.get("metrics"), hidden=_hidden(runtime, job, viewer),
+                                 live=runtime.metric_data)
 
     return await run_blocking(load)
 
@@ -57,7 +59,8 @@ async def resolve_scoped_job_stats(parent: Any, args: dict, ctx: dict, info: Any
     def load() -> list[dict]:
         job = _job(ctx, args["id"])
         return jobdata.scoped_job_stats(runtime.archive, job, args.get("metrics"), args.get("scopes"),
-                                           registry=runtime.archive.registry(), hidden=_hidden(runtime, job, viewer))
+                                           registry=runtime.archive.registry(), hidden=_hidden(runtime, job, viewer),
+                                           live=runtime.metric_data)
 
     return await run_blocking(load)
 
@@ -68,7 +71,8 @@ async def resolve_scoped_job_stats(parent: Any, args: dict, ctx: dict, info: Any
 async def resolve_jobs_metric_stats(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
     runtime = runtime_of(ctx)
     return await run_blocking(analysis.jobs_metric_stats, runtime.engine, runtime.archive,
-                              parse_filters(args.get("filter")), args.get("metrics"), viewer=viewer_of(ctx))
+                              parse_filters(args.get("filter")), args.get("metrics"), viewer=viewer_of(ctx),
+                              live=runtime.metric_data)
 
 
 @Resolver("Query.jobsFootprints", schema_name=SCHEMA_NAME)
@@ -84,7 +88,7 @@ async def resolve_roofline_heatmap(parent: Any, args: dict, ctx: dict, info: Any
     return await run_blocking(
         analysis.roofline_heatmap, runtime.engine, runtime.archive, parse_filters(args["filter"]),
         rows=args["rows"], cols=args["cols"], min_x=args["minX"], min_y=args["minY"], max_x=args["maxX"],
-        max_y=args["maxY"], viewer=viewer_of(ctx))
+        max_y=args["maxY"], viewer=viewer_of(ctx), live=runtime.metric_data)
 
 
 # --- nodes and clusters (metric store) ------------------------------------------------------------
@@ -95,9 +99,11 @@ def _time_range(args: dict) -> dict[str, int]:
 
 @Resolver("Query.nodeMetrics", schema_name=SCHEMA_NAME)
 async def resolve_node_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> list[dict]:
-    registry = await run_blocking(runtime_of(ctx).archive.registry)
-    return nodedata.node_metrics(registry, args["cluster"], viewer=viewer_of(ctx), scopes=args.get("scopes"),
-                                   **_time_range(args))
+    runtime = runtime_of(ctx)
+    registry = await run_blocking(runtime.archive.registry)
+    return await run_blocking(
+        nodedata.node_metrics, registry, args["cluster"], viewer=viewer_of(ctx), scopes=args.get("scopes"),
+        nodes=args.get("nodes"), metrics=args.get("metrics"), live=runtime.metric_data, **_time_range(args))
 
 
 @Resolver("Query.nodeMetricsList", schema_name=SCHEMA_NAME)
@@ -108,10 +114,12 @@ async def resolve_node_metrics_list(parent: Any, args: dict, ctx: dict, info: An
         nodedata.node_metrics_list, runtime.engine, registry, args["cluster"], args["subCluster"],
         viewer=viewer_of(ctx), state_filter=args["stateFilter"], node_filter=args["nodeFilter"],
         scopes=args.get("scopes"), page=parse_page(args.get("page")), resolution=args.get("resolution"),
-        **_time_range(args))
+        metrics=args.get("metrics"), live=runtime.metric_data, **_time_range(args))
 
 
 @Resolver("Query.clusterMetrics", schema_name=SCHEMA_NAME)
 async def resolve_cluster_metrics(parent: Any, args: dict, ctx: dict, info: Any) -> dict:
-    registry = await run_blocking(runtime_of(ctx).archive.registry)
-    return nodedata.cluster_metrics(registry, args["cluster"], viewer=viewer_of(ctx), **_time_range(args))
+    runtime = runtime_of(ctx)
+    registry = await run_blocking(runtime.archive.registry)
+    return await run_blocking(nodedata.cluster_metrics, registry, args["cluster"], viewer=viewer_of(ctx),
+                              metrics=args.get("metrics"), live=runtime.metric_data, **_time_range(args))

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: Plots per row the grid offers (Bootstrap's row-cols classes go up to 6).
 MAX_PLOTS_PER_ROW = 6
+#: Seconds between reloads of a running job's plots in the browser.
+LIVE_REFRESH_SECONDS = 60
 #: Hostnames listed before the rest fold away.
 HOSTS_SHOWN = 8
 
@@ -38,7 +40,7 @@ def plot_data_route(runtime: Runtime) -> Any:
         resolution = parse_resolution(query.get("resolution"))
         job = get_job(runtime.engine, parse_db_id(job_id), viewer=viewer)
         return one_plot(runtime.archive, job, query.get("metric"), query.get("scope") or "node", resolution,
-                        viewer=viewer, resampling=runtime.config.main.resampling)
+                        viewer=viewer, resampling=runtime.config.main.resampling, live=runtime.metric_data)
 
     return plot_data
 
@@ -65,34 +67,38 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
     from cc_backend.ui_config import effective_ui_settings, metric_selection
 
     runtime, viewer = ctx.runtime, ctx.viewer
-    archive = runtime.archive
+    archive, live = runtime.archive, runtime.metric_data
     settings = effective_ui_settings(runtime.config.ui, runtime.engine, viewer.username if viewer else None)
     cluster, sub = job["cluster"], job.get("subCluster")
     subcluster = jobview.subcluster_of(archive, job)
     available = jobview.selectable_metrics(archive, job, subcluster, viewer=viewer)
     archived = is_archived(job)
-    scopes = jobview.archived_scopes(archive, job, available)
+    scopes = jobview.archived_scopes(archive, job, available, live=live)
     selectable = [name for name in available if name in scopes] if archived else available
     plot_metrics = [m for m in metric_selection(settings, "metricConfig_jobViewPlotMetrics", cluster, sub)
                     if m in selectable]
     table_metrics = [m for m in metric_selection(settings, "metricConfig_jobViewTableMetrics", cluster, sub)
                      if m in selectable]
     resampling = runtime.config.main.resampling
-    plots = jobview.job_plots(archive, job, plot_metrics, viewer=viewer, resampling=resampling) if archived else {}
+    # A job not yet archived (running, or stopped and queued) shows what the metric store has.
+    plots = jobview.job_plots(archive, job, plot_metrics, viewer=viewer, resampling=resampling, live=live)
     hidden_plots = [m for m in plot_metrics if m not in plots]
     per_row = settings.get("plotConfiguration_plotsPerRow")
     per_row = per_row if isinstance(per_row, int) and 1 <= per_row <= MAX_PLOTS_PER_ROW else 3
-    polar = jobview.polar_values(archive, job, subcluster, viewer=viewer) \
+    polar = jobview.polar_values(archive, job, subcluster, viewer=viewer, live=live) \
         if settings.get("jobView_showPolarPlot", True) else None
-    roofline = jobview.roofline(archive, job, subcluster, viewer=viewer) \
+    roofline = jobview.roofline(archive, job, subcluster, viewer=viewer, live=live) \
         if settings.get("jobView_showRoofline", True) else None
-    statistics = jobview.statistics_tables(archive, job, table_metrics, viewer=viewer) \
+    statistics = jobview.statistics_tables(archive, job, table_metrics, viewer=viewer, live=live) \
         if settings.get("jobView_showStatTable", True) else None
     meta = dict(job.get("metaData") or {})
     hosts = [r.get("hostname") for r in job.get("resources") or () if isinstance(r, dict) and r.get("hostname")]
     accelerators = [a for r in job.get("resources") or () if isinstance(r, dict) for a in r.get("accelerators") or ()]
     data = {
-        "job": {"id": job["id"], "cluster": cluster, "subCluster": sub, "numNodes": job.get("numNodes")},
+        "job": {"id": job["id"], "cluster": cluster, "subCluster": sub, "numNodes": job.get("numNodes"),
+                "running": job.get("jobState") == "running"},
+        # seconds between reloads of a running job's plots (its series grow while the metric store fills)
+        "refreshSeconds": LIVE_REFRESH_SECONDS,
         "plots": [plots[m] for m in plot_metrics if m in plots],
         "scopes": {m: scopes.get(m, ["node"]) for m in plots},
         "dataUrl": f"/monitoring/job/{job['id']}/data",

@@ -209,7 +209,7 @@ def row_plots(ui: WebUI, viewer: Viewer) -> dict[str, Any]:
     runtime = ui.runtime
     bottle.response.set_header("Cache-Control", "no-store")
     return job_list_plots(runtime.engine, runtime.archive, ids, query.getall("metric"), viewer=viewer, width=width,
-                          resampling=runtime.config.main.resampling)
+                          resampling=runtime.config.main.resampling, live=runtime.metric_data)
 
 
 def search(ctx: PageContext) -> str:

@@ -59,6 +59,36 @@ def chromium_available() -> bool:
     return Path(CHROMIUM).is_file()
 
 
+def start_jobs_like_their_newest(folder: Path, users: list[str], running_for: int = 3600) -> None:
+    """Per user, a running job shaped like their newest one, started through the core as a batch system would,
+    and a global tag on that newest job (the demo's random tags may leave a user without any)."""
+    import orjson
+
+    from cc_backend.jobs.store import start_job
+    from cc_backend.jobs.tags import tag_job
+    from cc_backend.runtime import Runtime
+
+    runtime = Runtime(str(folder / "config.json"), str(folder / ".env"))
+    try:
+        with sqlite3.connect(folder / "job.db") as conn:
+            conn.row_factory = sqlite3.Row
+            for k, user in enumerate(users):
+                row = conn.execute("SELECT * FROM job WHERE hpc_user = ? ORDER BY start_time DESC LIMIT 1",
+                                   (user,)).fetchone()
+                started = start_job(runtime.engine, runtime.archive.registry(), {
+                    "jobId": 7_000_000 + k, "user": user, "project": row["project"], "cluster": row["cluster"],
+                    "subCluster": row["subcluster"], "partition": row["cluster_partition"],
+                    "numNodes": row["num_nodes"], "numHwthreads": row["num_hwthreads"], "numAcc": row["num_acc"],
+                    "shared": row["shared"], "smt": row["smt"], "walltime": row["walltime"],
+                    "startTime": DEMO_NOW - running_for, "resources": orjson.loads(row["resources"]),
+                    "metaData": {"jobName": f"running-{user}"}})
+                # and a global tag on their newest finished job, as support staff would set one
+                tag_job(runtime.engine, runtime.archive, row["id"], [{"type": "review", "name": "check"}], viewer=None)
+                assert started["jobState"] == "running"
+    finally:
+        runtime.close()
+
+
 def build_demo_site(folder: Path, jobs: int = 150) -> DemoSite:
     """Generate ``jobs`` demo jobs, load them, add the accounts, start the server."""
     archive = folder / "archive"
@@ -66,6 +96,9 @@ def build_demo_site(folder: Path, jobs: int = 150) -> DemoSite:
     assert r.returncode == 0, r.stderr
     write_site(folder, main_section(f"sqlite:///{folder / 'job.db'}"), archive)
     r = cli(folder, "init-db")
+    assert r.returncode == 0, r.stderr
+    # The demo archive holds finished jobs only; running ones come from the batch system (here: the core).
+    r = cli(folder, "demo", "start-jobs", "--jobs", "4", "--now", str(DEMO_NOW))
     assert r.returncode == 0, r.stderr
     with sqlite3.connect(folder / "job.db") as conn:
         # The user with the most jobs, and a project of another user, so each role has something to see.
@@ -75,6 +108,7 @@ def build_demo_site(folder: Path, jobs: int = 150) -> DemoSite:
                              "ORDER BY count(*) DESC LIMIT 1", (user,)).fetchone()[0]
         managed = conn.execute("SELECT project FROM job WHERE project != ? GROUP BY project "
                                "ORDER BY count(*) DESC LIMIT 1", (project,)).fetchone()[0]
+    start_jobs_like_their_newest(folder, [user, other])
     accounts = {
         "admin": Account("webadmin", PASSWORDS["admin"], ["admin", "api"]),
         "support": Account("websupport", PASSWORDS["support"], ["support"]),

@@ -323,6 +323,8 @@ class JobScreen(Screen):
     ]
     #: The tab bar: left and right step through the tabs.
     AUTO_FOCUS = "#job-tabs Tabs"
+    #: Seconds between reloads of a running job's data (its plots grow while the metric store fills).
+    refresh_seconds: ClassVar[float] = 30.0
     DEFAULT_CSS = """
     JobScreen #job-error { color: $error; padding: 0 1; }
     JobScreen #job-error.hidden { display: none; }
@@ -384,6 +386,7 @@ class JobScreen(Screen):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
+        self.set_interval(self.refresh_seconds, self._refresh_running)
         self.load()
 
     def tab_widgets(self, tab: str) -> list[Widget]:
@@ -560,6 +563,11 @@ class JobScreen(Screen):
     def _tick(self) -> None:
         if self.job is not None and self.job.get("jobState") == "running":
             self._show_summary()
+
+    def _refresh_running(self) -> None:
+        """A running job's header, statistics and plots again, keeping the metric, scope and tab shown."""
+        if self.job is not None and self.job.get("jobState") == "running":
+            self.action_reload()
 
     def _show_tags(self, tags: list[dict[str, Any]]) -> None:
         if self.job is not None:

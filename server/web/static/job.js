@@ -56,6 +56,7 @@ function draw(element, plot, zoom = null) {
 }
 
 function refine(entry, min, max) {
+  entry.zoomed = true; // a live refresh would undo the user's zoom: it leaves this plot alone
   const { plot, element } = entry;
   const native = plot.nativeTimestep || 0;
   if (!native || plot.timestep <= native) return; // already at full resolution
@@ -143,7 +144,21 @@ function sortableStatistics() {
   }
 }
 
+/** A running job's plots grow: reload each (at its scope) every refreshSeconds, unless the user zoomed in. */
+function refreshWhileRunning() {
+  if (!data.job?.running || !data.refreshSeconds) return;
+  setInterval(() => {
+    for (const [metric, entry] of plotted) {
+      if (entry.zoomed) continue;
+      fetchPlot(metric, entry.plot.scope)
+        .then((plot) => { showError(entry.element, ""); draw(entry.element, plot); })
+        .catch((error) => showError(entry.element, `Could not refresh ${metric}: ${error.message}`));
+    }
+  }, data.refreshSeconds * 1000);
+}
+
 drawGrid();
+refreshWhileRunning();
 sortableStatistics();
 // how long the grid took to draw, for the performance test (goal: under a second for 16 nodes x 10 metrics)
 document.documentElement.dataset.plotsDrawnMs = String(Math.round(performance.now() - started));
