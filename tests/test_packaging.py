@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -56,8 +57,9 @@ def _demo_checkout(tmp_path: Path, port: int) -> Path:
 def test_start_demo_announces_the_configured_address_and_serves_there(tmp_path):
     port = free_port()
     checkout = _demo_checkout(tmp_path, port)
-    # without the live feeder, which starts jobs of its own
-    env = {**os.environ, "DEMO_JOBS": "20", "CC_BCRYPT_ROUNDS": "4", "DEMO_FEED": "0"}
+    # the live feeder at test speed: 2 jobs of about 6 s, a sample every second
+    env = {**os.environ, "DEMO_JOBS": "20", "CC_BCRYPT_ROUNDS": "4", "DEMO_FEED_JOBS": "2",
+           "DEMO_FEED_INTERVAL": "1", "DEMO_FEED_MINUTES": "0.1"}
     demo = subprocess.Popen(["./startDemo.sh"], cwd=checkout, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -78,12 +80,29 @@ def test_start_demo_announces_the_configured_address_and_serves_there(tmp_path):
         assert answer.status_code == 200
         token = subprocess.run([str(checkout / ".venv" / "bin" / "cc-backend"), "jwt", "demo"], cwd=checkout,
                                capture_output=True, text=True, check=True).stdout.strip()
-        jobs = httpx.get(f"http://127.0.0.1:{port}/api/jobs/?items-per-page=100",
-                         headers={"Authorization": f"Bearer {token}"}, timeout=10).json()["jobs"]
-        assert len(jobs) == 20
+        def jobs() -> list[dict]:
+            return httpx.get(f"http://127.0.0.1:{port}/api/jobs/?items-per-page=200",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10).json()["jobs"]
+
+        # the archive's finished jobs, and the feeder's (jobIds from 9,000,000) started, stopped and archived
+        assert len([j for j in jobs() if j["jobId"] < 9_000_000]) == 20
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            fed = [j for j in jobs() if j["jobId"] >= 9_000_000]
+            if any(j["jobState"] != "running" and j["monitoringStatus"] == 3 for j in fed):
+                break
+            time.sleep(1)
+        assert any(j["jobState"] == "running" for j in fed) or len(fed) > 2, fed
+        assert any(j["jobState"] != "running" and j["monitoringStatus"] == 3 for j in fed), fed
     finally:
         demo.send_signal(signal.SIGINT)
         try:
-            demo.wait(timeout=30)
+            demo.wait(timeout=60)
         except subprocess.TimeoutExpired:
             demo.kill()
+    # Ctrl-C stopped the feeder (its running jobs stopped) and then the server: nothing is left running
+    assert demo.returncode is not None
+    left = subprocess.run(["pgrep", "-f", f"demo feed --url http://127.0.0.1:{port}/"], capture_output=True)
+    assert left.stdout == b""
+    with sqlite3.connect(checkout / "var" / "job.db") as db:
+        assert db.execute("SELECT count(*) FROM job WHERE job_state = 'running' AND job_id >= 9000000").fetchone() == (0,)

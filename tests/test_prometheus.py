@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from cc_backend.metrics.prometheus import PrometheusRepository, host_regex, quer
 from cc_backend.metrics.repository import MetricBackendError
 from cc_backend.metrics.statistics import series_statistics
 
-pytestmark = pytest.mark.skipif(prometheus_binary() is None,
+# Skipped on a developer's machine without it; in CI (run-tests.sh installs it) a missing binary fails the tests.
+pytestmark = pytest.mark.skipif(prometheus_binary() is None and not os.environ.get("CI"),
                                 reason="prometheus is not installed (Debian: apt-get install -y prometheus)")
 
 HOSTS = ["pn01.cl", "pn02.cl", "pn03.cl"]

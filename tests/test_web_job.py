@@ -210,7 +210,7 @@ def test_markup_in_a_running_jobs_name_and_script_is_shown_as_text(page, demo_si
     assert page.locator("main script:not([type='application/json'])").count() == 0
     assert page.locator("main img").count() == 0
     assert page.locator("[data-testid=no-live-data]").inner_text().strip() == \
-        "No live data: this job is still running and no metric store is configured."
+        "No live data yet: the metric store has no samples of this running job."
     page.wait_for_timeout(200)
     assert dialogs == []
 
@@ -531,3 +531,39 @@ def test_energy_shows_co2_with_the_sites_emission_constant(demo_site, tmp_path):
         assert float(co2.group(1)) == pytest.approx(energy * 400 / 1000, abs=0.01)
     finally:
         app.stop()
+
+
+def test_a_running_jobs_plots_come_from_the_store_and_reload(page, demo_site):
+    """A running job's page plots the built-in store's samples and fetches them again every minute."""
+    import httpx
+
+    with demo_site.db() as conn:
+        db_id, cluster, resources = conn.execute(
+            "SELECT id, cluster, resources FROM job WHERE job_state = 'running' AND job_id >= 7000000 "
+            "ORDER BY id LIMIT 1").fetchone()
+    hosts = [r["hostname"] for r in json.loads(resources)]
+    headers = auth(token(demo_site.folder, ["api"]))
+    now = int(time.time()) // 60 * 60
+
+    def write(ts: int, value: float) -> None:
+        body = "\n".join(f"cpu_load,cluster={cluster},hostname={h},type=node value={value} {ts}" for h in hosts)
+        r = httpx.post(f"{demo_site.url}/api/write?cluster={cluster}", content=body.encode(), headers=headers)
+        assert r.status_code == 200, r.text
+
+    for minutes_ago, value in ((4, 11.0), (3, 22.0), (2, 33.0)):
+        write(now - 60 * minutes_ago, value)
+    page.clock.install()  # the page's timers run when the test says so
+    login(page, demo_site, "admin", f"/monitoring/job/{db_id}")
+    page.clock.run_for(1000)  # animation frames too: the plots draw in them
+    plot = page.locator(".metric-plot[data-metric=cpu_load]")
+    plot.and_(page.locator("[data-plotted]")).wait_for(state="attached")
+    embedded = json.loads(page.locator("#job-data").text_content())
+    [cpu_load] = [p for p in embedded["plots"] if p["metric"] == "cpu_load"]
+    assert [[v for v in s["data"] if v is not None] for s in cpu_load["series"]] == [[11.0, 22.0, 33.0]] * len(hosts)
+
+    write(now - 60, 44.0)
+    with page.expect_response(lambda r: f"/monitoring/job/{db_id}/data?metric=cpu_load" in r.url) as reload:
+        page.clock.run_for(embedded["refreshSeconds"] * 1000 + 1000)
+    answer = reload.value.json()
+    assert [[v for v in s["data"] if v is not None][-1] for s in answer["series"]] == [44.0] * len(hosts)
+    plot.and_(page.locator("[data-plotted]")).wait_for(state="attached")

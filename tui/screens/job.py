@@ -62,7 +62,7 @@ METRIC_KEYS = Binding.Group("Metric", compact=True)
 TAB_KEYS = Binding.Group("Tab", compact=True)
 #: Seconds the job's header waits for its first plot's data, to be drawn with it in one screen update.
 HEADER_WAITS_FOR_PLOT = 0.15
-NO_DATA_RUNNING = "No metric data yet: the job is running and no metric store is connected."
+NO_DATA_RUNNING = "No metric data yet: the metric store has none for this running job."
 NO_DATA_ARCHIVED = "This job has no metric data in the archive."
 
 

@@ -51,12 +51,15 @@ function draw(element, plot, zoom = null) {
   if (zoom) chart.setScale("x", zoom);
   // after the first draw (and the zoom above), so only the user's zooms load finer data
   chart.hooks.setScale = [...(chart.hooks.setScale || []), (u, key) => {
-    if (key === "x" && u.scales.x.min !== null && u.scales.x.max !== null) refine(entry, u.scales.x.min, u.scales.x.max);
+    if (key !== "x" || u.scales.x.min === null || u.scales.x.max === null) return;
+    const xs = u.data[0];
+    // a live refresh would undo the user's zoom: a zoomed plot is left alone
+    entry.zoomed = u.scales.x.min > xs[0] || u.scales.x.max < xs[xs.length - 1];
+    refine(entry, u.scales.x.min, u.scales.x.max);
   }];
 }
 
 function refine(entry, min, max) {
-  entry.zoomed = true; // a live refresh would undo the user's zoom: it leaves this plot alone
   const { plot, element } = entry;
   const native = plot.nativeTimestep || 0;
   if (!native || plot.timestep <= native) return; // already at full resolution
