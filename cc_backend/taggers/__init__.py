@@ -1,0 +1,1 @@
+"""Job taggers: application detection from job scripts and rule-based job classes."""
