@@ -13,75 +13,31 @@ Afterwards one series is read back through /api/query and must hold the values l
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent / "cc-backend"
+from _support import Server, cluster_json, free_port, make_site, wait_ready
+
 METRICS = [f"m{i}" for i in range(10)]
 HOSTS = 1000
 TIMESTEP = 60
 #: Distinct timestamps the client cycles through (the batches are built once, before timing).
 TIMESTAMPS = 30
-CLUSTER = {
-    "name": "ingest",
-    "metricConfig": [{"name": m, "unit": {"base": ""}, "scope": "node", "timestep": TIMESTEP, "aggregation": "avg",
-                      "peak": 100, "normal": 50, "caution": 10, "alert": 5} for m in METRICS],
-    "subClusters": [{"name": "sc", "nodes": "host[0000-9999]", "processorType": "x", "socketsPerNode": 1,
-                     "coresPerSocket": 4, "threadsPerCore": 1, "flopRateScalar": {"unit": {"base": "F/s"}, "value": 1},
-                     "flopRateSimd": {"unit": {"base": "F/s"}, "value": 1},
-                     "memoryBandwidth": {"unit": {"base": "B/s"}, "value": 1},
-                     "topology": {"node": [0, 1, 2, 3], "core": [[0], [1], [2], [3]]}}],
-}
+CLUSTER = cluster_json("ingest", [{"name": m, "unit": {"base": ""}, "scope": "node", "timestep": TIMESTEP,
+                                   "aggregation": "avg", "peak": 100, "normal": 50, "caution": 10, "alert": 5}
+                                  for m in METRICS], cores=4, threads_per_core=1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port} after {timeout} s")
-
-
-def setup(work: Path) -> tuple[int, str]:
-    (work / "archive" / "ingest").mkdir(parents=True)
-    (work / "archive" / "version.txt").write_text("3\n")
-    (work / "archive" / "ingest" / "cluster.json").write_text(json.dumps(CLUSTER))
+def setup(work: Path) -> tuple[list[str], int, str]:
     port = free_port()
-    config = {"main": {"addr": f"127.0.0.1:{port}", "db": str(work / "job.db")},
-              "archive": {"kind": "file", "path": str(work / "archive")},
-              "auth": {"jwts": {"max-age": "2h"}},
-              "metric-store": {"retention-in-memory": "48h", "memory-cap": 4,
-                               "checkpoints": {"directory": str(work / "checkpoints")}}}
-    (work / "config.json").write_text(json.dumps(config))
-    out = subprocess.run([str(BIN), "gen-keypair", "--format", "json"], capture_output=True, text=True, check=True)
-    keys = json.loads(out.stdout)
-    (work / ".env").write_text("".join(f'{k}="{v}"\n' for k, v in keys.items()) + 'SESSION_KEY="bench"\n')
-    cli = [str(BIN), "--config", str(work / "config.json")]
-    subprocess.run([*cli, "-migrate-db"], cwd=work, check=True, capture_output=True)
-    subprocess.run([*cli, "-add-user", "bench:api:benchpw"], cwd=work, check=True, capture_output=True,
-                   env={**os.environ, "CC_BCRYPT_ROUNDS": "4"})
-    token = subprocess.run([*cli, "-jwt", "bench"], cwd=work, check=True, capture_output=True, text=True).stdout.strip()
-    return port, token
+    cli, token = make_site(work, CLUSTER, {"addr": f"127.0.0.1:{port}"},
+                           {"metric-store": {"retention-in-memory": "48h", "memory-cap": 4,
+                                             "checkpoints": {"directory": str(work / "checkpoints")}}})
+    return cli, port, token
 
 
 def value(host: int, metric: int, step: int) -> float:
@@ -198,27 +154,22 @@ def main() -> None:
     base = (int(time.time()) - TIMESTAMPS * TIMESTEP) // TIMESTEP * TIMESTEP
     with tempfile.TemporaryDirectory(prefix="cc-ingest-") as tmp:
         work = Path(tmp)
-        port, token = setup(work)
-        log = open(work / "server.log", "wb")  # noqa: SIM115 - closed below
-        server = subprocess.Popen([str(BIN), "--config", str(work / "config.json"), "serve"], cwd=work, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        cli, port, token = setup(work)
+        server = Server(work, cli, port)
         sink_port = free_port()
         sink_proc = multiprocessing.Process(target=sink, args=(sink_port,), daemon=True)
         sink_proc.start()
         try:
-            wait_port(port, server)
-            wait_port(sink_port, server)
+            wait_ready(sink_port, sink_proc.is_alive)  # the sink answers 200 to any path
             floor = measure(sink_port, token, base, args)
             ours = measure(port, token, base, args)
             data = read_back(port, token, base)
             if data != [value(42, 3, TIMESTAMPS - 1)]:
                 print("debug:", read_back_all(port, token, base))
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(60)
+            server.stop()
             sink_proc.kill()
             sink_proc.join(10)
-            log.close()
         expected = value(42, 3, TIMESTAMPS - 1)
         ok = data == [expected]
         rate = ours["samples"] / ours["seconds"]
@@ -232,7 +183,7 @@ def main() -> None:
         print(f"goal >= 500,000 samples/s: {'met' if rate >= 500_000 else 'MISSED'}")
         print(f"read back host0042/m3 at the last timestamp: {data} (expected [{expected}]): {'ok' if ok else 'WRONG'}")
         if not ok:
-            print((work / "server.log").read_text()[-3000:])
+            print(server.log_tail())
             sys.exit(1)
 
 

@@ -15,38 +15,21 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-BIN = Path(sys.executable).parent / "cc-backend"
-CLUSTER = {
-    "name": "benchcluster",
-    "metricConfig": [{"name": "load_one", "unit": {"base": ""}, "scope": "node", "timestep": 60,
-                      "aggregation": "avg", "peak": 8, "normal": 0, "caution": 0, "alert": 0}],
-    "subClusters": [{"name": "sc1", "nodes": "host[0000-9999]", "processorType": "x", "socketsPerNode": 1,
-                     "coresPerSocket": 4, "threadsPerCore": 2, "flopRateScalar": {"unit": {"base": "F/s"}, "value": 1},
-                     "flopRateSimd": {"unit": {"base": "F/s"}, "value": 1},
-                     "memoryBandwidth": {"unit": {"base": "B/s"}, "value": 1},
-                     "topology": {"node": list(range(8)), "core": [[i] for i in range(8)]}}],
-}
+from _support import Server, cluster_json, free_port, make_site
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+CLUSTER = cluster_json("benchcluster", [{"name": "load_one", "unit": {"base": ""}, "scope": "node", "timestep": 60,
+                                         "aggregation": "avg", "peak": 8, "normal": 0, "caution": 0, "alert": 0}],
+                       cores=4, threads_per_core=2)
 
 
 def setup(work: Path, db: str) -> tuple[dict, str]:
-    (work / "archive" / "benchcluster").mkdir(parents=True)
-    (work / "archive" / "version.txt").write_text("3\n")
-    (work / "archive" / "benchcluster" / "cluster.json").write_text(json.dumps(CLUSTER))
     port = free_port()
     main = {"addr": f"127.0.0.1:{port}", "api-allowed-ips": ["*"]}
     mysql_db = None
@@ -58,19 +41,7 @@ def setup(work: Path, db: str) -> tuple[dict, str]:
         conn.cursor().execute(f"CREATE DATABASE {mysql_db} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         conn.close()
         main.update({"db-driver": "mysql", "db": f"mysql+pymysql://root@127.0.0.1:3306/{mysql_db}"})
-    else:
-        main["db"] = str(work / "job.db")
-    config = {"main": main, "archive": {"kind": "file", "path": str(work / "archive")},
-              "auth": {"jwts": {"max-age": "2h"}}}
-    (work / "config.json").write_text(json.dumps(config))
-    out = subprocess.run([str(BIN), "gen-keypair", "--format", "json"], capture_output=True, text=True, check=True)
-    keys = json.loads(out.stdout)
-    (work / ".env").write_text("".join(f'{k}="{v}"\n' for k, v in keys.items()) + 'SESSION_KEY="bench"\n')
-    cli = [str(BIN), "--config", str(work / "config.json")]
-    subprocess.run([*cli, "-migrate-db"], cwd=work, check=True, capture_output=True)
-    subprocess.run([*cli, "-add-user", "bench:api:benchpw"], cwd=work, check=True, capture_output=True,
-                   env={**os.environ, "CC_BCRYPT_ROUNDS": "4"})
-    token = subprocess.run([*cli, "-jwt", "bench"], cwd=work, check=True, capture_output=True, text=True).stdout.strip()
+    cli, token = make_site(work, CLUSTER, main)
     return {"port": port, "mysql_db": mysql_db, "cli": cli}, token
 
 
@@ -162,23 +133,7 @@ def main() -> None:
     try:
         info, token = setup(work, args.db)
         prefix = os.environ.get("CC_BENCH_SERVER_PREFIX", "").split()  # e.g. "py-spy record -o prof.svg --"
-        # The server's log (one access line per request at its default level) goes to a file: a pipe that
-        # nobody reads fills up after a few thousand requests and then blocks the server's writes.
-        server_log = open(work / "server.log", "wb")  # noqa: SIM115 - the process writes it until the end
-        server = subprocess.Popen([*prefix, *info["cli"], "serve"], cwd=work, stdout=subprocess.DEVNULL,
-                                  stderr=server_log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=1)
-                c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"server did not start: {(work / 'server.log').read_text(errors='replace')}")
-            time.sleep(0.2)
+        server = Server(work, info["cli"], info["port"], prefix)
         print(f"database: {args.db}, {args.clients} clients in a separate process, {args.seconds:.0f} s each")
         report("GET /healthz (baseline)", *run_clients(info["port"], token, args.clients, args.seconds / 3, "healthz"))
         latencies, errors, elapsed = run_clients(info["port"], token, args.clients, args.seconds, "jobs")
@@ -193,8 +148,7 @@ def main() -> None:
               f"still running: {running.stdout.strip()}")
     finally:
         if server is not None:
-            server.send_signal(signal.SIGINT)  # py-spy (CC_BENCH_SERVER_PREFIX) writes its profile on SIGINT
-            server.wait(60)
+            server.stop(signal.SIGINT)  # py-spy (CC_BENCH_SERVER_PREFIX) writes its profile on SIGINT
         if info.get("mysql_db"):
             import pymysql
 

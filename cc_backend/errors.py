@@ -39,6 +39,12 @@ class Conflict(CCError):
     exit_code = 4
 
 
+class Busy(Conflict):
+    """The operation is already in progress (upstream answers 409 Conflict, e.g. a tagger run)."""
+
+    status = 409
+
+
 class Forbidden(CCError):
     status = 403
     exit_code = 5

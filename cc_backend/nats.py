@@ -196,6 +196,7 @@ def handle_job_event(runtime: Runtime, event: LineEvent) -> dict[str, Any] | Non
         if not isinstance(payload, dict):
             raise InvalidInput("start_job: the event must be a JSON object", field="event")
         job = start_job(runtime.engine, runtime.archive.registry(), payload)
+        runtime.taggers.on_job_started(job)
         log.info("NATS: new job (id: %s): cluster=%s, jobId=%s, user=%s, startTime=%s", job.get("id"),
                  job.get("cluster"), job.get("jobId"), job.get("user"), job.get("startTime"))
         return job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,17 @@ _HEALTH_ANSWERS = frozenset({"full", "partial", "failed"})
 
 NODE_KEYS = frozenset({"hostname", "states", "cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning"})
 REQUEST_KEYS = frozenset({"cluster", "nodes"})
+#: Keys of cc-metric-store's health-check request (``GET /api/healthcheck``, HealthCheckReq).
+HEALTH_REQUEST_KEYS = frozenset({"cluster", "nodes", "metric-names"})
+#: Most nodes one node-state report or health check may name (one report covers one cluster).
+MAX_NODES = 100_000
+#: Most scheduler state flags of one node, and metric names of one health check.
+MAX_STATES = 64
+MAX_METRICS = 1_000
+#: Most host x metric pairs one health check may ask about (each is looked at under the store's lock).
+MAX_HEALTH_PAIRS = 5_000_000
+#: Longest state flag, host or metric name in a list.
+MAX_NAME = 256
 
 
 def scheduler_state(states: Sequence[str]) -> str:
@@ -61,35 +72,71 @@ def _count(node: Mapping[str, Any], key: str, where: str) -> int:
     return check_int(COUNT_COLUMNS[key], value, f"{where}.{key}", minimum=0)
 
 
-def parse_request(payload: Any) -> tuple[str, list[dict[str, Any]]]:
-    """Validate ``{"cluster": ..., "nodes": [{hostname, states, cpusAllocated, ...}]}``."""
+def _request_object(payload: Any, keys: frozenset[str], expected: str) -> dict[str, Any]:
+    """A request body that must be a JSON object with only ``keys``; its ``cluster`` checked."""
     if not isinstance(payload, dict):
-        raise InvalidInput("expected a JSON object with cluster and nodes", field="body")
-    unknown = sorted(set(payload) - REQUEST_KEYS)
+        raise InvalidInput(f"the request body must be a JSON object with {expected}", field="body")
+    unknown = sorted(set(payload) - keys)
     if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+        raise InvalidInput(f"unknown field {unknown[0][:MAX_NAME]!r}", field=unknown[0][:MAX_NAME])
     cluster = payload.get("cluster")
     if not isinstance(cluster, str) or not cluster:
         raise InvalidInput("cluster must be a non-empty string", field="cluster")
     check_text(node_table.c.cluster, cluster, "cluster")
-    nodes = payload.get("nodes")
+    return payload
+
+
+def _list_item(item: Any, keys: frozenset[str], where: str) -> dict[str, Any]:
+    """An object in a list of a request, with only ``keys``; InvalidInput naming ``where`` or its unknown key."""
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where} must be an object", field=where)
+    unknown = sorted(set(item) - keys)
+    if unknown:
+        name = unknown[0][:MAX_NAME]
+        raise InvalidInput(f"{where}: unknown field {name!r}", field=f"{where}.{name}")
+    return item
+
+
+def string_list(value: Any, field: str, *, most: int, longest: int = MAX_NAME) -> list[str]:
+    """A list of at most ``most`` strings of at most ``longest`` characters; InvalidInput naming ``field``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{field} must be a list of strings", field=field)
+    if len(value) > most:
+        raise InvalidInput(f"{field} has {len(value)} items; at most {most}", field=field)
+    for i, v in enumerate(value):
+        if len(v) > longest:
+            raise InvalidInput(f"{field}[{i}] is longer than {longest} characters", field=f"{field}[{i}]")
+    return value
+
+
+def parse_health_request(payload: Any) -> tuple[str, list[str], list[str]]:
+    """cc-metric-store's health check ``{"cluster", "nodes": [host], "metric-names": [metric]}``, checked."""
+    request = _request_object(payload, HEALTH_REQUEST_KEYS, "cluster, nodes and metric-names")
+    nodes = string_list(request.get("nodes", []), "nodes", most=MAX_NODES)
+    metrics = string_list(request.get("metric-names", []), "metric-names", most=MAX_METRICS)
+    if len(nodes) * len(metrics) > MAX_HEALTH_PAIRS:
+        raise InvalidInput(f"nodes: {len(nodes)} nodes x {len(metrics)} metrics is more than {MAX_HEALTH_PAIRS} "
+                           "pairs; ask in smaller parts", field="nodes")
+    return request["cluster"], nodes, metrics
+
+
+def parse_request(payload: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Validate ``{"cluster": ..., "nodes": [{hostname, states, cpusAllocated, ...}]}``."""
+    request = _request_object(payload, REQUEST_KEYS, "cluster and nodes")
+    nodes = request.get("nodes")
     if not isinstance(nodes, list):
         raise InvalidInput("nodes must be a list", field="nodes")
+    if len(nodes) > MAX_NODES:
+        raise InvalidInput(f"nodes has {len(nodes)} items; at most {MAX_NODES}", field="nodes")
     parsed = []
     for i, node in enumerate(nodes):
         where = f"nodes[{i}]"
-        if not isinstance(node, dict):
-            raise InvalidInput(f"{where} must be an object", field=where)
-        unknown = sorted(set(node) - NODE_KEYS)
-        if unknown:
-            raise InvalidInput(f"{where}: unknown field {unknown[0]!r}", field=f"{where}.{unknown[0]}")
+        _list_item(node, NODE_KEYS, where)
         hostname = node.get("hostname")
         if not isinstance(hostname, str) or not hostname or "/" in hostname:
             raise InvalidInput(f"{where}.hostname must be a host name", field=f"{where}.hostname")
         check_text(node_table.c.hostname, hostname, f"{where}.hostname")
-        states = node.get("states", [])
-        if not isinstance(states, list) or not all(isinstance(s, str) for s in states):
-            raise InvalidInput(f"{where}.states must be a list of strings", field=f"{where}.states")
+        states = string_list(node.get("states", []), f"{where}.states", most=MAX_STATES)
         parsed.append({
             "hostname": hostname,
             "node_state": scheduler_state(states),
@@ -98,11 +145,24 @@ def parse_request(payload: Any) -> tuple[str, list[dict[str, Any]]]:
             "gpus_allocated": _count(node, "gpusAllocated", where),
             "jobs_running": _count(node, "jobsRunning", where),
         })
-    return cluster, parsed
+    return request["cluster"], parsed
+
+
+def subclusters_of(registry: ClusterRegistry, cluster: str, hosts: Iterable[str]) -> dict[str, str]:
+    """``{host: subcluster}`` by the cluster's nodelists; ``""`` for a host in none (or an unknown cluster)."""
+    found = registry.find(cluster)
+    out: dict[str, str] = {}
+    for host in hosts:
+        try:
+            out[host] = registry.assign_subcluster(cluster, host).name if found is not None else ""
+        except NotFound:
+            out[host] = ""
+    return out
 
 
 def node_health(registry: ClusterRegistry, cluster: str, nodes: Sequence[Mapping[str, Any]],
-                health: HealthCheck | None) -> dict[str, tuple[str, str | None]]:
+                health: HealthCheck | None, subclusters: Mapping[str, str] | None = None,
+                ) -> dict[str, tuple[str, str | None]]:
     """``{hostname: (health_state, health_metrics JSON)}`` of reported nodes, as upstream's updateNodeStates.
 
     Down nodes are "full" (nothing is expected of them). The others are checked against the metrics
@@ -111,19 +171,16 @@ def node_health(registry: ClusterRegistry, cluster: str, nodes: Sequence[Mapping
     """
     out: dict[str, tuple[str, str | None]] = {}
     by_subcluster: dict[str, list[str]] = {}
-    found = registry.find(cluster)
+    if subclusters is None:
+        subclusters = subclusters_of(registry, cluster, [n["hostname"] for n in nodes])
     for node in nodes:
         host = node["hostname"]
         if node["node_state"] == "down":
             out[host] = ("full", None)
             continue
         out[host] = (NO_METRIC_DATA, None)
-        if found is None or health is None:
-            continue
-        try:
-            by_subcluster.setdefault(registry.assign_subcluster(cluster, host).name, []).append(host)
-        except NotFound:
-            continue
+        if health is not None and subclusters[host]:
+            by_subcluster.setdefault(subclusters[host], []).append(host)
     for subcluster, hosts in by_subcluster.items():
         metrics = [m.name for m in registry.subcluster(cluster, subcluster).metric_config]
         assert health is not None
@@ -154,18 +211,15 @@ def update_node_states(engine: Engine, registry: ClusterRegistry, payload: Any, 
     if cluster is None:
         raise InvalidInput(f"cluster {cluster_name!r} is not in the job archive", field="cluster")
     now = int(time.time()) if now is None else now
-    healths = node_health(registry, cluster_name, nodes, health)
+    subclusters = subclusters_of(registry, cluster_name, {n["hostname"]: None for n in nodes})
+    healths = node_health(registry, cluster_name, nodes, health, subclusters)
     with engine.begin() as conn:
         known = dict(conn.execute(
             select(node_table.c.hostname, node_table.c.id).where(node_table.c.cluster == cluster_name)).all())
         for node in nodes:
             if node["hostname"] not in known:
-                try:
-                    subcluster = registry.assign_subcluster(cluster_name, node["hostname"]).name
-                except NotFound:
-                    subcluster = ""
                 result = conn.execute(insert(node_table).values(
-                    hostname=node["hostname"], cluster=cluster_name, subcluster=subcluster))
+                    hostname=node["hostname"], cluster=cluster_name, subcluster=subclusters[node["hostname"]]))
                 known[node["hostname"]] = inserted_id(result)
         rows = [{
             "time_stamp": now, "node_id": known[n["hostname"]], "node_state": n["node_state"],
@@ -247,11 +301,7 @@ def parse_node_filters(raw: Any) -> list[NodeFilter]:
     parsed = []
     for i, item in enumerate(items):
         where = f"filter[{i}]"
-        if not isinstance(item, dict):
-            raise InvalidInput(f"{where} must be an object", field=where)
-        unknown = sorted(set(item) - _NODE_FILTER_KEYS)
-        if unknown:
-            raise InvalidInput(f"{where}: unknown field {unknown[0]!r}", field=f"{where}.{unknown[0]}")
+        _list_item(item, _NODE_FILTER_KEYS, where)
         strings = {}
         for key in _STRING_FILTER_COLUMNS:
             if item.get(key) is not None:

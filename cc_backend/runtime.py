@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from cc_backend.archive.fs import FileArchive
     from cc_backend.config import Config, Secrets
     from cc_backend.metrics.dispatch import MetricDispatch
+    from cc_backend.taggers.service import JobTaggers
 
 
 class Runtime:
@@ -102,6 +103,13 @@ class Runtime:
         from cc_backend.metrics.dispatch import MetricDispatch
 
         return MetricDispatch(lambda: self.archive.registry(), self.config, lambda: self.metric_store)
+
+    @cached_property
+    def taggers(self) -> JobTaggers:
+        """Application and job-class taggers (their hooks act only with ``main.enable-job-taggers``)."""
+        from cc_backend.taggers.service import JobTaggers
+
+        return JobTaggers(lambda: self.engine, lambda: self.archive, enabled=self.config.main.enable_job_taggers)
 
     def close(self) -> None:
         if "raw_engine" in self.__dict__:

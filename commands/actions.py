@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -86,7 +88,8 @@ def import_jobs(runtime: Runtime, specs: list[tuple[str, str]]) -> None:
 
 
 def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, revert_db, force_db, optimize_db,
-                     add_user, del_user, jwt_user, init_db, import_job, sync_ldap=False) -> bool | None:
+                     add_user, del_user, jwt_user, init_db, import_job, sync_ldap=False,
+                     apply_tags=False) -> bool | None:
     """Run the requested actions; None if one of them always ends the program, else whether any ran."""
     if show_version:
         print_version(runtime)
@@ -148,7 +151,41 @@ def run_flag_actions(runtime: Runtime, *, show_version, do_init, migrate_db, rev
 
         import_jobs(runtime, parse_import_spec(import_job))
         did = True
+    if apply_tags:  # upstream's order: after -init-db and -import-job, so their jobs are tagged too
+        click.echo(describe_tag_runs(run_taggers(runtime)))
+        did = True
     return did
+
+
+def run_taggers(runtime: Runtime, names: Sequence[str] | None = None, filters: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Run the taggers (default both, AppTagger first) over the jobs matching ``filters``, a progress bar each."""
+    from cc_backend.commands.output import progress_bar
+    from cc_backend.taggers.service import TAGGER_KINDS
+
+    summaries = []
+    for name in names or list(TAGGER_KINDS):
+        total = runtime.taggers.count(filters)
+        bar = progress_bar(name, total)
+        try:
+            summary = runtime.taggers.run(name, filters, progress=bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        summaries.append(summary.to_dict())
+    return summaries
+
+
+def describe_tag_runs(summaries: Sequence[dict[str, Any]]) -> str:
+    """One line per tagger run, then how many jobs got each tag."""
+    lines = []
+    for run in summaries:
+        line = (f"{run['tagger']}: {run['jobs']} jobs, {run['tagged']} tagged"
+                + (f", {run['skipped']} not archived (skipped)" if run["skipped"] else "")
+                + (f", {run['failed']} failed (see the log)" if run["failed"] else "")
+                + f" [{run['seconds']:.1f} s]")
+        lines.append(line)
+        lines.extend(f"  {tag}: {count} jobs" for tag, count in run["tags"].items())
+    return "\n".join(lines)
 
 
 def run_init_db(runtime: Runtime, workers: int | None = None) -> None:

@@ -69,30 +69,19 @@ def job_cmd(db_id: int | None, job_id: int | None, cluster: str | None, start_ti
     checkpoints) is missing. Exit status: 0 archived, 1 archiving failed (the job is then at
     monitoring status 2), 2 bad arguments, 3 no such job, 4 the job is still running.
     """
-    from cc_backend.errors import Conflict, InvalidInput, NotFound
+    from cc_backend.commands.common import select_job
+    from cc_backend.errors import Conflict
     from cc_backend.jobs.archiving import archive_job
-    from cc_backend.jobs.query import find_jobs, get_job
 
     rt = runtime()
-    if db_id is not None and job_id is not None:
-        raise InvalidInput("give either ID or --job-id, not both", field="ID")
-    if db_id is not None:
-        job = get_job(rt.engine, db_id)
-    elif job_id is not None:
-        if not cluster:
-            raise InvalidInput("--job-id needs --cluster", field="cluster")
-        found = find_jobs(rt.engine, job_id, cluster, start_time)
-        if not found:
-            raise NotFound(f"no job with jobId {job_id} on {cluster}"
-                           + (f" started at {start_time}" if start_time is not None else ""), field="job-id")
-        job = found[0]
-    else:
-        raise InvalidInput("give the job's database ID or --job-id and --cluster", field="ID")
+    job = select_job(rt, db_id, job_id, cluster, start_time, argument="ID")
     if job["jobState"] == "running":
         raise Conflict(f"job {job['id']} (jobId {job['jobId']} on {job['cluster']}) is still running", field="ID")
     restored = _restore_builtin_store(rt, job)
     result = archive_job(rt.engine, rt.archive, rt.metric_data, job)
     result["restoredFromCheckpoints"] = restored
+    if result["ok"]:  # the server's stop hook, when main.enable-job-taggers is set
+        result["jobClasses"] = rt.taggers.on_job_archived(job["id"])
     if fmt == "table":
         click.echo(_describe(result))
     elif fmt == "json":
@@ -135,6 +124,8 @@ def _describe(result: dict[str, Any]) -> str:
                      f"{restored['files']} files, {restored['walSamples']} samples from the write-ahead log")
     if result["ok"]:
         lines.append(f"statistics of {result['statistics']} metrics: {', '.join(result['metrics'])}")
+        if result.get("jobClasses"):
+            lines.append(f"job classes tagged: {', '.join(result['jobClasses'])}")
         lines.extend(f"wrote {path}" for path in result["files"])
         footprint = ", ".join(f"{k}={v}" for k, v in result["footprint"].items()) or "none"
         lines.append(f"footprint: {footprint}")

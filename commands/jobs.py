@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -28,53 +30,50 @@ def _table_row(job: dict) -> dict:
     return row
 
 
-@click.group("jobs")
-def jobs_group() -> None:
-    """List and show jobs."""
+def job_filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The job filter's options (those of `jobs list`), for every command that selects jobs."""
+    for option in reversed(_FILTER_OPTIONS):
+        command = option(command)
+    return command
 
 
-@jobs_group.command("list")
-@click.option("--cluster", help="Cluster name (`abc*`, `*abc`, `*abc*` match prefix, suffix, substring).")
-@click.option("--subcluster", help="Subcluster name (same patterns).")
-@click.option("--partition", help="Partition (same patterns).")
-@click.option("--user", help="User name (same patterns).")
-@click.option("--project", help="Project (same patterns).")
-@click.option("--job-name", help="Job name from the job's metadata (same patterns).")
-@click.option("--job-id", help="Batch-system job id (same patterns).")
-@click.option("--array-job-id", type=int, help="Array job id.")
-@click.option("--state", "states", multiple=True, help="Job state; repeat for several (running, completed, ...).")
-@click.option("--start-time", help="last6h, last24h, last7d, last30d, or FROM..TO (epoch or ISO date).")
-@click.option("--duration", help="Range A..B in seconds or with s/m/h/d, e.g. 1h..12h.")
-@click.option("--nodes", help="Range of node counts, e.g. 2..16 or 64..")
-@click.option("--hwthreads", help="Range of hardware-thread counts.")
-@click.option("--accelerators", help="Range of accelerator counts.")
-@click.option("--energy", help="Range of energy in kWh.")
-@click.option("--tag", "tags", multiple=True, help="Tag id or type:name; repeat for several (any matches).")
-@click.option("--node", help="Hostname the job ran on (same patterns).")
-@click.option("--shared", type=click.Choice(["none", "single_user", "multi_user"]),
-              help="How the job shared its nodes.")
-@click.option("--schedule", type=click.Choice(["interactive", "batch"]),
-              help="Interactive jobs (job name 'interactive') or batch jobs.")
-@click.option("--metric", "metrics", multiple=True,
-              help="Footprint range NAME=A..B, e.g. flops_any=0..10 (average) or mem_used_max=100..")
-@click.option("--filter-json", help="A GraphQL JobFilter object (or list of them) as JSON, combined with the options.")
-@click.option("--sort", default="startTime:desc", show_default=True,
-              help="Column or footprint value (foot.flops_any_avg), with :asc or :desc.")
-@click.option("--page", type=int, default=1, show_default=True, help="Page number, starting at 1.")
-@click.option("--items-per-page", type=int, default=50, show_default=True, help="-1 for all.")
-@click.option("--count", "only_count", is_flag=True, help="Print only the number of matching jobs.")
-@format_option
-def list_cmd(cluster, subcluster, partition, user, project, job_name, job_id, array_job_id, states, start_time,
-             duration, nodes, hwthreads, accelerators, energy, tags, node, shared, schedule, metrics, filter_json,
-             sort, page, items_per_page, only_count, fmt) -> None:
-    """List jobs matching every given condition, newest first by default."""
+_FILTER_OPTIONS = [
+    click.option("--cluster", help="Cluster name (`abc*`, `*abc`, `*abc*` match prefix, suffix, substring)."),
+    click.option("--subcluster", help="Subcluster name (same patterns)."),
+    click.option("--partition", help="Partition (same patterns)."),
+    click.option("--user", help="User name (same patterns)."),
+    click.option("--project", help="Project (same patterns)."),
+    click.option("--job-name", help="Job name from the job's metadata (same patterns)."),
+    click.option("--job-id", help="Batch-system job id (same patterns)."),
+    click.option("--array-job-id", type=int, help="Array job id."),
+    click.option("--state", "states", multiple=True, help="Job state; repeat for several (running, completed, ...)."),
+    click.option("--start-time", help="last6h, last24h, last7d, last30d, or FROM..TO (epoch or ISO date)."),
+    click.option("--duration", help="Range A..B in seconds or with s/m/h/d, e.g. 1h..12h."),
+    click.option("--nodes", help="Range of node counts, e.g. 2..16 or 64.."),
+    click.option("--hwthreads", help="Range of hardware-thread counts."),
+    click.option("--accelerators", help="Range of accelerator counts."),
+    click.option("--energy", help="Range of energy in kWh."),
+    click.option("--tag", "tags", multiple=True, help="Tag id or type:name; repeat for several (any matches)."),
+    click.option("--node", help="Hostname the job ran on (same patterns)."),
+    click.option("--shared", type=click.Choice(["none", "single_user", "multi_user"]),
+                 help="How the job shared its nodes."),
+    click.option("--schedule", type=click.Choice(["interactive", "batch"]),
+                 help="Interactive jobs (job name 'interactive') or batch jobs."),
+    click.option("--metric", "metrics", multiple=True,
+                 help="Footprint range NAME=A..B, e.g. flops_any=0..10 (average) or mem_used_max=100.."),
+    click.option("--filter-json", help="A GraphQL JobFilter object (or list of them) as JSON, combined with the options."),
+]
+
+
+def filters_from_options(rt: Any, *, cluster, subcluster, partition, user, project, job_name, job_id, array_job_id,
+                         states, start_time, duration, nodes, hwthreads, accelerators, energy, tags, node, shared,
+                         schedule, metrics, filter_json) -> list[Any]:
+    """The JobFilters of job_filter_options' values (the text options ANDed, plus --filter-json's)."""
     import orjson
 
     from cc_backend.jobs import filter as jf
-    from cc_backend.jobs.query import count_jobs, list_jobs
     from cc_backend.jobs.tags import resolve_tag_ids
 
-    rt = runtime()
     options = {"cluster": cluster, "subcluster": subcluster, "partition": partition, "user": user,
                "project": project, "job-name": job_name, "job-id": job_id, "node": node, "state": states,
                "array-job-id": None if array_job_id is None else str(array_job_id), "start-time": start_time,
@@ -88,7 +87,29 @@ def list_cmd(cluster, subcluster, partition, user, project, job_name, job_id, ar
         except orjson.JSONDecodeError as exc:
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--filter-json") from None
         extra = jf.parse_filters(extra_raw)
-    filters = [flt] + extra
+    return [flt] + extra
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """List and show jobs."""
+
+
+@jobs_group.command("list")
+@job_filter_options
+@click.option("--sort", default="startTime:desc", show_default=True,
+              help="Column or footprint value (foot.flops_any_avg), with :asc or :desc.")
+@click.option("--page", type=int, default=1, show_default=True, help="Page number, starting at 1.")
+@click.option("--items-per-page", type=int, default=50, show_default=True, help="-1 for all.")
+@click.option("--count", "only_count", is_flag=True, help="Print only the number of matching jobs.")
+@format_option
+def list_cmd(sort, page, items_per_page, only_count, fmt, **filter_options) -> None:
+    """List jobs matching every given condition, newest first by default."""
+    from cc_backend.jobs import filter as jf
+    from cc_backend.jobs.query import count_jobs, list_jobs
+
+    rt = runtime()
+    filters = filters_from_options(rt, **filter_options)
     if only_count:
         n = count_jobs(rt.engine, filters)
         emit_object({"count": n}, fmt) if fmt != "table" else click.echo(n)
@@ -164,3 +185,26 @@ def tags_list_cmd(fmt) -> None:
 
     rows = list_tags(runtime().engine)
     emit(rows, ["id", "type", "name", "scope", "count"], fmt)
+
+
+@tags_group.command("apply")
+@click.option("--tagger", "names", multiple=True, type=click.Choice(["AppTagger", "JobClassTagger"]),
+              help="Run only this tagger; repeat for both [default: both, AppTagger first].")
+@job_filter_options
+@format_option
+def tags_apply_cmd(names, fmt, **filter_options) -> None:
+    """Detect applications and job classes of existing jobs (all jobs, or those the filter options select).
+
+    AppTagger tags app:<name> from the job script; JobClassTagger tags jobClass:<tag> and sets the
+    job's message from the rules' hints (archived jobs only). Tags a job already has are kept. Rules
+    come from ./var/tagger (see docs/taggers.md). A progress bar runs on a terminal; a summary follows.
+    """
+    from cc_backend.commands.actions import describe_tag_runs, run_taggers
+
+    rt = runtime()
+    summaries = run_taggers(rt, names or None, filters_from_options(rt, **filter_options))
+    if fmt == "table":
+        click.echo(describe_tag_runs(summaries))
+    else:
+        rows = [{**run, "tags": ",".join(f"{t}={n}" for t, n in run["tags"].items())} for run in summaries]
+        emit(rows, ["tagger", "jobs", "tagged", "skipped", "failed", "tags", "seconds"], fmt, json_value=summaries)

@@ -17,7 +17,8 @@ SUBCOMMANDS = {
     "user": ("cc_backend.commands.users:user_group", "Manage users: add, list, delete, roles and projects."),
     "jobs": ("cc_backend.commands.jobs:jobs_group", "List and show jobs with the upstream job filter."),
     "clusters": ("cc_backend.commands.jobs:clusters_group", "List the clusters of the job archive."),
-    "tags": ("cc_backend.commands.jobs:tags_group", "List tags and how many jobs carry them."),
+    "tags": ("cc_backend.commands.jobs:tags_group", "List tags; run the application and job-class taggers."),
+    "report": ("cc_backend.commands.report:report_cmd", "Efficiency report of one job: what it used of its allocation."),
     "archive": ("cc_backend.commands.archive:archive_group", "Job archive tools: info, validate, job."),
     "demo": ("cc_backend.commands.demo:demo_group", "Demo data: generate an archive, feed a live demo, seed running jobs."),
     "gen-keypair": ("cc_backend.commands.admin:gen_keypair_cmd", "Print a new base64 Ed25519 key pair for .env."),
@@ -29,7 +30,7 @@ SUBCOMMANDS = {
 # Upstream's Go flags, accepted with one or two dashes and Go's `-flag=true|false` bool form.
 UPSTREAM_BOOL_FLAGS = {
     "init", "init-db", "server", "no-server", "dev", "migrate-db", "revert-db", "force-db",
-    "optimize-db", "version", "logdate", "gops", "sync-ldap",
+    "optimize-db", "version", "logdate", "gops", "sync-ldap", "apply-tags",
 }
 UPSTREAM_VALUE_FLAGS = {"add-user", "del-user", "jwt", "import-job", "config", "loglevel"}
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -92,13 +93,15 @@ def setup_logging(level: str | None, logdate: bool) -> None:
 @click.option("--sync-ldap", is_flag=True, help="Synchronise users with the LDAP directory (auth.ldap).")
 @click.option("--init-db", is_flag=True, help="Rebuild the job tables from the job archive.")
 @click.option("--import-job", metavar="META:DATA[,META:DATA...]", help="Import jobs into archive and database.")
+@click.option("--apply-tags", is_flag=True,
+              help="Run the application and job-class taggers over every job (after --init-db/--import-job).")
 @click.option("--server/--no-server", "server", default=None,
               help="Start the server after the actions (a bare `cc-backend` starts it).")
 @click.option("--dev", is_flag=True, help="Development mode for the server: adds /dev/sleep for testing slow requests (API docs at /swagger/ are always served).")
 @click.option("--gops", is_flag=True, hidden=True, help="Accepted for compatibility; does nothing.")
 @click.pass_context
 def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_init, migrate_db, revert_db,
-        force_db, optimize_db, add_user, del_user, jwt_user, sync_ldap, init_db, import_job, server, dev, gops) -> None:
+        force_db, optimize_db, add_user, del_user, jwt_user, sync_ldap, init_db, import_job, apply_tags, server, dev, gops) -> None:
     """cc-backend: job-specific performance monitoring for HPC clusters.
 
     Run a subcommand, or use upstream's action flags (`cc-backend -init-db -add-user demo:admin,api:pw`).
@@ -116,7 +119,7 @@ def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_ini
             ("--revert-db", revert_db), ("--force-db", force_db), ("--optimize-db", optimize_db),
             ("--add-user", add_user), ("--del-user", del_user), ("--jwt", jwt_user), ("--sync-ldap", sync_ldap),
             ("--init-db", init_db),
-            ("--import-job", import_job), ("--server", server)) if value]
+            ("--import-job", import_job), ("--apply-tags", apply_tags), ("--server", server)) if value]
         if actions_given:
             raise click.UsageError(f"{', '.join(actions_given)} cannot be combined with the subcommand "
                                    f"{ctx.invoked_subcommand!r}: run them separately")
@@ -127,7 +130,7 @@ def cli(ctx: click.Context, config_path, loglevel, logdate, show_version, do_ini
         runtime, show_version=show_version, do_init=do_init, migrate_db=migrate_db, revert_db=revert_db,
         force_db=force_db, optimize_db=optimize_db, add_user=add_user, del_user=del_user, jwt_user=jwt_user,
         sync_ldap=sync_ldap,
-        init_db=init_db, import_job=import_job,
+        init_db=init_db, import_job=import_job, apply_tags=apply_tags,
     )
     if did_something is None:  # an action that always exits (version, init, migrations)
         return

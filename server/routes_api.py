@@ -40,6 +40,7 @@ def mount(app: bottle.Bottle, runtime: Runtime) -> None:
         app.route(f"{prefix}/jobs/<id>", "GET", handlers.get_job)
         app.route(f"{prefix}/jobs/<id>", "POST", handlers.get_job_metrics_listed)
         app.route(f"{prefix}/jobs/metrics/<id>", "GET", handlers.get_job_metrics)
+        app.route(f"{prefix}/jobs/report/<id>", "GET", handlers.get_job_report)
 
 
 def mount_dev(app: bottle.Bottle) -> None:
@@ -194,6 +195,18 @@ class ApiHandlers:
             # upstream's body shape (clients read "error"), with an honest status instead of upstream's 200
             bottle.response.status = exc.status
             return {"data": None, "error": {"message": exc.message}}
+
+    def get_job_report(self, id: str, viewer: Viewer) -> dict[str, Any]:  # noqa: A002 - the route's name
+        """The job's efficiency report (:func:`cc_backend.jobs.report.efficiency_report`); 404 for a job the viewer may not see."""
+        from cc_backend.jobs.query import get_job
+        from cc_backend.jobs.report import runtime_report
+
+        unknown = sorted(bottle.request.query.keys())
+        if unknown:
+            raise InvalidInput(f"invalid query parameter: {unknown[0]}", field=unknown[0])
+        db_id = int64(id, "id", minimum=1)
+        # unlike _job's upstream 422, a new route answers what it is: not found (another user's job too)
+        return runtime_report(self.runtime, get_job(self.runtime.engine, db_id, viewer=viewer), viewer=viewer)
 
     def _job_metrics(self, id: str, viewer: Viewer) -> list[dict[str, Any]]:  # noqa: A002
         from cc_backend.metrics.jobdata import as_metric_list, check_scopes

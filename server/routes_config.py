@@ -7,7 +7,9 @@ check of state-changing requests) happens in :mod:`cc_backend.server.auth` befor
 rules live in :mod:`cc_backend.auth.users`, :mod:`cc_backend.notice`, :mod:`cc_backend.ui_config` and
 :mod:`cc_backend.journal`.
 
-Not here yet: ``GET /config/taggers/`` and ``POST /config/taggers/run/`` (the taggers do not exist yet).
+``/config/taggers/`` lists upstream's two taggers and ``/config/taggers/run/`` starts one over every job
+(:mod:`cc_backend.taggers.service`). Upstream answers 409 for an unknown tagger name; here that is a 400
+naming ``name`` (bad input), and 409 stays for a tagger that is already running.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def mount(app: bottle.Bottle, runtime: Runtime) -> None:
     app.route("/config/users/", "DELETE", h.delete_user)
     app.route("/config/user/<username>", "POST", h.update_user)
     app.route("/config/notice/", "POST", h.edit_notice)
+    app.route("/config/taggers/", "GET", h.get_taggers)
+    app.route("/config/taggers/run/", "POST", h.run_tagger)
     app.route("/frontend/jwt/", "GET", h.get_jwt)
     app.route("/frontend/configuration/", "POST", h.update_configuration)
     app.route("/frontend/logs/", "GET", h.get_logs)
@@ -104,6 +108,15 @@ class ConfigHandlers:
         if write_notice(content):
             return _text("Update Notice Content Success")
         return _text("Empty Notice Content Success")
+
+    def get_taggers(self, viewer: Viewer) -> list[dict[str, Any]]:
+        return self.runtime.taggers.status()
+
+    def run_tagger(self, viewer: Viewer) -> str:
+        """Field name (AppTagger or JobClassTagger): run it over every job in the background."""
+        name = request_fields().get("name")
+        self.runtime.taggers.start_run(name)
+        return _text(f"Tagger {name} started")
 
     # ------------------------------------------------------------------------------ /frontend (any user)
 

@@ -65,6 +65,7 @@ class JobHandlers:
         from cc_backend.jobs.store import start_job
 
         job = start_job(self.engine, self.runtime.archive.registry(), json_object(), viewer=viewer)
+        self.runtime.taggers.on_job_started(job)
         bottle.response.status = 201
         return {"msg": "success", "id": job["id"]}
 

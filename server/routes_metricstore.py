@@ -1,7 +1,7 @@
 """REST routes of the built-in metric store (upstream ``internal/api/metricstore.go``, cc-metric-store's API).
 
 * ``POST /api/write[/]?cluster=X``: InfluxDB line protocol into the store; 200 with an empty body, 400
-  naming the first bad line (the lines before it are stored, as upstream's decoder does).
+  naming the first bad line (nothing of that body is stored).
 * ``GET|POST /api/query[/]``: cc-metric-store's query request and answer, so that another cc-backend
   can use this server as an external cc-metric-store.
 * ``POST /api/free[/]?to=EPOCH``: body ``[["cluster", "host", ...], ...]``; text ``buffers freed: N``.
@@ -10,13 +10,16 @@
   answer ``{host: {"State": "full"|"partial"|"failed", "HealthMetrics": "<JSON of missing/degraded>"}}``.
 * ``POST|PUT /api/healthcheck[/]``: the node-state update of ``/api/nodestate/`` (upstream mounts it there).
 
+What a request may hold (names, list lengths, times) is checked and bounded in the core, once for REST
+and NATS; a request over a limit is a 400 naming the field (docs/live-monitoring.md lists the limits).
+
 Admission is upstream's AuthMetricStoreAPI: a JWT with the roles ``["api"]``, or ``api`` plus any of
 user, manager or admin (support alone does not do); ``main.api-allowed-ips`` does not apply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import bottle
@@ -36,8 +39,6 @@ WRITE_BODY_LIMIT = 64 * 1024 * 1024
 WRITE_PATHS = ("/api/write", "/api/write/")
 #: Roles that, together with ``api``, admit a token to the metric-store routes (upstream: not support).
 _WITH_API = frozenset({"user", "manager", "admin"})
-#: Keys of a health-check request (cc-metric-store's HealthCheckReq).
-_HEALTH_KEYS = frozenset({"cluster", "nodes", "metric-names"})
 
 
 def admits_metricstore(viewer: Viewer) -> bool:
@@ -70,14 +71,13 @@ def _admit(viewer: Viewer | None) -> None:
         raise Unauthorized("unauthorized")
 
 
-def _string_list(value: Any, field: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidInput(f"{field} must be a list of strings", field=field)
-    return value
-
-
 class MetricStoreHandlers:
-    """Handlers over one runtime's metric store (created by the runtime on first use)."""
+    """Handlers over one runtime's metric store (created by the runtime on first use).
+
+    They read the request and write the answer; what a request may hold is checked once, in the core
+    (the store's write_lines, query, free and debug, :func:`cc_backend.nodes.parse_health_request` and
+    :func:`cc_backend.nodes.update_node_states`), for REST and NATS alike.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -99,36 +99,17 @@ class MetricStoreHandlers:
 
     def query(self, viewer: Viewer) -> dict[str, Any]:
         _admit(viewer)
-        request = json_body()
-        if not isinstance(request, dict):
-            raise InvalidInput("the request body must be a JSON object (a query request)", field="body")
-        for key, kind in (("cluster", str), ("from", int), ("to", int)):
-            value = request.get(key)
-            if value is None or isinstance(value, bool) or not isinstance(value, kind):
-                raise InvalidInput(f"{key} must be {'a string' if kind is str else 'an integer (Unix seconds)'}",
-                                   field=key)
-        queries = request.get("queries", [])
-        if not isinstance(queries, list) or not all(isinstance(q, dict) for q in queries):
-            raise InvalidInput("queries must be a list of objects", field="queries")
-        if request.get("for-all-nodes") is not None:
-            _string_list(request["for-all-nodes"], "for-all-nodes")
-        # cc-metric-store's defaults: statistics and data unless asked otherwise.
-        request.setdefault("with-stats", True)
-        request.setdefault("with-data", True)
-        return self.store.query(request)
+        return self.store.query(json_body())
 
     def free(self, viewer: Viewer) -> str:
         _admit(viewer)
         raw_to = bottle.request.query.get("to")
         if not raw_to:
             raise InvalidInput("'to' is a required query parameter", field="to")
+        if len(raw_to) > 40:
+            raise InvalidInput("'to' must be a time in Unix seconds", field="to")
         before = int64(raw_to, "to")
-        selectors = json_body()
-        if not isinstance(selectors, list):
-            raise InvalidInput("the body must be a list of selectors such as [[\"cluster\", \"host\"]]", field="body")
-        for i, selector in enumerate(selectors):
-            _string_list(selector, f"body[{i}]")
-        freed = self.store.free(before, selectors) if selectors else 0
+        freed = self.store.free(before, json_body())
         bottle.response.content_type = "text/plain; charset=utf-8"
         return f"buffers freed: {freed}\n"
 
@@ -138,18 +119,10 @@ class MetricStoreHandlers:
         return self.store.debug(raw.split(":") if raw else None)
 
     def health(self, viewer: Viewer) -> dict[str, Any]:
+        from cc_backend.nodes import parse_health_request
+
         _admit(viewer)
-        request = json_body()
-        if not isinstance(request, dict):
-            raise InvalidInput("expected a JSON object with cluster, nodes and metric-names", field="body")
-        unknown = sorted(set(request) - _HEALTH_KEYS)
-        if unknown:
-            raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
-        cluster = request.get("cluster")
-        if not isinstance(cluster, str) or not cluster:
-            raise InvalidInput("cluster must be a non-empty string", field="cluster")
-        nodes = _string_list(request.get("nodes", []), "nodes")
-        metrics = _string_list(request.get("metric-names", []), "metric-names")
+        cluster, nodes, metrics = parse_health_request(json_body())
         return cc_metric_store_health(self.store.health(cluster, nodes, metrics))
 
     def node_state(self, viewer: Viewer) -> str:
@@ -157,12 +130,9 @@ class MetricStoreHandlers:
 
         _admit(viewer)
         update_node_states(self.runtime.engine, self.runtime.archive.registry(), json_body(),
-                           health=self.node_health)
+                           health=self.runtime.metric_data.health)
         bottle.response.content_type = "text/plain; charset=utf-8"
         return ""
-
-    def node_health(self, cluster: str, hosts: Sequence[str], metrics: Sequence[str]) -> Mapping[str, Any]:
-        return self.runtime.metric_data.health(cluster, hosts, metrics)
 
 
 def cc_metric_store_health(healths: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

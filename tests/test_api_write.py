@@ -86,6 +86,10 @@ def test_malformed_line_is_400_naming_the_line(ms):
     r = app.post("/api/write?cluster=fritz", content=body.encode(), headers=headers)
     assert r.status_code == 400
     assert r.json()["status"] == "Bad Request" and "line 2" in r.json()["error"]
+    # nothing of a body with a malformed line is stored, not even the good line before it
+    r = app.post("/api/query", json=_query("fritz", start, start, [{"metric": "cpu_load", "host": "f0101"}]),
+                 headers=headers)
+    assert r.status_code == 200 and r.json()["results"][0][0]["data"] in (None, [], [None]), r.text
     _still_answers(app, headers)
 
 
@@ -200,6 +204,138 @@ def test_healthcheck_answers_like_cc_metric_store(ms):
     assert r.status_code == 400 and "nodes" in r.json()["error"]
     r = app.request("GET", "/api/healthcheck", content=b'{"cluster": "fritz", "hosts": []}', headers=headers)
     assert r.status_code == 400 and "hosts" in r.json()["error"]
+
+
+# ------------------------------------------------------------------------------ limits of every input
+
+_LONG = "x" * 257  # one more than any name may hold (lineproto.MAX_NAME)
+
+
+def _bad_requests() -> list[tuple[str, str, object, str]]:
+    """(method, path, JSON body, the field the 400 must name): one input over each limit of these routes."""
+    from cc_backend.metricstore.query import MAX_QUERIES
+    from cc_backend.metricstore.store import MAX_SELECTOR_PARTS, MAX_SELECTORS
+    from cc_backend.nodes import MAX_HEALTH_PAIRS, MAX_METRICS, MAX_NODES, MAX_STATES
+
+    q = {"cluster": "fritz", "from": 1, "to": 2}
+    one = [{"metric": "cpu_load", "host": "f0101"}]
+    health = {"cluster": "fritz", "nodes": ["f0101"], "metric-names": ["cpu_load"]}
+    node = {"hostname": "f0101", "states": ["idle"]}
+    pairs = MAX_HEALTH_PAIRS // MAX_METRICS + 1
+    return [
+        ("POST", "/api/query", {**q, "from": 10**30}, "from"),
+        ("POST", "/api/query", {**q, "to": 2.5}, "to"),
+        ("POST", "/api/query", {**q, "from": True}, "from"),
+        ("POST", "/api/query", {**q, "cluster": _LONG}, "cluster"),
+        ("POST", "/api/query", {**q, "queries": [{"metric": "cpu_load", "host": _LONG}]}, "queries[0].host"),
+        ("POST", "/api/query", {**q, "queries": [{**one[0], "resolution": 2**64}]}, "queries[0].resolution"),
+        ("POST", "/api/query", {**q, "queries": [{**one[0], "type": "core", "type-ids": [_LONG]}]},
+         "queries[0].type-ids"),
+        ("POST", "/api/query", {**q, "queries": one * (MAX_QUERIES + 1)}, "queries"),
+        ("POST", "/api/query", {**q, "for-all-nodes": "cpu_load"}, "for-all-nodes"),
+        ("POST", "/api/free?to=5", None, "body"),
+        ("POST", "/api/free?to=5", [["fritz"]] * (MAX_SELECTORS + 1), "body"),
+        ("POST", "/api/free?to=5", [["fritz"] * (MAX_SELECTOR_PARTS + 1)], "body[0]"),
+        ("POST", "/api/free?to=5", [["fritz", _LONG]], "body[0]"),
+        ("POST", "/api/free?to=" + "1" * 41, [["fritz"]], "to"),
+        ("GET", "/api/debug?selector=fritz:" + _LONG, None, "selector"),
+        ("GET", "/api/healthcheck", {**health, "cluster": "c" * 300}, "cluster"),
+        ("GET", "/api/healthcheck", {**health, "nodes": ["f0101"] * (MAX_NODES + 1)}, "nodes"),
+        ("GET", "/api/healthcheck", {**health, "nodes": [_LONG]}, "nodes[0]"),
+        ("GET", "/api/healthcheck", {**health, "metric-names": ["m"] * (MAX_METRICS + 1)}, "metric-names"),
+        ("GET", "/api/healthcheck", {**health, "nodes": ["h"] * pairs, "metric-names": ["m"] * MAX_METRICS}, "nodes"),
+        ("GET", "/api/healthcheck", {**health, _LONG * 40: 1}, "unknown field '" + "x" * 256 + "'"),
+        ("POST", "/api/nodestate/", {"cluster": "fritz", "nodes": [node] * (MAX_NODES + 1)}, "nodes"),
+        ("POST", "/api/nodestate/", {"cluster": "fritz", "nodes": [{**node, "states": ["idle"] * (MAX_STATES + 1)}]},
+         "nodes[0].states"),
+        ("POST", "/api/nodestate/", {"cluster": "fritz", "nodes": [{**node, "states": [_LONG]}]}, "nodes[0].states[0]"),
+        ("POST", "/api/healthcheck", {"cluster": "fritz", "nodes": [{**node, "states": [_LONG]}]}, "nodes[0].states[0]"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_requests())))
+def test_every_input_is_bounded_and_named(ms, case):
+    method, path, body, field = _bad_requests()[case]
+    app, headers = ms
+    content = json.dumps(body).encode() if body is not None or path.startswith("/api/free") else None
+    r = app.request(method, path, content=content, headers=headers)
+    assert r.status_code == 400, (path, field, r.text[:300])
+    error = r.json()["error"]
+    assert field in error and len(error) < 400, (field, error[:300])
+    _still_answers(app, headers)
+
+
+def test_query_for_all_nodes_counts_hosts_times_metrics(ms):
+    app, headers = ms
+    from cc_backend.metricstore.query import MAX_QUERIES
+
+    start = _now_minute() - 60
+    body = "".join(_lines(h, "cpu_load", start, [1.0]) for h in ("f0501", "f0502"))
+    assert app.post("/api/write?cluster=fritz", content=body.encode(), headers=headers).status_code == 200
+    hosts = len(app.post("/api/query", json={**_query("fritz", start, start, []), "for-all-nodes": ["cpu_load"]},
+                         headers=headers).json()["queries"])
+    assert hosts >= 2
+    metrics = MAX_QUERIES // hosts + 1  # the product passes the limit although each list alone is short
+    r = app.post("/api/query", json={**_query("fritz", start, start, []), "for-all-nodes": ["cpu_load"] * metrics},
+                 headers=headers)
+    assert r.status_code == 400 and "for-all-nodes" in r.json()["error"], r.text[:300]
+    r = app.post("/api/query", json={**_query("fritz", start, start, []), "for-all-nodes": ["cpu_load"]},
+                 headers=headers)
+    assert r.status_code == 200 and ["f0501", "cpu_load"] in [[q["host"], q["metric"]] for q in r.json()["queries"]]
+
+
+def test_free_with_an_empty_list_frees_nothing(ms):
+    app, headers = ms
+    start = _now_minute() - 3 * 3600
+    assert app.post("/api/write?cluster=fritz", content=_lines("f0601", "cpu_load", start, [1.0]).encode(),
+                    headers=headers).status_code == 200
+    r = app.post(f"/api/free?to={_now_minute() + 7 * 86400}", json=[], headers=headers)
+    assert r.status_code == 200 and r.text == "buffers freed: 0\n"
+    r = app.post("/api/query", json=_query("fritz", start, start, [{"metric": "cpu_load", "host": "f0601"}]),
+                 headers=headers)
+    assert r.json()["results"][0][0]["data"] == [1.0]
+
+
+def test_write_cluster_parameter_is_bounded(ms):
+    app, headers = ms
+    start = _now_minute() - 60
+    r = app.post("/api/write?cluster=" + _LONG, content=_lines("f0701", "cpu_load", start, [1.0]).encode(),
+                 headers=headers)
+    assert r.status_code == 400 and "cluster" in r.json()["error"] and len(r.json()["error"]) < 400
+    _still_answers(app, headers)
+
+
+def test_unknown_cluster_parameters_add_no_caches(ms):
+    """Made-up ?cluster= names share one cache: lines with a cluster tag are stored, untagged ones ignored."""
+    app, headers = ms
+    start = _now_minute() - 60
+    for i in range(50):
+        body = _lines("f0801", "cpu_load", start, [float(i)], cluster="fritz") + _lines("f0801", "cpu_load", start, [9.0])
+        r = app.post(f"/api/write?cluster=made-up-{i}", content=body.encode(), headers=headers)
+        assert r.status_code == 200, r.text
+    store = app.runtime.metric_store
+    assert len(store._caches) <= 2 and len(store._fast) <= 2  # fritz's parameter (if used) and none
+    assert store.ignored["cluster made-up-49"] == 1
+    r = app.post("/api/query", json=_query("fritz", start, start, [{"metric": "cpu_load", "host": "f0801"}]),
+                 headers=headers)
+    assert r.json()["results"][0][0]["data"] == [49.0]
+
+
+def test_a_huge_write_stays_within_the_memory_cap(ms):
+    """64 MiB of lines for made-up hosts cannot allocate beyond memory-cap: the rest is dropped and counted."""
+    from cc_backend.metricstore.store import HARD_CAP_PERCENT, MEMORY_CAP_REACHED
+
+    app, headers = ms
+    store = app.runtime.metric_store
+    store.memory_cap = store.memory_bytes() + 2 * 1024 * 1024
+    start = _now_minute() - 60
+    body = "".join(f"cpu_load,hostname=m{i:06d} value=1 {start}\n" for i in range(20_000)).encode()
+    r = app.post("/api/write?cluster=fritz", content=body, headers=headers)
+    assert r.status_code == 200, r.text[:300]
+    stats = app.get("/api/debug?selector=nowhere", headers=headers).json()["_stats"]
+    assert 0 < stats["ignored"][MEMORY_CAP_REACHED] < 20_000
+    assert stats["memoryBytes"] <= store.memory_cap * HARD_CAP_PERCENT // 100
+    _still_answers(app, headers)
 
 
 def _node_states(site) -> dict[str, tuple[str, str, object]]:

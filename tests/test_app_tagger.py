@@ -52,31 +52,3 @@ def test_site_file_overrides_and_bad_pattern_is_reported(tmp_path, detector):
     assert site.detect("mpirun myvasp") == ["vasp"]
     assert len(site.errors) == 1 and site.errors[0].startswith(f"{tmp_path / 'broken.txt'}:2:")
     assert site.detect("run ok") == ["broken"]
-
-
-def test_tag_jobs_in_database_once(peer_db_url, detector):
-    import json
-
-    from sqlalchemy import func, select, update
-
-    from cc_backend.db.engine import make_engine
-    from cc_backend.db.tables import job_table, jobtag_table, tag_table
-    from cc_backend.taggers.apps import tag_jobs
-
-    engine = make_engine(peer_db_url)
-    try:
-        with engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(select(job_table.c.id).order_by(job_table.c.id).limit(2))]
-            conn.execute(update(job_table).where(job_table.c.id == ids[0])
-                         .values(meta_data=json.dumps({"jobScript": "module load gromacs\nsrun gmx mdrun"})))
-            conn.execute(update(job_table).where(job_table.c.id == ids[1]).values(meta_data=json.dumps({})))
-        for _ in range(2):
-            tag_jobs(engine, None, ids, detector)
-        with engine.connect() as conn:
-            rows = conn.execute(select(jobtag_table.c.job_id, func.count()).join(
-                tag_table, tag_table.c.id == jobtag_table.c.tag_id).where(
-                tag_table.c.tag_type == "app", tag_table.c.tag_name == "gromacs",
-                tag_table.c.tag_scope == "global").group_by(jobtag_table.c.job_id)).all()
-        assert [(r[0], r[1]) for r in rows] == [(ids[0], 1)]
-    finally:
-        engine.dispose()

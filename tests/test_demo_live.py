@@ -314,3 +314,51 @@ def test_start_jobs_seeds_running_jobs_without_a_server(tmp_path: Path) -> None:
                           (SEEDED_JOBID_BASE,)).fetchall()
     assert len(rows) == 4
     assert all(state == "running" and status == 1 and start + wt > time.time() - 60 for state, status, start, wt in rows)
+
+
+def test_feeder_keeps_only_the_newest_refusals() -> None:
+    """A server that refuses every batch (4xx) for a long time: the feeder's error list stays bounded."""
+    from cc_backend.demo.feeder import MAX_ERRORS, Feeder, FeedOptions
+
+    seen: list[bytes] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return httpx.Response(400, json={"status": "Bad Request", "error": f"line 1: refusal {len(seen)}"})
+
+    client = httpx.Client(base_url="http://feeder.test", transport=httpx.MockTransport(refuse))
+    feeder = Feeder(FeedOptions(url="http://feeder.test", token="t", idle_load=False), client=client)
+    for i in range(MAX_ERRORS + 20):
+        feeder.pending["fritz"] = [f"cpu_load,hostname=f0101 value={i} {NOW + i}"]
+        feeder._write(NOW + i)
+    assert len(seen) == MAX_ERRORS + 20 and feeder.pending["fritz"] == []  # a 4xx batch is not sent again
+    assert len(feeder.stats.errors) == MAX_ERRORS
+    assert "refusal 21" in feeder.stats.errors[0] and f"refusal {MAX_ERRORS + 20}" in feeder.stats.errors[-1]
+    client.close()
+
+
+def test_feeder_sends_lines_again_after_a_failed_request() -> None:
+    """docs/live-monitoring.md: failed requests (no answer, 5xx) are retried; their lines wait for the next tick."""
+    from cc_backend.demo.feeder import Feeder, FeedOptions
+
+    answers = iter([httpx.ConnectError("down"), httpx.Response(503, text="busy"), httpx.Response(200)])
+    bodies: list[bytes] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = httpx.Client(base_url="http://feeder.test", transport=httpx.MockTransport(flaky))
+    feeder = Feeder(FeedOptions(url="http://feeder.test", token="t", idle_load=False), client=client)
+    line = f"cpu_load,hostname=f0101 value=1 {NOW}"
+    for tick in range(3):
+        feeder.pending.setdefault("fritz", [])
+        if tick == 0:
+            feeder.pending["fritz"].append(line)
+        feeder._write(NOW + tick)
+    assert bodies == [line.encode()] * 3 and feeder.stats.failed_requests == 2 and feeder.stats.lines == 1
+    assert feeder.pending["fritz"] == [] and feeder.stats.errors == []
+    client.close()

@@ -305,6 +305,24 @@ def test_resolution_downsamples_running_jobs(live):
 
 # --- external stores --------------------------------------------------------------------------------
 
+def test_a_silent_external_store_is_an_error_after_its_timeout(peer_archive):
+    """docs/live-monitoring.md: a store that does not answer is an error for that request, not a hang."""
+    import socket
+
+    from cc_backend.metrics.ccms import external_repository
+    from cc_backend.metrics.repository import MetricBackendError
+
+    with socket.socket() as listener:  # accepts connections (the kernel's backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        repository = external_repository(_registry(peer_archive), url, "t", timeout=0.5)
+        began = time.monotonic()
+        with pytest.raises(MetricBackendError, match=f"metric store {url}/api/healthcheck") as exc:
+            repository.health("fritz", ["f0101"], ["cpu_load"])
+        assert exc.value.status == 502 and time.monotonic() - began < 5
+
+
 def test_unreachable_external_store_is_a_clear_graphql_error(api, site):
     app, headers, boss = api
     url = f"http://127.0.0.1:{free_port()}"
@@ -410,6 +428,27 @@ def test_graphql_reads_a_running_job_from_the_external_store(second_server, api,
         fresh.stop()
 
 
+def test_hosts_are_placed_in_subclusters_only_when_an_entry_needs_it(peer_archive, monkeypatch):
+    from cc_backend.metrics.dispatch import MetricDispatch
+    from cc_backend.metricstore.store import MetricStore
+
+    registry = _registry(peer_archive)
+    looked_up: list[str] = []
+    lookup = registry.assign_subcluster
+    monkeypatch.setattr(registry, "assign_subcluster", lambda c, h: looked_up.append(h) or lookup(c, h))
+    store = MetricStore(registry)
+    hosts = ["f0101", "f2157", "x9999"]
+    builtin = MetricDispatch(registry, [_entry("alex-a100", "http://a100.invalid")], builtin_store=store)
+    assert [(r.name, group) for r, group in builtin._by_repository("fritz", hosts)] == [
+        ("the built-in metric store", hosts)]
+    assert builtin.health("fritz", hosts, ["cpu_load"])["f0101"]["state"] == "failed"
+    assert looked_up == []  # no fritz subcluster has an entry: one repository, no host lookups
+    split = MetricDispatch(registry, [_entry("fritz-spr1tb", "http://sub.invalid")], builtin_store=store)
+    assert [(r.name, group) for r, group in split._by_repository("fritz", hosts)] == [
+        ("the built-in metric store", ["f0101", "x9999"]), ("metric store http://sub.invalid", ["f2157"])]
+    assert sorted(looked_up) == sorted(hosts)
+
+
 def test_health_through_the_dispatch(live):
     dispatch = live.app.runtime.metric_data
     health = dispatch.health("fritz", [HOST, OTHER_HOST, "f0103"], ["cpu_load", "mem_bw", "ipc"])
@@ -468,25 +507,32 @@ def test_accelerator_metrics_per_accelerator_and_per_node(peer_archive):
     assert repo.load_data(without, ["acc_utilization"], ["node", "accelerator"]) == {}
 
 
-def test_restricted_metrics_stay_hidden_for_running_jobs(peer_archive):
+def _running_fritz_job(peer_archive, job_id: int):
+    """(the archive, a dispatch over a built-in store holding _lines, a one-node fritz job running since then)."""
     from cc_backend.archive.fs import FileArchive
-    from cc_backend.auth.security import Viewer
-    from cc_backend.metrics import jobdata
     from cc_backend.metrics.dispatch import MetricDispatch
     from cc_backend.metricstore.store import MetricStore
 
-    path = peer_archive / "fritz" / "cluster.json"
-    cluster = json.loads(path.read_text())
-    next(m for m in cluster["metricConfig"] if m["name"] == "cpu_load")["restrict"] = True
-    path.write_text(json.dumps(cluster))
     archive = FileArchive(peer_archive)
     store = MetricStore(archive.registry())
     start = _aligned_start()
     store.write_lines(_lines(start, archive.registry()), "fritz")
     live = MetricDispatch(archive.registry, [], builtin_store=store)
-    job = {"id": 5, "jobId": 5, "cluster": "fritz", "subCluster": "main", "startTime": start, "duration": 0,
+    job = {"id": job_id, "jobId": job_id, "cluster": "fritz", "subCluster": "main", "startTime": start, "duration": 0,
            "jobState": "running", "monitoringStatus": 1, "numNodes": 1, "numAcc": 0,
            "resources": [{"hostname": HOST, "hwthreads": list(range(72))}]}
+    return archive, live, job
+
+
+def test_restricted_metrics_stay_hidden_for_running_jobs(peer_archive):
+    from cc_backend.auth.security import Viewer
+    from cc_backend.metrics import jobdata
+
+    path = peer_archive / "fritz" / "cluster.json"
+    cluster = json.loads(path.read_text())
+    next(m for m in cluster["metricConfig"] if m["name"] == "cpu_load")["restrict"] = True
+    path.write_text(json.dumps(cluster))
+    archive, live, job = _running_fritz_job(peer_archive, 5)
     user = Viewer(username="u", roles=("user",))
     admin = Viewer(username="a", roles=("admin",))
     metrics = ["cpu_load", "mem_bw"]
@@ -502,20 +548,10 @@ def test_restricted_metrics_stay_hidden_for_running_jobs(peer_archive):
 
 
 def test_job_view_of_a_running_job_reads_live_data(peer_archive):
-    from cc_backend.archive.fs import FileArchive
     from cc_backend.auth.security import SYSTEM
     from cc_backend.jobs import jobview
-    from cc_backend.metrics.dispatch import MetricDispatch
-    from cc_backend.metricstore.store import MetricStore
 
-    archive = FileArchive(peer_archive)
-    store = MetricStore(archive.registry())
-    start = _aligned_start()
-    store.write_lines(_lines(start, archive.registry()), "fritz")
-    live = MetricDispatch(archive.registry, [], builtin_store=store)
-    job = {"id": 6, "jobId": 6, "cluster": "fritz", "subCluster": "main", "startTime": start, "duration": 0,
-           "jobState": "running", "monitoringStatus": 1, "numNodes": 1, "numAcc": 0,
-           "resources": [{"hostname": HOST, "hwthreads": list(range(72))}]}
+    archive, live, job = _running_fritz_job(peer_archive, 6)
     scopes = jobview.archived_scopes(archive, job, ["cpu_load", "mem_bw", "flops_any"], live=live)
     assert scopes == {"cpu_load": ["node"], "mem_bw": ["node", "socket"],
                       "flops_any": ["node", "socket", "memoryDomain", "core", "hwthread"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,56 @@ def test_free_and_retention_drop_oldest_chunks(registry: ClusterRegistry) -> Non
     assert store.health("fritz", ["f0101"], ["cpu_load"], now=now)["f0101"]["state"] == "failed"
 
 
+def test_limits_apply_without_a_metric_store_section(registry: ClusterRegistry) -> None:
+    """docs/live-monitoring.md: without the section the store keeps 48 h, caps at 8 GB, checked every 60 s."""
+    from types import SimpleNamespace
+
+    from cc_backend.server.serving import LiveServices
+
+    store = MetricStore(registry, None)
+    assert store.retention == 48 * 3600 and store.memory_cap == 8 * 1024**3
+    now = int(time.time())
+    store.write_lines(f"cpu_load,hostname=f0101 value=1 {now - 57 * 3600}\n"
+                      f"cpu_load,hostname=f0102 value=2 {now - 60}".encode(), "fritz")
+    runtime = SimpleNamespace(metric_store=store, config=SimpleNamespace(metric_store=None))
+    (task,) = LiveServices(runtime).tasks()  # type: ignore[arg-type]
+    assert task.interval == 60
+    task.run()  # the 57 h old sample's chunk (8.5 h long) ended more than 48 h ago
+    assert store.debug(["fritz"])["fritz"]["f0101"]["node"]["cpu_load"]["chunks"] == 0
+    assert store.debug(["fritz"])["fritz"]["f0102"]["node"]["cpu_load"]["chunks"] == 1
+
+
+def test_one_write_cannot_pass_the_memory_cap(registry: ClusterRegistry) -> None:
+    """A body asking for far more new buffers than memory-cap allows: those beyond 125 % are dropped, counted."""
+    from cc_backend.metricstore.store import CHUNK_BYTES, HARD_CAP_PERCENT, MEMORY_CAP_REACHED, SERIES_BYTES
+
+    store = MetricStore(registry)
+    store.memory_cap = 1000 * SERIES_BYTES + 100 * CHUNK_BYTES
+    # 1,000 hosts, each a new series and a new chunk: room for about 300 of them
+    body = "\n".join(f"cpu_load,hostname=h{i:04d} value={i} {T0}" for i in range(1000)).encode()
+    stored = store.write_lines(body, "fritz")
+    limit = store.memory_cap * HARD_CAP_PERCENT // 100
+    assert 100 < stored < 400 and store.memory_bytes() <= limit
+    assert store.ignored[MEMORY_CAP_REACHED] == 1000 - stored and store.ignored_samples == 1000 - stored
+    (entry,) = _q(store, T0, T0, metric="cpu_load", host="h0000")
+    assert entry["data"] == [0.0]  # the first ones are stored
+    # samples for chunks that exist still land; after the retention task freed memory new chunks are taken again
+    assert store.write_lines(f"cpu_load,hostname=h0000 value=5 {T0 + 60}".encode(), "fritz") == 1
+    store.memory_cap = 10**12
+    assert store.write_lines(f"cpu_load,hostname=h0999 value=7 {T0}".encode(), "fritz") == 1
+
+
+def test_num_workers_and_debug_are_accepted_and_unused(registry: ClusterRegistry, tmp_path: Path) -> None:
+    """docs/live-monitoring.md: accepted for upstream compatibility, not used."""
+    dump = tmp_path / "dump.json"
+    config = MetricStoreConfig.model_validate({"retention-in-memory": "1h", "memory-cap": 1, "num-workers": 4,
+                                               "debug": {"dump-to-file": str(dump), "gops": True}})
+    store = MetricStore(registry, config)
+    assert store.write_lines(b"cpu_load,hostname=f0101 value=1 1700000040", "fritz") == 1
+    store.close()
+    assert not dump.exists()
+
+
 def test_memory_cap_frees_oldest_first(registry: ClusterRegistry) -> None:
     store = MetricStore(registry)
     for host, offset in (("f0101", 0), ("f0102", CHUNK)):
@@ -300,6 +351,33 @@ def test_free_with_selectors(store: MetricStore) -> None:
     assert store.debug(["fritz"])["fritz"]["f0101"]["node"]["cpu_load"]["chunks"] == 1
     with pytest.raises(InvalidInput):
         store.free(0, [[1, 2]])  # type: ignore[list-item]
+
+
+def test_ignored_names_are_bounded(store: MetricStore) -> None:
+    from cc_backend.metricstore.store import IGNORED_OTHERS, MAX_IGNORED_KEYS
+
+    n = MAX_IGNORED_KEYS + 5
+    body = "\n".join(f"m{i},hostname=f0101 value=1 1700000040" for i in range(n)).encode()
+    assert store.write_lines(body, "fritz") == 0
+    assert len(store.ignored) == MAX_IGNORED_KEYS + 1 and store.ignored[IGNORED_OTHERS] == 5
+    assert sum(store.ignored.values()) == store.ignored_samples == n
+
+
+def test_free_selectors_checked_once_in_the_store(store: MetricStore) -> None:
+    from cc_backend.metricstore.store import MAX_SELECTORS, parse_selectors
+
+    store.write_lines(b"cpu_load,hostname=f0101 value=1 1700000040", "fritz")
+    assert store.free(T0 + 60 * CHUNK * 2, []) == 0  # an empty list selects nothing
+    for bad, field in ((None, "body"), ({}, "body"), ([["fritz"]] * (MAX_SELECTORS + 1), "body"),
+                       ([["fritz", "x" * 257]], "body[0]"), ([["a"] * 7], "body[0]")):
+        with pytest.raises(InvalidInput) as exc:
+            store.free(0, bad)
+        assert exc.value.field == field
+    assert parse_selectors([["fritz", "f0101", "socket", "0"]]) == [["fritz", "f0101", "socket", "0"]]
+    assert store.free(T0 + 60 * CHUNK * 2, [["fritz", "f0101"], ["nowhere"]]) == 1
+    with pytest.raises(InvalidInput) as exc:
+        store.debug(["fritz", "x" * 257])
+    assert exc.value.field == "selector"
 
 
 def test_health_states(store: MetricStore) -> None:

@@ -305,6 +305,27 @@ def test_corrupt_record_in_the_middle_is_skipped(tmp_path: Path) -> None:
     assert seen == [_samples("f0101", T0, 0.0), _samples("f0101", T0 + 120, 2.0)]
 
 
+def test_restore_under_a_lower_memory_cap_keeps_the_newest_samples(tmp_path: Path) -> None:
+    """Snapshots above the cap: their oldest chunks go before the log is replayed, so its samples find room."""
+    from cc_backend.metricstore.store import CHUNK, CHUNK_BYTES, MEMORY_CAP_REACHED
+
+    store, cp = _fresh(tmp_path)
+    cp.open_wal()
+    old = T0 - 2 * CHUNK * 60  # two chunks back: a chunk of its own in every series
+    for h in range(40):
+        store.write(_samples(f"f01{h:02d}", old, 1.0))
+    cp.write_snapshot(T0)
+    store.write(_samples("f0100", T0 + 60, 9.0))  # in the log only, in a new chunk of each series
+    restored, cp2 = _fresh(tmp_path)
+    restored.memory_cap = restored.memory_bytes() + 40 * 4 * (CHUNK_BYTES + 500) // 2  # about half the snapshots
+    cp2.restore(T0 + 120)
+    contents = _contents(restored)
+    assert contents[("fritz", "f0100", (), "cpu_load", T0 + 60)] == 9.0  # the newest sample is back
+    assert MEMORY_CAP_REACHED not in restored.ignored
+    assert len([k for k in contents if k[-1] == old]) < 40 * 4  # oldest chunks freed instead
+    assert restored.memory_bytes() <= restored.memory_cap
+
+
 def test_wal_record_keeps_every_field() -> None:
     batch = [
         Sample("fritz", "f0101", "ipc", "socket", "0", "core", "3", 0.125, T0),

@@ -11,6 +11,7 @@ import pytest
 from textual.geometry import Region
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent
 
+from cc_backend.errors import NotFound
 from cc_backend.jobs.footprint import footprint_bars
 from cc_backend.metrics.jobdata import SCOPES
 from cc_backend.runtime import Runtime
@@ -411,7 +412,7 @@ def test_every_tab_renders_at_80x24(site):
         screen = await open_job(pilot, row["id"])
         assert rendered(screen.query_one("#summary")).startswith(f"Job {row['job_id']} @ alex")
         for key, widget in (("2", "#footprint"), ("3", "#stats"), ("4", "#script-text"), ("5", "#meta-text"),
-                            ("1", "#plot")):
+                            ("6", "#report-text"), ("1", "#plot")):
             await pilot.press(key)
             await settle(pilot)
             assert screen.query_one(widget).region.height > 0, widget
@@ -528,3 +529,99 @@ def test_a_running_jobs_plot_follows_the_metric_store(site, monkeypatch):
         assert newest(screen.query_one("#plot", MetricPlot)) == [42.0] * len(hosts)
 
     run(remote(site), scenario)
+
+
+def core_report(site, db_id: int) -> tuple[dict[str, Any], list[str]]:
+    """The report as the core computes and renders it for the job, apart from the terminal UI's sources."""
+    from cc_backend.archive.fs import FileArchive
+    from cc_backend.db.engine import make_engine
+    from cc_backend.jobs.query import get_job
+    from cc_backend.jobs.report import efficiency_report, render_report_text
+    from cc_backend.taggers.jobclasses import JobClassifier
+
+    engine = make_engine(f"sqlite:///{site.folder / 'job.db'}")
+    try:
+        report = efficiency_report(FileArchive(site.folder / "archive"), get_job(engine, db_id),
+                                   classifier=JobClassifier())
+    finally:
+        engine.dispose()
+    return report, [line.rstrip() for line in render_report_text(report).splitlines()]
+
+
+REPORT_SIZE = (200, 60)  # wide enough that no line of the report wraps
+
+
+def test_the_report_tab_shows_the_efficiency_report_when_first_opened(site):
+    row = one(site, "SELECT id, num_nodes FROM job WHERE cluster = 'fritz' AND job_state = 'completed'"
+                    " AND num_nodes BETWEEN 2 AND 8 ORDER BY id LIMIT 1")
+    report, expected = core_report(site, row["id"])
+    source = local(site)
+
+    async def scenario(pilot):
+        screen = await open_job(pilot, row["id"])
+        assert "report" not in screen.built_tabs and screen.report_text is None  # built when first shown
+        await pilot.press("6")
+        await settle(pilot)
+        assert screen.query_one(TabbedContent).active == "report"
+        shown = rendered(screen.query_one("#report-text")).splitlines()
+        assert shown == expected
+        assert screen.focused is screen.query_one("#report-scroll")
+        # a line per check with its verdict, the load balance too (a multi-node job), and the summary
+        assert [c["key"] for c in report["checks"]][-1] == "imbalance"
+        for check in report["checks"]:
+            assert any(line.startswith(check["label"]) and f" {check['verdict']} " in line for line in shown)
+        assert shown[-1] == f"Summary: {report['summary']}"
+        # narrower than its lines: they are not wrapped (the columns stay aligned), the tab scrolls sideways
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        scroll = screen.query_one("#report-scroll")
+        assert rendered(screen.query_one("#report-text")).splitlines() == expected
+        assert scroll.max_scroll_x == max(map(len, expected)) - scroll.scrollable_content_region.width
+        await pilot.press("right", "right", "right")
+        await pilot.pause()
+        assert scroll.scroll_x == 3 and screen.query_one(TabbedContent).active == "report"
+
+    run(source, scenario, size=REPORT_SIZE)
+
+
+def test_remote_mode_shows_the_servers_report_and_says_when_the_token_cannot_have_it(site):
+    username = site.accounts["user"].username
+    row = one(site, "SELECT id FROM job WHERE hpc_user = ? AND job_state = 'completed' ORDER BY id LIMIT 1",
+              username)
+    expected = core_report(site, row["id"])[1]
+    seen: dict[str, str] = {}
+
+    def looking(mode: str):
+        async def scenario(pilot):
+            screen = await open_job(pilot, row["id"])
+            await pilot.press("6")
+            await settle(pilot)
+            seen[mode] = rendered(screen.query_one("#report-text"))
+            assert screen.error is None  # only the tab lacks its data, the job is shown
+        return scenario
+
+    run(local(site, as_user=username), looking("local"), size=REPORT_SIZE)
+    run(remote(site), looking("remote admin"), size=REPORT_SIZE)
+    from support.site import token
+
+    # the user's own token with the api role: /userapi shows the user their own job
+    api_user = RemoteSource(site.url, token(site.folder, ["user", "api"], sub=username))
+    api_user.connect()
+    run(api_user, looking("remote user+api"), size=REPORT_SIZE)
+    # a plain user token is enough for GraphQL, not for the REST route of the report
+    run(remote(site, "user"), looking("remote user"), size=REPORT_SIZE)
+    assert seen["local"].splitlines() == expected
+    assert seen["remote admin"].splitlines() == expected
+    assert seen["remote user+api"].splitlines() == expected
+    # another user's job is not there for the user's token, as on every route
+    other = one(site, "SELECT id FROM job WHERE hpc_user != ? ORDER BY id LIMIT 1", username)["id"]
+    api_user = RemoteSource(site.url, token(site.folder, ["user", "api"], sub=username))
+    try:
+        with pytest.raises(NotFound) as refused:
+            api_user.job_report(other)
+        assert refused.value.message == f"no job with id {other}"
+    finally:
+        api_user.close()
+    assert " ".join(seen["remote user"].split()) == (
+        "The efficiency report cannot be shown: this comes from the server's REST API (/userapi/), which needs "
+        "a token with the api role; this token has the roles: user")

@@ -293,3 +293,28 @@ def test_without_authentication_the_page_administers_but_saves_no_settings(app_s
     assert "there is no logged-in user to save settings for" in page
     assert 'data-testid="admin-options"' in page and 'data-testid="own-token"' not in page
     assert '"username":"ann"' in page  # the users table's data block
+
+
+def test_an_admin_runs_a_tagger_and_sees_it_finish(page, demo_site):
+    """The config page's taggers card: Run starts AppTagger in the server; the row follows it to its end."""
+    from cc_backend.taggers.apps import AppDetector, job_script
+
+    login(page, demo_site, "admin", "/config")
+    row = page.locator("#taggers tr[data-tagger=AppTagger]")
+    assert row.locator("th").inner_text().strip() == "AppTagger (start)"
+    assert page.locator("#taggers tr[data-tagger=JobClassTagger] th").inner_text().strip() == "JobClassTagger (stop)"
+    row.locator("button.js-run-tagger").click()
+    assert status(page, "taggers") == "Tagger AppTagger started"
+    state = row.locator(".js-tagger-state")
+    state.get_by_text("finished", exact=True).wait_for(timeout=20_000)
+    assert row.locator("button.js-run-tagger").is_enabled()
+    # every job whose script names an application now carries that application's tag
+    listed = cli(demo_site.folder, "jobs", "list", "--items-per-page", "-1", "--format", "json")
+    jobs = json.loads(listed.stdout)
+    detector = AppDetector.load()
+    expected = {j["id"]: set(detector.detect(job_script(j["metaData"]))) for j in jobs}
+    assert sum(1 for apps in expected.values() if apps) > 50
+    for job in jobs:
+        assert expected[job["id"]] <= {t["name"] for t in job["tags"] if t["type"] == "app"}, job["id"]
+    page.reload()
+    assert row.locator(".js-tagger-state").inner_text().strip().startswith(f"last run: {len(jobs)} jobs, ")

@@ -130,6 +130,10 @@ def test_an_accelerator_job_shows_its_accelerator_energy_and_metrics(page, demo_
     polar_metrics = json.loads(page.locator("#job-data").text_content())["polar"]["metrics"]
     assert "acc_utilization" in polar_metrics
     assert page.get_attribute("#polar-plot", "data-plotted") == str(len(polar_metrics))
+    # the report judges the GPUs too
+    report = _core_report(demo_site, job["id"])
+    assert [c["key"] for c in report["checks"]][-2:] == ["gpu_util", "gpu_mem"]
+    _assert_report_shown(page.locator("[data-testid=report]"), report)
     screenshot(page, "job-view-gpu")
 
 
@@ -567,3 +571,131 @@ def test_a_running_jobs_plots_come_from_the_store_and_reload(page, demo_site):
     answer = reload.value.json()
     assert [[v for v in s["data"] if v is not None][-1] for s in answer["series"]] == [44.0] * len(hosts)
     plot.and_(page.locator("[data-plotted]")).wait_for(state="attached")
+
+
+# ----------------------------------------------------------------------------- efficiency report
+
+
+def _core_report(demo_site, db_id: int, live=None) -> dict:
+    """The core's report of the job, computed here as the server does (the shipped job-class rules)."""
+    from cc_backend.archive.fs import FileArchive
+    from cc_backend.db.engine import make_engine
+    from cc_backend.jobs.query import get_job
+    from cc_backend.jobs.report import efficiency_report
+    from cc_backend.taggers.jobclasses import JobClassifier
+
+    engine = make_engine(f"sqlite:///{demo_site.folder / 'job.db'}")
+    try:
+        return efficiency_report(FileArchive(demo_site.folder / "archive"), get_job(engine, db_id),
+                                 classifier=JobClassifier(), live=live)
+    finally:
+        engine.dispose()
+
+
+def _archived_meta(demo_site, job: dict) -> dict:
+    folder = demo_site.folder / "archive" / job["cluster"] / str(job["job_id"] // 1000) / \
+        f"{job['job_id'] % 1000:03d}" / str(job["start_time"])
+    return json.loads((folder / "meta.json").read_text())
+
+
+def _report_number(value: float) -> str:
+    """A number as the report's table shows it: whole from 100 on (units carry their prefix), else as elsewhere."""
+    return f"{value:.0f}" if abs(value) >= 100 else _number(value)
+
+
+def _assert_report_shown(section, report: dict) -> None:
+    """The section shows the report: summary, notes, and per check its label, sentence, numbers, bar and badge."""
+    assert section.locator("[data-testid=report-summary]").inner_text() == report["summary"]
+    assert section.locator("[data-testid=report-notes] li").all_inner_texts() == report["notes"]
+    rows = section.locator("[data-testid=report-checks] tbody tr")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.check)") == [c["key"] for c in report["checks"]]
+    badge = {"good": "text-bg-success", "warn": "text-bg-warning", "bad": "text-bg-danger",
+             "unknown": "text-bg-secondary"}
+    for check in report["checks"]:
+        row = section.locator(f"tr[data-check={check['key']}]")
+        cell = {field: row.locator(f"[data-field={field}]") for field in ("label", "value", "percent", "verdict")}
+        assert cell["label"].inner_text() == check["label"]
+        assert row.locator("[data-field=text]").inner_text() == check["text"]
+        unit = f" {check['unit']}" if check["unit"] else ""
+        if check["key"] == "imbalance":
+            assert cell["value"].inner_text() == f"{_report_number(check['value'])}× mean"
+            assert cell["percent"].inner_text() == f"{_report_number(check['ratio'])}×"
+        else:
+            assert cell["value"].inner_text() == _report_number(check["value"]) + unit
+            assert row.locator("[data-field=reference]").inner_text().splitlines() == \
+                [_report_number(check["reference"]) + unit, check["referenceLabel"]]
+            assert cell["percent"].inner_text() == f"{check['ratio'] * 100:.0f}%"
+            width = row.locator(".progress-bar").get_attribute("style")
+            assert width == f"width: {min(check['ratio'] * 100, 100):.1f}%"
+        assert cell["verdict"].inner_text() == check["verdict"]
+        assert badge[check["verdict"]] in cell["verdict"].get_attribute("class").split()
+
+
+def test_the_efficiency_report_shows_each_checks_numbers_verdict_and_the_notes(page, demo_site):
+    """A load-imbalanced job of the demo (the load on one node): every row's value, reference, ratio and verdict,
+    the notes and the summary."""
+    from cc_backend.archive.fs import FileArchive
+    from cc_backend.jobs.report import IDLE_NODE_SHARE
+    from cc_backend.server.web.render import format_duration
+
+    with demo_site.db() as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM job WHERE cluster = 'fritz' AND job_state = 'completed' AND monitoring_status = 3 "
+            "AND num_nodes BETWEEN 2 AND 8 ORDER BY id")]
+    # the checks end with the balance between nodes (asserted below)
+    db_id, report = next((i, r) for i in ids if (r := _core_report(demo_site, i))["checks"][-1]["verdict"] == "bad")
+    job = _job(demo_site, "id = ?", db_id)
+    login(page, demo_site, "admin", f"/monitoring/job/{db_id}")
+    section = page.locator("[data-testid=report]")
+    _assert_report_shown(section, report)
+    assert [c["key"] for c in report["checks"]] == ["cpu_load", "memory", "flops", "mem_bw", "imbalance"]
+
+    # the numbers are those of the job's meta.json and the subcluster's cluster.json, as docs/report.md defines them
+    stats = _archived_meta(demo_site, job)["statistics"]
+    sub = FileArchive(demo_site.folder / "archive").registry().subcluster("fritz", job["subcluster"])
+    with demo_site.db() as conn:
+        hwthreads, walltime, shared = conn.execute("SELECT num_hwthreads, walltime, shared FROM job WHERE id = ?",
+                                                   (db_id,)).fetchone()
+    assert shared == "none"
+    assert section.locator("[data-testid=report-allocation]").inner_text() == (
+        f"{job['num_nodes']} nodes ({len(sub.topology.node)} cores each), {hwthreads} hwthreads allocated, exclusive; "
+        f"ran {format_duration(job['duration'])} of {format_duration(walltime)} walltime "
+        f"({job['duration'] / walltime * 100:.0f}%).")
+    cpu = section.locator("tr[data-check=cpu_load]")
+    assert cpu.locator("[data-field=value]").inner_text() == _report_number(stats["cpu_load"]["avg"])
+    assert cpu.locator("[data-field=reference]").inner_text().splitlines()[0] == _report_number(hwthreads / job["num_nodes"])
+    memory = section.locator("tr[data-check=memory] [data-field=reference]").inner_text().splitlines()[0]
+    assert memory == f"{_report_number(sub.metric('mem_used').peak)} {sub.metric('mem_used').unit.text}".rstrip()
+    assert section.locator("tr[data-check=memory] [data-field=value]").inner_text().startswith(
+        _report_number(stats["mem_used"]["max"]))
+    # the balance: busiest node over the mean of the nodes' cpu_load averages in data.json, and the note on it
+    loads = {s["hostname"]: s["statistics"]["avg"] for s in _archived_data(demo_site, job)["cpu_load"]["node"]["series"]}
+    mean = sum(loads.values()) / len(loads)
+    balance = section.locator("tr[data-check=imbalance]")
+    assert balance.locator("[data-field=value]").inner_text() == f"{_report_number(max(loads.values()) / mean)}× mean"
+    assert balance.locator("[data-field=verdict]").inner_text() == "bad"
+    busy = sum(load >= IDLE_NODE_SHARE * hwthreads / job["num_nodes"] for load in loads.values())
+    assert busy < job["num_nodes"]
+    assert (f"Requested {job['num_nodes']} nodes, the load was on {busy}: run fewer nodes or spread the work "
+            "(srun --ntasks-per-node).") in section.locator("[data-testid=report-notes] li").all_inner_texts()
+    section.scroll_into_view_if_needed()
+    screenshot(page, "job-view-report")
+
+
+def test_a_job_without_metric_data_says_why_in_its_report(demo_app, demo_site):
+    """A running job whose metric store has nothing yet: the page is served, the report says why per check."""
+    with demo_site.db() as conn:
+        db_id = conn.execute("SELECT id FROM job WHERE job_state = 'running' AND cluster = 'fritz' "
+                             "ORDER BY id LIMIT 1").fetchone()[0]
+    report = _core_report(demo_site, db_id, live=demo_app.runtime.metric_data)
+    assert {c["verdict"] for c in report["checks"]} == {"unknown"}
+    r = demo_app.get(f"/monitoring/job/{db_id}", headers=_headers(demo_app, demo_site, "admin"))
+    assert r.status_code == 200, r.text
+    import html
+
+    summary = re.search(r'data-testid="report-summary">(.*?)</span>', r.text).group(1)
+    assert html.unescape(summary) == report["summary"] and summary.startswith("No metric data: ")
+    texts = [html.unescape(t) for t in re.findall(r'data-field="text">(.*?)</div>', r.text)]
+    assert texts == [c["text"] for c in report["checks"]]
+    verdicts = re.findall(r'data-field="verdict">(.*?)</span>', r.text)
+    assert verdicts == ["unknown"] * len(report["checks"])

@@ -94,6 +94,15 @@ class LocalSource:
 
         return get_job(self.runtime.engine, db_id, viewer=self.viewer)
 
+    def job_report(self, db_id: int) -> dict[str, Any]:
+        from cc_backend.jobs.report import efficiency_report
+
+        # not report.runtime_report: its live data would be this process's empty built-in store (see _live)
+        runtime = self.runtime
+        return efficiency_report(runtime.archive, self.job(db_id), classifier=runtime.taggers.job_classes(),
+                                 emission_constant=runtime.config.main.emission_constant, live=self._live(),
+                                 viewer=self.viewer)
+
     def job_metrics(self, job: dict[str, Any], metrics: list[str] | None, scopes: list[str] | None,
                     resolution: int | None) -> list[dict[str, Any]]:
         from cc_backend.metrics import jobdata
@@ -162,3 +171,4 @@ class LocalSource:
 
         runtime = self.runtime
         return remove_tags_from_job(runtime.engine, runtime.archive, db_id, [tag_id], viewer=self.viewer)
+

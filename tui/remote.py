@@ -91,13 +91,10 @@ class RemoteSource:
     def close(self) -> None:
         self._client.close()
 
-    def _query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``data`` of one GraphQL request; errors as SourceError (transport, token) or the core's classes."""
-        body: dict[str, Any] = {"query": document}
-        if variables:
-            body["variables"] = variables
+    def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """One request to the server; transport problems and redirects as SourceError."""
         try:
-            response = self._client.post("/query", json=body)
+            response = self._client.request(method, path, **options)
         except httpx.TimeoutException:
             raise SourceError(f"The server at {self.url} did not answer within {self.timeout:g} s.") from None
         except httpx.ConnectError as exc:
@@ -108,6 +105,14 @@ class RemoteSource:
             # e.g. http:// to https://: following it would resend the token to wherever it points
             raise SourceError(f"The server at {self.url} redirects to {response.headers.get('location')}; "
                               f"use that address.")
+        return response
+
+    def _query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``data`` of one GraphQL request; errors as SourceError (transport, token) or the core's classes."""
+        body: dict[str, Any] = {"query": document}
+        if variables:
+            body["variables"] = variables
+        response = self._send("POST", "/query", json=body)
         try:
             answer = response.json()
         except ValueError:
@@ -129,6 +134,41 @@ class RemoteSource:
         if not isinstance(data, dict):
             raise SourceError(f"The server at {self.url} answered without data (HTTP {response.status_code}).")
         return data
+
+    def _rest(self, path: str) -> Any:
+        """The JSON answer of ``GET path`` of the REST API (the few things GraphQL does not offer); errors
+        as SourceError (transport, token, server) or the core's classes (the server's 400 and 404)."""
+        response = self._send("GET", path)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        message = _sentence(answer.get("error")) if isinstance(answer, dict) else ""
+        status = response.status_code
+        if status in (401, 403):
+            raise SourceError(f"The server at {self.url} rejected the token for {path}: "
+                              f"{message or f'HTTP {status}'}.")
+        if status == 404 and message and "endpoint does not exist" not in message:
+            raise NotFound(message)
+        if status == 404:
+            raise SourceError(f"The server at {self.url} has no {path} (a cc-backend older than this program?).")
+        if status == 400:
+            raise InvalidInput(message or f"the server refused {path}")
+        if status != 200 or answer is None:
+            raise SourceError(f"The server at {self.url} failed on {path}: {message or 'no JSON answer'} "
+                              f"(HTTP {status}).")
+        return answer
+
+    def _userapi(self) -> str:
+        """``/userapi``, where the server shows the token's user what that user may see, if the token's roles
+        are admitted there: it admits every token ``/api`` admits, so ``/api`` would never do better."""
+        from cc_backend.auth.security import Viewer, admits_userapi
+
+        roles = self.identity.roles
+        if not admits_userapi(Viewer(username=self.identity.username, roles=roles)):
+            raise Forbidden(f"this comes from the server's REST API (/userapi/), which needs a token with the api "
+                            f"role; this token has the roles: {', '.join(roles) or 'none'}")
+        return "/userapi"
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -186,6 +226,13 @@ class RemoteSource:
         if data.get("job") is None:
             raise NotFound(f"no job with id {db_id}", field="id")
         return core_job(data["job"])
+
+    def job_report(self, db_id: int) -> dict[str, Any]:
+        report = self._rest(f"{self._userapi()}/jobs/report/{int(db_id)}")
+        if not isinstance(report, dict):
+            raise SourceError(f"The server at {self.url} answered the efficiency report with a "
+                              f"{type(report).__name__}, not an object.")
+        return report
 
     def job_metrics(self, job: dict[str, Any], metrics: list[str] | None, scopes: list[str] | None,
                     resolution: int | None) -> list[dict[str, Any]]:

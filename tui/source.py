@@ -78,6 +78,10 @@ class JobSource(Protocol):
         statistics}], statisticsSeries}}]`` resampled to ``resolution`` seconds per sample (None: the site's
         default, 0: the native data)."""
 
+    def job_report(self, db_id: int) -> dict[str, Any]:
+        """The job's efficiency report (:func:`cc_backend.jobs.report.efficiency_report`'s dict: checks,
+        notes, summary); NotFound when the job is not visible."""
+
     def job_stats(self, job: dict[str, Any], metrics: list[str] | None) -> list[dict[str, Any]]:
         """GraphQL ``jobStats``: ``[{name, data: {min, avg, max}}]`` over the whole job."""
 

@@ -32,6 +32,8 @@ log = logging.getLogger("cc_backend.demo.feeder")
 MAX_PENDING_LINES = 200_000
 #: Lines per ``/api/write`` request.
 BATCH_LINES = 20_000
+#: Refusals kept in FeedStats.errors (the newest; a feeder may run for weeks).
+MAX_ERRORS = 100
 
 
 @dataclass
@@ -73,7 +75,12 @@ class FeedStats:
     failed_requests: int = 0
     node_state_reports: int = 0
     ticks: int = 0
+    #: The newest refusals (at most MAX_ERRORS, each cut to 300 characters).
     errors: list[str] = field(default_factory=list)
+
+    def refused(self, text: str) -> None:
+        self.errors.append(text[:300])
+        del self.errors[:-MAX_ERRORS]
 
 
 class Feeder:
@@ -225,7 +232,7 @@ class Feeder:
                 if resp.status_code == 422 and "already exists" in resp.text:
                     continue  # that jobId was used within the last day: take the next
                 log.error("start_job of job %d refused: %d %s", job_id, resp.status_code, resp.text[:300])
-                self.stats.errors.append(resp.text[:300])
+                self.stats.refused(resp.text)
                 return
             else:
                 return
@@ -310,7 +317,7 @@ class Feeder:
                 if resp.status_code >= 300:
                     # a 4xx will not get better by sending it again
                     log.error("POST /api/write?cluster=%s: %d %s", cluster, resp.status_code, resp.text[:300])
-                    self.stats.errors.append(resp.text[:300])
+                    self.stats.refused(resp.text)
                 else:
                     self.stats.lines += len(batch)
                 del lines[:len(batch)]

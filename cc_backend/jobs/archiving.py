@@ -444,6 +444,8 @@ class ArchiveQueue:
                 repository = _Unavailable(f"no metric data backend: {exc}")
         # archive_job re-reads the job, so an id from the backlog and a submitted dict are the same
         result = archive_job(self.runtime.engine, self.runtime.archive, repository, {"id": db_id})
+        if result["ok"]:
+            self.runtime.taggers.on_job_archived(db_id)
         self.last_results.append(result)
         with self._lock:
             if result["ok"]:

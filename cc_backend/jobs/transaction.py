@@ -200,10 +200,13 @@ def locked_job(conn: Connection, db_id: int, viewer: Viewer | None) -> dict[str,
 
 
 def sync_archive_meta(conn: Connection, archive: FileArchive, job: Mapping[str, Any], *, tags: bool = False,
-                       meta_data: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+                       meta_data: Mapping[str, str] | None = None,
+                       job_tags: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """Rewrite meta.json of a non-running, archived job (upstream UpdateTags / UpdateMetadata).
 
-    Returns the document as it was before (None when nothing was written), for undoing the rewrite.
+    ``job_tags`` are the job's tags as the transaction holds them, when the caller read them already
+    (batch writers); else they are read here. Returns the document as it was before (None when nothing
+    was written), for undoing the rewrite.
     """
     if archive is None or job["jobState"] == "running":
         return None
@@ -213,8 +216,9 @@ def sync_archive_meta(conn: Connection, archive: FileArchive, job: Mapping[str, 
     meta = archive.load_meta(*key)
     original = dict(meta)  # shallow is enough: "tags" and "metaData" are replaced below, not changed in place
     if tags:
-        meta["tags"] = [{"id": t["id"], "type": t["type"], "name": t["name"], "scope": t["scope"]}
-                        for t in tags_for_jobs(conn, [job["id"]], None)[job["id"]]]
+        if job_tags is None:
+            job_tags = tags_for_jobs(conn, [job["id"]], None)[job["id"]]
+        meta["tags"] = [{"id": t["id"], "type": t["type"], "name": t["name"], "scope": t["scope"]} for t in job_tags]
     if meta_data is not None:
         merged = dict(meta.get("metaData") or {})
         merged.update(meta_data)

@@ -23,13 +23,13 @@ import numpy as np
 
 from cc_backend.errors import CCError, NotFound
 from cc_backend.jobs.footprint import go_round
-from cc_backend.metrics.repository import JobData, MetricBackendError
+from cc_backend.metrics.repository import JobData, MetricBackendError, job_range, job_subcluster
 from cc_backend.metrics.resampling import resample
 from cc_backend.metrics.samples import sample_list
 from cc_backend.metrics.statistics import STATISTICS_SERIES_MIN, series_statistics
 
 if TYPE_CHECKING:
-    from cc_backend.archive.cluster import ClusterRegistry, MetricConfig, SubCluster, Topology
+    from cc_backend.archive.cluster import ClusterRegistry, MetricConfig, Topology
 
 log = logging.getLogger("cc_backend.metrics")
 
@@ -225,23 +225,9 @@ class CCMetricStoreRepository:
 
     # --- jobs ---------------------------------------------------------------------------------------
 
-    def _job_range(self, job: Mapping[str, Any]) -> tuple[int, int]:
-        start = int(job.get("startTime") or 0)
-        if job.get("jobState") == "running":
-            return start, max(start, int(self.now()))
-        return start, start + int(job.get("duration") or 0)
-
-    def _subcluster(self, job: Mapping[str, Any]) -> SubCluster:
-        resources = job.get("resources") or [{}]
-        try:
-            return self.registry.job_subcluster(job.get("cluster"), job.get("subCluster"),
-                                                resources[0].get("hostname"))
-        except Exception as exc:  # an unknown (sub)cluster: no topology, so no query can be built
-            raise NotFound(f"job {job.get('id')}: {getattr(exc, 'message', exc)}", field="subCluster") from None
-
     def _job_plan(self, job: Mapping[str, Any], metrics: Sequence[str] | None, scopes: Sequence[str],
                   resolution: int) -> list[_Planned]:
-        sub = self._subcluster(job)
+        sub = job_subcluster(self.registry, job)
         names = [m.name for m in sub.metric_config] if metrics is None else list(dict.fromkeys(metrics))
         has_accelerators = int(job.get("numAcc") or 0) > 0 or any(r.get("accelerators") for r in job.get("resources") or ())
         planned: list[_Planned] = []
@@ -258,14 +244,14 @@ class CCMetricStoreRepository:
 
     def load_data(self, job: Mapping[str, Any], metrics: Sequence[str] | None, scopes: Sequence[str],
                   resolution: int = 0) -> JobData:
-        start, end = self._job_range(job)
+        start, end = job_range(job, self.now())
         planned = self._job_plan(job, metrics, scopes or ["node"], resolution)
-        sub = self._subcluster(job)
+        sub = job_subcluster(self.registry, job)
         results = self._fetch(job["cluster"], planned, start, end, with_data=True)
         return self._assemble(planned, results, lambda name: sub.metric(name), resolution)
 
     def load_stats(self, job: Mapping[str, Any], metrics: Sequence[str] | None) -> dict[str, dict[str, dict[str, float]]]:
-        start, end = self._job_range(job)
+        start, end = job_range(job, self.now())
         planned = self._job_plan(job, metrics, ["node"], 0)
         results = self._fetch(job["cluster"], planned, start, end, with_data=False)
         out: dict[str, dict[str, dict[str, float]]] = {}

@@ -94,6 +94,10 @@ class MetricDispatch:
 
     def _by_repository(self, cluster: str, hosts: Sequence[str]) -> list[tuple[MetricRepository, list[str]]]:
         """``hosts`` grouped by the repository of their subcluster (hosts in none use the cluster's)."""
+        prefix = f"{cluster}-"
+        if not any(scope.startswith(prefix) for scope in self.entries):
+            # no entry for a subcluster of this cluster: every host has the cluster's repository (no lookups)
+            return [(self.repository_for(cluster), list(hosts))] if hosts else []
         groups: dict[int, tuple[MetricRepository, list[str]]] = {}
         for host in hosts:
             repository = self.repository_for(cluster, self._subcluster_of_host(cluster, host) or None)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from cc_backend.config.sections import PROMETHEUS_PLACEHOLDER
 from cc_backend.errors import NotFound
-from cc_backend.metrics.repository import JobData, MetricBackendError
+from cc_backend.metrics.repository import JobData, MetricBackendError, job_range, job_subcluster
 from cc_backend.metrics.statistics import STATISTICS_SERIES_MIN, series_statistics, statistics_series
 
 if TYPE_CHECKING:
@@ -167,27 +167,14 @@ class PrometheusRepository:
 
     # --- jobs ---------------------------------------------------------------------------------------
 
-    def _job_range(self, job: Mapping[str, Any]) -> tuple[int, int]:
-        start = int(job.get("startTime") or 0)
-        if job.get("jobState") == "running":
-            return start, max(start, int(self.now()))
-        return start, start + int(job.get("duration") or 0)
-
-    def _job_subcluster(self, job: Mapping[str, Any]) -> SubCluster:
-        resources = job.get("resources") or [{}]
-        try:
-            return self.registry.job_subcluster(job.get("cluster"), job.get("subCluster"), resources[0].get("hostname"))
-        except Exception as exc:  # an unknown (sub)cluster has no metric list to ask for
-            raise NotFound(f"job {job.get('id')}: {getattr(exc, 'message', exc)}", field="subCluster") from None
-
     def _job_configs(self, job: Mapping[str, Any], metrics: Sequence[str] | None) -> list[MetricConfig]:
-        sub = self._job_subcluster(job)
+        sub = job_subcluster(self.registry, job)
         names = [m.name for m in sub.metric_config] if metrics is None else list(dict.fromkeys(metrics))
         return [config for config in (sub.metric(name) for name in names) if config is not None and config.name in self.queries]
 
     def load_data(self, job: Mapping[str, Any], metrics: Sequence[str] | None, scopes: Sequence[str],
                   resolution: int = 0) -> JobData:
-        start, end = self._job_range(job)
+        start, end = job_range(job, self.now())
         hosts = [str(r.get("hostname")) for r in job.get("resources") or () if r.get("hostname")]
         configs = self._job_configs(job, metrics)
         fetched = self._fetch_all(job["cluster"], [(c, hosts) for c in configs], start, end, resolution)

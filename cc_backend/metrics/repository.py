@@ -16,9 +16,12 @@ Shapes are the job archive's (data.json) so that the front ends need not know wh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cc_backend.errors import CCError
+from cc_backend.errors import CCError, NotFound
+
+if TYPE_CHECKING:
+    from cc_backend.archive.cluster import ClusterRegistry, SubCluster
 
 JobData = dict[str, dict[str, dict[str, Any]]]
 
@@ -54,3 +57,21 @@ class MetricBackendError(CCError):
     """A metric backend could not answer (unreachable, refused, malformed answer); the message says which."""
 
     status = 502
+
+
+def job_range(job: Mapping[str, Any], now: float) -> tuple[int, int]:
+    """``(start, end)`` of a job's data: up to ``now`` while it runs, else up to its stop."""
+    start = int(job.get("startTime") or 0)
+    if job.get("jobState") == "running":
+        return start, max(start, int(now))
+    return start, start + int(job.get("duration") or 0)
+
+
+def job_subcluster(registry: ClusterRegistry, job: Mapping[str, Any]) -> SubCluster:
+    """The job's subcluster; NotFound (field ``subCluster``) when its cluster or subcluster is unknown,
+    for then there is no topology or metric list to build a query from."""
+    resources = job.get("resources") or [{}]
+    try:
+        return registry.job_subcluster(job.get("cluster"), job.get("subCluster"), resources[0].get("hostname"))
+    except Exception as exc:  # noqa: BLE001 - whatever the lookup raised, the job has no usable subcluster
+        raise NotFound(f"job {job.get('id')}: {getattr(exc, 'message', exc)}", field="subCluster") from None

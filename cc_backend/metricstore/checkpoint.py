@@ -393,6 +393,10 @@ class Checkpointer:
         segments = [path for _, path in wal.list_segments(self.directory)]
         if self.wal_writer is not None:
             segments = [p for p in segments if p.name != wal.segment_name(self.wal_writer.current_seq)]
+        # The snapshots may hold more than memory-cap (a lower cap than before the restart): free their oldest
+        # chunks now, as the retention task would, so that the newer samples of the log find room (the store
+        # drops samples that need new buffers above 125 % of the cap).
+        self.store.enforce_limits(now)
         loader = _WalLoader(self.store, cutoff)
         with self.wal_writer.muted() if self.wal_writer is not None else contextlib.nullcontext():
             # The replayed segments stay until the next snapshot covers them, so nothing needs logging again.

@@ -13,11 +13,12 @@ series key, which the store calls once per distinct key and caches.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from cc_backend.errors import InvalidInput
 
-__all__ = ["MAX_NAME", "Sample", "SeriesKey", "check_name", "parse_key", "parse_line", "parse_lines", "to_seconds"]
+__all__ = ["MAX_NAME", "Sample", "SeriesKey", "check_name", "iter_lines", "parse_key", "parse_lines", "to_seconds"]
 
 #: Longest tag key, tag value or measurement accepted.
 MAX_NAME = 256
@@ -225,29 +226,25 @@ def split_line(line: bytes, lineno: int) -> tuple[bytes, bytes, bytes | None]:
     return key, parts[0], parts[1] if len(parts) == 2 else None
 
 
-def parse_line(line: bytes, lineno: int, cluster: str | None) -> Sample | None:
-    """One line as a Sample; None for blank lines and ``#`` comments."""
-    line = line.strip(b" \t\r")
-    if not line or line.startswith(b"#"):
-        return None
-    key, field, ts = split_line(line, lineno)
-    sk = parse_key(key, cluster, lineno, line)
-    return Sample(*sk, parse_value(field, lineno, line), parse_time(ts, lineno, line))
+def iter_lines(body: bytes, now: int) -> Iterator[tuple[int, bytes, bytes, float, int]]:
+    """``(line number, line, series key, value, Unix seconds)`` of every sample line of a body (blank lines and
+    ``#`` comments skipped, a line without a timestamp at ``now``); InvalidInput naming the first bad line.
+    The series key is left to the caller, which parses each distinct one once (:func:`parse_key`)."""
+    for lineno, raw_line in enumerate(body.split(b"\n"), 1):
+        line = raw_line.strip(b" \t\r")
+        if not line or line.startswith(b"#"):
+            continue
+        key, field, raw = split_line(line, lineno)
+        yield lineno, line, key, parse_value(field, lineno, line), now if raw is None else parse_time(raw, lineno, line)
 
 
 def parse_lines(body: bytes, *, cluster: str | None = None) -> list[Sample]:
     """Every sample of a line-protocol body; InvalidInput(field="line N") on the first malformed line."""
     out: list[Sample] = []
     keys: dict[bytes, SeriesKey] = {}
-    now = int(time.time())
-    for lineno, raw_line in enumerate(body.split(b"\n"), 1):
-        line = raw_line.strip(b" \t\r")
-        if not line or line.startswith(b"#"):
-            continue
-        key, field, ts = split_line(line, lineno)
+    for lineno, line, key, value, ts in iter_lines(body, int(time.time())):
         sk = keys.get(key)
         if sk is None:
             sk = keys[key] = parse_key(key, cluster, lineno, line)
-        value = parse_value(field, lineno, line)
-        out.append(Sample(*sk, value, now if ts is None else parse_time(ts, lineno, line)))
+        out.append(Sample(*sk, value, ts))
     return out

@@ -22,6 +22,7 @@ import numpy as np
 from cc_backend.errors import InvalidInput
 from cc_backend.metrics.resampling import lttb
 from cc_backend.metrics.samples import sample_list
+from cc_backend.metricstore.lineproto import MAX_NAME
 
 if TYPE_CHECKING:
     from cc_backend.archive.cluster import SubCluster, Topology
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_QUERIES", "run_query"]
 
+#: Queries of one request (``for-all-nodes`` counts hosts x metrics), and ids of one query's type-ids.
 MAX_QUERIES = 10_000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Front padding (samples) beyond which an entry starts at its first sample instead (a `from` of 0 ...).
 MAX_PADDING = 1_000_000
 _TYPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
@@ -42,11 +45,28 @@ class _NoData(Exception):
 
 
 def _int(value: Any, field: str, default: int | None = None) -> int:
+    """A whole number within 64 bits (what cc-metric-store's Go decoder takes; orjson cannot write more)."""
     if value is None and default is not None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
-        raise InvalidInput(f"{field} must be an integer, got {value!r}", field=field)
-    return int(value)
+    if type(value) is not int:
+        raise InvalidInput(f"{field} must be an integer, got {_shown(value)}", field=field)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInput(f"{field} {value} is out of range (64-bit)", field=field)
+    return value
+
+
+def _name(value: Any, field: str) -> str:
+    """A non-empty cluster, host or metric name of at most :data:`MAX_NAME` characters."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{field} is required (a non-empty string)", field=field)
+    if len(value) > MAX_NAME:
+        raise InvalidInput(f"{field} is longer than {MAX_NAME} characters", field=field)
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def _ids(value: Any, field: str) -> list[str] | None:
@@ -59,23 +79,29 @@ def _ids(value: Any, field: str) -> list[str] | None:
     out = []
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (str, int)):
-            raise InvalidInput(f"{field} must hold strings or integers, got {v!r}", field=field)
-        out.append(str(v))
+            raise InvalidInput(f"{field} must hold strings or integers, got {_shown(v)}", field=field)
+        text = str(v)
+        if len(text) > MAX_NAME:
+            raise InvalidInput(f"{field} holds an id longer than {MAX_NAME} characters", field=field)
+        out.append(text)
     return out
 
 
 def run_query(store: MetricStore, request: Any, *, arrays: bool = False) -> dict[str, Any]:
-    """The response of one ``/api/query`` request; InvalidInput only when the request itself is malformed.
+    """The response of one ``/api/query`` request; InvalidInput naming the field when the request is malformed.
+
+    The request is checked here, once, for every caller (the REST route hands its body over as it came):
+    a JSON object, ``cluster`` a name, ``from``/``to`` 64-bit integers, at most :data:`MAX_QUERIES`
+    queries (``for-all-nodes`` counted as hosts x metrics before they are built). ``with-stats``,
+    ``with-data`` and ``with-padding`` default to true, as in cc-metric-store.
 
     With ``arrays`` each ``data`` is a float32 numpy array (NaN = missing) instead of a list: several times
     cheaper, and ``orjson.dumps(..., option=orjson.OPT_SERIALIZE_NUMPY)`` writes it as the same JSON
     (NaN as null, float32 values in their shortest form).
     """
     if not isinstance(request, dict):
-        raise InvalidInput("the query must be a JSON object", field="query")
-    cluster = request.get("cluster")
-    if not isinstance(cluster, str) or not cluster:
-        raise InvalidInput("cluster is required", field="cluster")
+        raise InvalidInput("the request body must be a JSON object (a query request)", field="body")
+    cluster = _name(request.get("cluster"), "cluster")
     start = _int(request.get("from"), "from")
     end = _int(request.get("to"), "to")
     if start > end:
@@ -83,16 +109,23 @@ def run_query(store: MetricStore, request: Any, *, arrays: bool = False) -> dict
     with_stats = request.get("with-stats", True) is not False
     with_data = request.get("with-data", True) is not False
     with_padding = request.get("with-padding", True) is not False
-    queries = request.get("queries") or []
+    queries = request.get("queries")
+    if queries is None:
+        queries = []
     if not isinstance(queries, list):
-        raise InvalidInput("queries must be a list", field="queries")
+        raise InvalidInput("queries must be a list of objects", field="queries")
     echo = False
     for_all = request.get("for-all-nodes")
-    if for_all:
+    if for_all is not None:
         if not isinstance(for_all, list) or not all(isinstance(m, str) for m in for_all):
             raise InvalidInput("for-all-nodes must be a list of metric names", field="for-all-nodes")
-        queries = [{"metric": m, "host": h} for h in store.hosts(cluster) for m in for_all] + list(queries)
-        echo = True
+        if for_all:
+            hosts = store.hosts(cluster)
+            if len(hosts) * len(for_all) + len(queries) > MAX_QUERIES:
+                raise InvalidInput(f"for-all-nodes asks for {len(for_all)} metrics of {len(hosts)} hosts: more than "
+                                   f"{MAX_QUERIES} queries", field="for-all-nodes")
+            queries = [{"metric": m, "host": h} for h in hosts for m in for_all] + queries
+            echo = True
     if len(queries) > MAX_QUERIES:
         raise InvalidInput(f"too many queries ({len(queries)}; at most {MAX_QUERIES})", field="queries")
     parsed = [_parse_query(q, i) for i, q in enumerate(queries)]
@@ -113,17 +146,14 @@ def _parse_query(q: Any, i: int) -> dict[str, Any]:
     where = f"queries[{i}]"
     if not isinstance(q, dict):
         raise InvalidInput(f"{where} must be an object", field=where)
-    metric, host = q.get("metric"), q.get("host")
-    if not isinstance(metric, str) or not metric:
-        raise InvalidInput(f"{where}.metric is required", field=f"{where}.metric")
-    if not isinstance(host, str) or not host:
-        raise InvalidInput(f"{where}.host is required", field=f"{where}.host")
+    metric = _name(q.get("metric"), f"{where}.metric")
+    host = _name(q.get("host"), f"{where}.host")
     typ = q.get("type") or None
     if typ is not None and typ not in _TYPES:
-        raise InvalidInput(f"{where}.type {typ!r} is not one of {', '.join(_TYPES)}", field=f"{where}.type")
+        raise InvalidInput(f"{where}.type {_shown(typ)} is not one of {', '.join(_TYPES)}", field=f"{where}.type")
     stype = q.get("subtype") or None
     if stype is not None and stype not in _TYPES:
-        raise InvalidInput(f"{where}.subtype {stype!r} is not one of {', '.join(_TYPES)}", field=f"{where}.subtype")
+        raise InvalidInput(f"{where}.subtype {_shown(stype)} is not one of {', '.join(_TYPES)}", field=f"{where}.subtype")
     if typ == "node":
         typ = None
     if stype is not None and typ is None:

@@ -29,6 +29,7 @@ while copying values into chunks, readers while copying out slices.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,20 +41,21 @@ import numpy as np
 from cc_backend.archive.cluster import Cluster, ClusterRegistry, SubCluster, assign_subcluster
 from cc_backend.errors import CCError, InvalidInput
 from cc_backend.metricstore.lineproto import (
+    MAX_NAME,
     Sample,
     SeriesKey,
     check_name,
+    iter_lines,
     parse_key,
-    parse_time,
-    parse_value,
-    split_line,
     to_seconds,
 )
 
 if TYPE_CHECKING:
     from cc_backend.config.sections import MetricStoreConfig
 
-__all__ = ["CHUNK", "MetricStore", "Series"]
+__all__ = ["CHUNK", "MetricStore", "Series", "parse_selectors"]
+
+log = logging.getLogger("cc_backend.metricstore")
 
 #: Samples per chunk (512 as upstream: 8.5 h at 60 s).
 CHUNK = 512
@@ -69,10 +71,18 @@ _SECONDS_LIMIT = 10**11
 _CACHE_LIMIT = 1_000_000
 #: Longer series keys (many extra tags) are parsed every time rather than cached, bounding the cache's bytes.
 _CACHED_KEY_LIMIT = 1024
+#: Distinct ignored clusters and metrics counted by name in ``MetricStore.ignored``; the rest under IGNORED_OTHERS.
+MAX_IGNORED_KEYS = 1000
+IGNORED_OTHERS = "others"
+#: Buffers the writes may fill, in percent of memory-cap, before samples needing new chunks are dropped.
+HARD_CAP_PERCENT = 125
+MEMORY_CAP_REACHED = "memory-cap reached"
 #: Samples copied into chunks per lock hold, so queries are not starved by a huge batch.
 _APPLY_BATCH = 4096
 
 Path = tuple[str, ...]
+#: :meth:`MetricStore.free` without selectors: every cluster.
+EVERYTHING: Any = object()
 Listener = Callable[[list[Sample]], None]
 
 
@@ -182,6 +192,36 @@ class _Cluster:
 _Entry = tuple[_Cluster | None, Series | None, SeriesKey]
 
 
+class _CapReached(Exception):
+    """A new series would pass the memory cap (its sample is dropped, its key not cached)."""
+
+
+class _Batch:
+    """The samples one write takes: parallel columns per cluster (what :meth:`MetricStore._apply` copies in)."""
+
+    __slots__ = ("by_cluster", "ignored", "new_series")
+
+    def __init__(self) -> None:
+        self.by_cluster: dict[_Cluster, _Columns] = {}
+        self.ignored = 0
+        #: Series created for this write (each will want a chunk: see MetricStore._resolve).
+        self.new_series = 0
+
+    def add(self, entry: _Entry, ts: int, value: float) -> bool:
+        """Take one sample of a resolved key; False (and counted) when its cluster or metric is ignored."""
+        cl, series, _ = entry
+        if series is None or cl is None:
+            self.ignored += 1
+            return False
+        cols = self.by_cluster.get(cl)
+        if cols is None:
+            cols = self.by_cluster[cl] = ([], [], [])
+        cols[0].append(series)
+        cols[1].append(ts)
+        cols[2].append(value)
+        return True
+
+
 class MetricStore:
     """The built-in metric store; see the module docstring for the layout and the checkpoint interface."""
 
@@ -201,10 +241,12 @@ class MetricStore:
         self._fast: dict[str | None, tuple[_Cluster | None, dict[bytes, Series]]] = {}
         self._sample_cache: dict[tuple[Any, ...], _Entry] = {}
         self._counts_lock = threading.Lock()
-        #: Distinct series keys ignored because their cluster or metric is unknown ("metric fritz/foo": n).
+        #: Distinct series keys ignored because their cluster or metric is unknown ("metric fritz/foo": n);
+        #: at most MAX_IGNORED_KEYS names, further ones under IGNORED_OTHERS.
         self.ignored: dict[str, int] = {}
         self.written = 0
         self.ignored_samples = 0
+        self._dropped_logged = -60.0
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -222,7 +264,9 @@ class MetricStore:
         if fn in self._listeners:
             self._listeners.remove(fn)
 
-    def _resolve(self, sk: SeriesKey, slot_ts: int) -> _Entry:
+    def _resolve(self, sk: SeriesKey, slot_ts: int, batch: _Batch) -> _Entry:
+        """The cluster and series of a key, the series created if new (and if the memory cap leaves room for
+        it and its first chunk, counting those ``batch`` already created); _CapReached otherwise."""
         cl = self._clusters.get(sk.cluster)
         if cl is None:
             self._count_ignored(f"cluster {sk.cluster}")
@@ -231,11 +275,21 @@ class MetricStore:
             self._count_ignored(f"metric {sk.cluster}/{sk.metric}")
             return (cl, None, sk)
         with cl.lock:
+            levels = cl.hosts.get(sk.host)
+            metrics = levels.get(sk.path) if levels is not None else None
+            if metrics is None or sk.metric not in metrics:
+                if self._chunk_budget() <= batch.new_series:
+                    # no room for a new series and its first chunk: dropped now, resolved again when there is
+                    self._count_ignored(MEMORY_CAP_REACHED)
+                    raise _CapReached
+                batch.new_series += 1
             series = cl.series_of(sk.host, sk.path, sk.metric, slot_ts // cl.metrics[sk.metric][0])
         return (cl, series, sk)
 
     def _count_ignored(self, what: str, n: int = 1) -> None:
         with self._counts_lock:
+            if what not in self.ignored and len(self.ignored) >= MAX_IGNORED_KEYS:
+                what = IGNORED_OTHERS
             self.ignored[what] = self.ignored.get(what, 0) + n
 
     def write(self, samples: Iterable[Sample]) -> int:
@@ -244,8 +298,7 @@ class MetricStore:
         if len(cache) > _CACHE_LIMIT:
             cache = self._sample_cache = {}
         accepted: list[Sample] = []
-        by_cluster: dict[_Cluster, _Columns] = {}
-        ignored = 0
+        batch = _Batch()
         for s in samples:
             key = s[:7]
             entry = cache.get(key)
@@ -255,19 +308,14 @@ class MetricStore:
                 typ = None if s.type == "node" else s.type
                 sk = SeriesKey(s.cluster, s.host, s.metric, typ, s.type_id if typ else None,
                                s.stype if typ else None, s.stype_id if typ else None)
-                entry = cache[key] = self._resolve(sk, to_seconds(int(s.ts)))
-            cl, series, _ = entry
-            if series is None or cl is None:
-                ignored += 1
-                continue
-            cols = by_cluster.get(cl)
-            if cols is None:
-                cols = by_cluster[cl] = ([], [], [])
-            cols[0].append(series)
-            cols[1].append(to_seconds(int(s.ts)))
-            cols[2].append(float(s.value))
-            accepted.append(s)
-        stored = self._apply(by_cluster, ignored)
+                try:
+                    entry = cache[key] = self._resolve(sk, to_seconds(int(s.ts)), batch)
+                except _CapReached:
+                    batch.ignored += 1
+                    continue
+            if batch.add(entry, to_seconds(int(s.ts)), float(s.value)):
+                accepted.append(s)
+        stored = self._apply(batch.by_cluster, batch.ignored)
         if accepted and self._journal is not None:
             self._journal.append(accepted)
         if accepted and self._listeners:
@@ -283,20 +331,28 @@ class MetricStore:
         Lines without a timestamp are taken at ``received`` (default now; a WAL replay passes the
         time the body first arrived).
         """
-        cache = self._caches.get(cluster)
+        slot = cluster
+        if cluster is not None and cluster not in self._clusters:
+            # A cluster parameter the store does not hold: its untagged lines are ignored. Its keys share the
+            # caches of no parameter (entries of untagged lines are not kept), so made-up names add no caches.
+            if len(cluster) > MAX_NAME:
+                raise InvalidInput(f"the cluster parameter is longer than {MAX_NAME} characters", field="cluster")
+            check_name(cluster, "cluster")
+            slot = None
+        cache = self._caches.get(slot)
         if cache is None or len(cache) > _CACHE_LIMIT:
             # _fast first: another thread that sees the new cache must find its fast half too
-            self._fast[cluster] = (self._clusters.get(cluster) if cluster else None, {})
-            cache = self._caches[cluster] = {}
+            self._fast[slot] = (self._clusters.get(slot) if slot else None, {})
+            cache = self._caches[slot] = {}
         if received is None:
             received = int(time.time())
-        whole = self._one_line(body, cluster) if len(body) < 512 else None
+        whole = self._one_line(body, slot) if len(body) < 512 else None
         if whole is None:
-            whole = self._whole_body(body, cluster)
+            whole = self._whole_body(body, slot)
         if whole is not None:
             by_cluster, accepted, ignored = whole
         else:
-            by_cluster, accepted, ignored = self._line_by_line(body, cluster, cache, received)
+            by_cluster, accepted, ignored = self._line_by_line(body, cluster, cache, received, slot)
         stored = self._apply(by_cluster, ignored)
         journal = self._journal
         if journal is not None and stored:
@@ -305,39 +361,31 @@ class MetricStore:
             self._notify(accepted)
         return stored
 
-    def _line_by_line(self, body: bytes, cluster: str | None, cache: dict[bytes, _Entry], now: int) -> tuple[
-            dict[_Cluster, _Columns], list[Sample] | None, int]:
-        by_cluster: dict[_Cluster, _Columns] = {}
+    def _line_by_line(self, body: bytes, cluster: str | None, cache: dict[bytes, _Entry], now: int,
+                      slot: str | None) -> tuple[dict[_Cluster, _Columns], list[Sample] | None, int]:
+        batch = _Batch()
         accepted: list[Sample] | None = [] if self._listeners else None
-        ignored = 0
+        # keys resolved for this body only: those of an unknown cluster parameter (see write_lines)
+        local: dict[bytes, _Entry] | None = {} if slot != cluster else None
         new = tuple.__new__
-        for lineno, raw_line in enumerate(body.split(b"\n"), 1):
-            line = raw_line.strip(b" \t\r")
-            if not line or line.startswith(b"#"):
-                continue
-            key, field, raw = split_line(line, lineno)
-            value = parse_value(field, lineno, line)
-            ts = now if raw is None else parse_time(raw, lineno, line)
+        for lineno, line, key, value, ts in iter_lines(body, now):
             entry = cache.get(key)
+            if entry is None and local is not None:
+                entry = local.get(key)
             if entry is None:
-                sk = parse_key(key, cluster, lineno, line)
-                entry = self._resolve(sk, ts)
-                if len(key) <= _CACHED_KEY_LIMIT and not key.endswith(b"\\"):
+                try:
+                    entry = self._resolve(parse_key(key, cluster, lineno, line), ts, batch)
+                except _CapReached:
+                    batch.ignored += 1
+                    continue
+                if local is not None and entry[0] is None:
+                    local[key] = entry
+                elif len(key) <= _CACHED_KEY_LIMIT and not key.endswith(b"\\"):
                     cache[key] = entry
-                    self._remember_fast(cluster, key, entry)
-            cl, series, sk = entry
-            if series is None or cl is None:
-                ignored += 1
-                continue
-            cols = by_cluster.get(cl)
-            if cols is None:
-                cols = by_cluster[cl] = ([], [], [])
-            cols[0].append(series)
-            cols[1].append(ts)
-            cols[2].append(value)
-            if accepted is not None:
-                accepted.append(new(Sample, (*sk, value, ts)))
-        return by_cluster, accepted, ignored
+                    self._remember_fast(slot, key, entry)
+            if batch.add(entry, ts, value) and accepted is not None:
+                accepted.append(new(Sample, (*entry[2], value, ts)))
+        return batch.by_cluster, accepted, batch.ignored
 
     def _remember_fast(self, cluster: str | None, key: bytes, entry: _Entry) -> None:
         home, fast = self._fast[cluster]
@@ -429,7 +477,16 @@ class MetricStore:
         return {home: (series_list, times, values)}, accepted, ignored  # type: ignore[dict-item]
 
     def _apply(self, by_cluster: dict[_Cluster, _Columns], ignored: int) -> int:
+        """Copy the samples into their chunks; the number stored.
+
+        A sample that needs a new chunk (or, in :meth:`_resolve`, a new series) while the store holds
+        :data:`HARD_CAP_PERCENT` of ``memory-cap`` is dropped (counted under :data:`MEMORY_CAP_REACHED`):
+        one large body cannot take more memory than the cap allows between two runs of the retention
+        task, which frees the oldest chunks.
+        """
         stored = 0
+        dropped = 0
+        budget: int | None = None  # chunks still allowed, computed at the first new chunk
         nan_chunk = _nan_chunk
         for cl, (all_series, all_ts, all_values) in by_cluster.items():
             total = len(all_series)
@@ -447,17 +504,36 @@ class MetricStore:
                         i = slot - series.origin
                         chunk = series.chunks.get(i >> shift)
                         if chunk is None:
+                            if budget is None:
+                                budget = self._chunk_budget()
+                            if new_chunks >= budget:
+                                dropped += 1
+                                continue
                             chunk = series.chunks[i >> shift] = nan_chunk.copy()
                             new_chunks += 1
                         chunk[i & mask] = value
                         if slot > series.last:
                             series.last = slot
                     cl.chunks += new_chunks
+                if budget is not None:
+                    budget -= new_chunks
                 stored += stop - start
+        stored -= dropped
+        if dropped:
+            self._count_ignored(MEMORY_CAP_REACHED, dropped)
+            now = time.monotonic()
+            if now - self._dropped_logged >= 60:
+                self._dropped_logged = now
+                log.warning("metric store at %d%% of memory-cap: %d samples that needed new buffers were dropped "
+                            "(the retention task frees the oldest buffers every 60 s)", HARD_CAP_PERCENT, dropped)
         with self._counts_lock:
             self.written += stored
-            self.ignored_samples += ignored
+            self.ignored_samples += ignored + dropped
         return stored
+
+    def _chunk_budget(self) -> int:
+        """New chunks the writes may still allocate before the store holds HARD_CAP_PERCENT of memory-cap."""
+        return max(0, (self.memory_cap * HARD_CAP_PERCENT // 100 - self.memory_bytes()) // CHUNK_BYTES)
 
     def _notify(self, samples: list[Sample]) -> None:
         for fn in list(self._listeners):
@@ -579,26 +655,25 @@ class MetricStore:
 
     # -- freeing ---------------------------------------------------------------------------------------
 
-    def free(self, before: int, selectors: list[list[str]] | None = None) -> int:
+    def free(self, before: int, selectors: Any = EVERYTHING) -> int:
         """Drop chunks whose samples are all older than ``before``; the number of chunks freed.
 
-        ``selectors`` limit it to ``[cluster]``, ``[cluster, host]`` or ``[cluster, host, level]`` where
-        level is the type and id run together as upstream writes it (``socket0``, ``hwthread3``).
+        ``selectors`` (as ``/api/free``'s body came, checked here by :func:`parse_selectors`; ``[]``
+        selects nothing) limit it to ``[cluster]``, ``[cluster, host]`` or ``[cluster, host, level...]``
+        where the level is the type and id run together as upstream writes it (``socket0``, ``hwthread3``).
         """
         freed = 0
-        targets = [None] if not selectors else selectors
-        for sel in targets:
-            if sel is not None and (not isinstance(sel, list) or not all(isinstance(x, str) for x in sel)):
-                raise InvalidInput("a selector must be a list of strings", field="selector")
-            for cl in self._clusters.values():
-                if sel and sel[0] != cl.name:
+        for sel in [[]] if selectors is EVERYTHING else parse_selectors(selectors):
+            clusters = [self._clusters.get(sel[0])] if sel else list(self._clusters.values())
+            for cl in clusters:
+                if cl is None:
                     continue
+                level = "".join(sel[2:]) if len(sel) > 2 else None
                 with cl.lock:
-                    for host, levels in cl.hosts.items():
-                        if sel and len(sel) > 1 and sel[1] != host:
-                            continue
+                    hosts = [cl.hosts.get(sel[1]) or {}] if len(sel) > 1 else list(cl.hosts.values())
+                    for levels in hosts:
                         for path, metrics in levels.items():
-                            if sel and len(sel) > 2 and _level_name(path) != "".join(sel[2:]):
+                            if level is not None and _level_name(path) != level:
                                 continue
                             for series in metrics.values():
                                 n = series.free_before(before // series.step)
@@ -646,6 +721,9 @@ class MetricStore:
     def debug(self, selector: list[str] | None = None) -> dict[str, Any]:
         """The tree as JSON-able dicts, limited by ``[cluster, host, level...]``; counters under ``_stats``."""
         sel = selector or []
+        if len(sel) > MAX_SELECTOR_PARTS or any(len(x) > MAX_NAME for x in sel):
+            raise InvalidInput(f"selector has more than {MAX_SELECTOR_PARTS} parts or a part longer than {MAX_NAME} "
+                               "characters", field="selector")
         out: dict[str, Any] = {}
         for cl in self._clusters.values():
             if sel and sel[0] != cl.name:
@@ -690,6 +768,27 @@ class MetricStore:
 _nan_chunk = np.full(CHUNK, np.nan, dtype=np.float32)
 #: Stands for "this key's metric is ignored" in the fast key cache.
 _SKIP = Series(1, 0)
+
+
+#: Most selectors of one ``/api/free`` request, and most parts of one selector (cluster, host, level parts).
+MAX_SELECTORS = 10_000
+MAX_SELECTOR_PARTS = 6
+
+
+def parse_selectors(value: Any, field: str = "body") -> list[list[str]]:
+    """``/api/free``'s selectors ``[["cluster", "host", ...], ...]``, checked and bounded."""
+    if not isinstance(value, list):
+        raise InvalidInput(f"{field} must be a list of selectors such as [[\"cluster\", \"host\"]]", field=field)
+    if len(value) > MAX_SELECTORS:
+        raise InvalidInput(f"{field} has {len(value)} selectors; at most {MAX_SELECTORS}", field=field)
+    for i, sel in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(sel, list) or not all(isinstance(x, str) for x in sel):
+            raise InvalidInput(f"{where} must be a list of strings", field=where)
+        if len(sel) > MAX_SELECTOR_PARTS or any(len(x) > MAX_NAME for x in sel):
+            raise InvalidInput(f"{where} has more than {MAX_SELECTOR_PARTS} parts or a part longer than "
+                               f"{MAX_NAME} characters", field=where)
+    return value
 
 
 def _level_name(path: Path) -> str:

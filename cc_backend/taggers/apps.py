@@ -3,15 +3,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import Engine, select
-
-from cc_backend.db.tables import job_table
-from cc_backend.jobs.tags import tag_job
 
 SHIPPED_DIR = Path(__file__).parent / "apps"
 SITE_DIR = Path("var/tagger/apps")
@@ -92,6 +86,7 @@ def _literal(line: str) -> str | None:
 
 
 def job_script(meta_data: Any) -> str:
+    """The ``jobScript`` of a job's metadata (a dict or its JSON text), or "" when there is none."""
     if isinstance(meta_data, str):
         try:
             meta_data = json.loads(meta_data)
@@ -101,21 +96,4 @@ def job_script(meta_data: Any) -> str:
         script = meta_data.get("jobScript")
         return script if isinstance(script, str) else ""
     return ""
-
-
-def tag_jobs(engine: Engine, archive: Any, job_ids: Sequence[int] | None, detector: AppDetector) -> dict[int, list[str]]:
-    """Detect applications of jobs (all when ``job_ids`` is None); attaches app:<name> (once), returns apps per job."""
-    query = select(job_table.c.id, job_table.c.meta_data)
-    if job_ids is not None:
-        query = query.where(job_table.c.id.in_(list(job_ids)))
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    added: dict[int, list[str]] = {}
-    for db_id, meta in rows:
-        apps = detector.detect(job_script(meta))
-        if apps:
-            tag_job(engine, archive, int(db_id), [{"type": TAG_TYPE, "name": app, "scope": "global"} for app in apps],
-                    viewer=None)
-            added[int(db_id)] = apps
-    return added
 

@@ -71,7 +71,10 @@ def _admin_context(ctx: PageContext) -> dict[str, Any]:
     from cc_backend.auth.users import ASSIGNABLE_ROLES, AuthSource, list_users
     from cc_backend.notice import MAX_NOTICE_LENGTH, read_notice
 
+    taggers = ctx.runtime.taggers
     return {
+        "taggers": [{**t, "last": taggers.last_runs.get(t["name"])} for t in taggers.status()],
+        "taggers_enabled": taggers.enabled,
         "users": [user.to_json() for user in list_users(ctx.runtime.engine)],
         "roles": [(role, ROLE_HINTS.get(role, "")) for role in ASSIGNABLE_ROLES],
         "auth_sources": {int(source): source.label for source in AuthSource},

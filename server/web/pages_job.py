@@ -1,7 +1,8 @@
-"""The job view: ``/monitoring/job/<id>`` (metadata, tags, footprint, polar plot, roofline, energy, metric plots, statistics), its tag form and its plot data endpoint."""
+"""The job view: ``/monitoring/job/<id>`` (metadata, tags, footprint, polar plot, roofline, energy, efficiency report, metric plots, statistics), its tag form and its plot data endpoint."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ MAX_PLOTS_PER_ROW = 6
 LIVE_REFRESH_SECONDS = 60
 #: Hostnames listed before the rest fold away.
 HOSTS_SHOWN = 8
+
+log = logging.getLogger("cc_backend.server")
 
 
 def mount(app: bottle.Bottle, ui: WebUI) -> None:
@@ -131,6 +134,7 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "running": job.get("jobState") == "running",
         "footprint": footprint,
         "energy": jobview.energy_summary(job, subcluster, runtime.config.main.emission_constant),
+        **efficiency_report_of(runtime, job, viewer),
         "plot_metrics": [m for m in plot_metrics if m in plots],
         "missing_plots": hidden_plots,
         "available_metrics": selectable,
@@ -144,6 +148,24 @@ def job_context(ctx: PageContext, job: dict[str, Any], *, tag_error: str | None 
         "tag_error": tag_error,
         "data": data,
     }
+
+
+def efficiency_report_of(runtime: Runtime, job: dict[str, Any], viewer: Viewer | None) -> dict[str, Any]:
+    """``report`` (the core's efficiency report) or, when it cannot be computed, ``report_error`` saying why.
+
+    The rest of the page does not depend on it, so a failure here is shown in its section instead of
+    replacing the whole job view with an error page.
+    """
+    from cc_backend.jobs.report import runtime_report
+
+    try:
+        report = runtime_report(runtime, job, viewer=viewer)
+    except CCError as exc:
+        return {"report": None, "report_error": exc.message}
+    except Exception:  # a bug or an unreadable file: the log has the traceback, the page the rest of the job
+        log.exception("efficiency report of job %s failed", job.get("id"))
+        return {"report": None, "report_error": "an internal error occurred (the server's log has the details)"}
+    return {"report": report, "report_error": None}
 
 
 def _panel_classes(footprint: list[dict[str, Any]]) -> dict[str, str]:

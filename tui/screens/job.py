@@ -1,4 +1,4 @@
-"""One job: metadata, tags, footprint, energy, statistics per metric and node, metric plots, job script and Slurm info."""
+"""One job: metadata, tags, footprint, energy, statistics per metric and node, metric plots, job script, Slurm info and efficiency report."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
@@ -52,10 +52,10 @@ HOSTS_SHOWN = 8
 #: Characters of a footprint bar at 100 % of the metric's peak.
 BAR_WIDTH = 20
 #: Tabs in the order the number keys select them; the plots come first, so a job opens on them.
-TABS = ("metrics", "details", "statistics", "script", "meta")
+TABS = ("metrics", "details", "statistics", "script", "meta", "report")
 #: The tab titles (the tab ids are what tests, the help screen and the key bindings name).
 TAB_TITLES = {"metrics": "Metrics", "details": "Footprint & tags", "statistics": "Statistics",
-              "script": "Script", "meta": "Slurm/Meta"}
+              "script": "Script", "meta": "Slurm/Meta", "report": "Report"}
 #: ``[`` and ``]`` share one footer entry.
 METRIC_KEYS = Binding.Group("Metric", compact=True)
 #: The number keys of the tabs share one footer entry.
@@ -339,6 +339,8 @@ class JobScreen(Screen):
     JobScreen #stats { height: 1fr; min-height: 5; }
     JobScreen #scoped { height: 1fr; min-height: 5; }
     JobScreen TabPane { padding: 0 1; }
+    /* The report itself as wide as its lines (the tab scrolls sideways); a message wraps as usual. */
+    JobScreen #report-text.report { width: auto; }
     """
 
     def __init__(self, db_id: int) -> None:
@@ -363,6 +365,8 @@ class JobScreen(Screen):
         self.error: str | None = None
         #: Tabs whose widgets exist (the first always does).
         self.built_tabs: set[str] = set()
+        #: The efficiency report's text (or why there is none), fetched when its tab is first shown.
+        self.report_text: Text | None = None
 
     @property
     def source(self) -> JobSource:
@@ -404,6 +408,9 @@ class JobScreen(Screen):
             scoped.add_columns("Host", "Scope", "Id", "Min", "Avg", "Max")
             title = Static(Text("Enter on a metric: its values per node (s: finer scopes)"), id="scoped-title")
             return [stats, title, scoped]
+        if tab == "report":
+            # Scrolls sideways too: wrapped, the report's aligned columns would no longer line up.
+            return [ScrollableContainer(Static(id="report-text"), id="report-scroll")]
         return [VerticalScroll(Static(id=f"{tab}-text"), id=f"{tab}-scroll")]
 
     async def _build_tab(self, tab: str) -> None:
@@ -434,6 +441,8 @@ class JobScreen(Screen):
             self.query_one("#script-text", Static).update(Text(str(script)) if script else Text("(no job script)"))
         elif tab == "meta":
             self.query_one("#meta-text", Static).update(meta_text(meta))
+        elif tab == "report":
+            self._show_report()
 
     # --- loading ------------------------------------------------------------------------------------
 
@@ -507,6 +516,7 @@ class JobScreen(Screen):
         self.error = None
         self.query_one("#job-error", Static).add_class("hidden")
         self.job, self.subcluster, self.stats = job, subcluster, stats
+        self.report_text = None  # of the job as it was: computed again from what was just loaded
         self.sub_title = f"Job {job.get('jobId')} @ {job.get('cluster')}"
         meta = job.get("metaData") or {}
         self._show_summary()
@@ -596,6 +606,42 @@ class JobScreen(Screen):
 
     def _no_data_line(self) -> str:
         return NO_DATA_RUNNING if (self.job or {}).get("jobState") == "running" else NO_DATA_ARCHIVED
+
+    # --- efficiency report --------------------------------------------------------------------------
+
+    def _show_report(self) -> None:
+        """The report's text, or a note that it is being computed (by the source, in a worker)."""
+        if self.report_text is not None:
+            self._put_report(self.report_text)
+            return
+        self._put_report(Text("Computing the efficiency report...", style="dim"))
+        job = self.job
+        if job is None:
+            return
+
+        def fetch() -> None:
+            from cc_backend.jobs.report import render_report_text
+
+            try:
+                text = Text(render_report_text(self.source.job_report(job["id"])), no_wrap=True)
+            except CCError as exc:
+                # Only this tab lacks its data: the rest of the job stays usable, so no error bar.
+                text = Text(f"The efficiency report cannot be shown: {error_text(exc)}")
+            self._post(self._report_loaded, job, text)
+
+        self._run(fetch, "report")
+
+    def _report_loaded(self, job: dict[str, Any], text: Text) -> None:
+        if self.job is not job:  # a reload came in between: its own report is on the way
+            return
+        self.report_text = text
+        if "report" in self.built_tabs:
+            self._put_report(text)
+
+    def _put_report(self, text: Text) -> None:
+        shown = self.query_one("#report-text", Static)
+        shown.set_class(bool(text.no_wrap), "report")
+        shown.update(text)
 
     # --- plots --------------------------------------------------------------------------------------
 
@@ -734,7 +780,7 @@ class JobScreen(Screen):
         await self._build_tab(event.pane.id or "")
         # Keys act on what the tab shows: arrows and Enter on its table, page keys on its text.
         focus = {"metrics": "#job-tabs Tabs", "details": "#tags", "statistics": "#stats",
-                 "script": "#script-scroll", "meta": "#meta-scroll"}
+                 "script": "#script-scroll", "meta": "#meta-scroll", "report": "#report-scroll"}
         target = focus.get(event.pane.id or "")
         if target and self.focused is not self.query_one(target):
             self.query_one(target).focus()

@@ -259,6 +259,46 @@ if (usersTable) {
     });
   }
 
+  // Taggers: a run goes on in the server; its row shows "running" until /config/taggers/ says it ended.
+  const taggers = document.getElementById("taggers");
+  const showTagger = (row, running, text) => {
+    row.querySelector(".js-run-tagger").disabled = running;
+    const state = row.querySelector(".js-tagger-state");
+    state.replaceChildren();
+    if (running) {
+      const badge = document.createElement("span");
+      badge.className = "badge text-bg-warning";
+      badge.textContent = "running";
+      state.append(badge);
+    } else {
+      state.textContent = text;
+    }
+  };
+  const followTagger = async (name, row) => {
+    for (;;) {
+      await new Promise((resolve) => { setTimeout(resolve, 1000); });
+      const listed = JSON.parse(await send("/config/taggers/", { method: "GET" }));
+      if (!listed.find((t) => t.name === name)?.running) {
+        showTagger(row, false, "finished");
+        return;
+      }
+    }
+  };
+  taggers.addEventListener("click", async (event) => {
+    const button = event.target.closest(".js-run-tagger");
+    if (!button) return;
+    const row = button.closest("tr");
+    pending("status-taggers");
+    try {
+      const answer = await send("/config/taggers/run/", { body: formBody({ name: button.value }) });
+      showTagger(row, true);
+      say("status-taggers", answer.trim());
+      followTagger(button.value, row).catch((error) => say("status-taggers", error.message, false));
+    } catch (error) {
+      say("status-taggers", error.message, false);
+    }
+  });
+
   const notice = document.getElementById("notice-form");
   notice.addEventListener("submit", (event) => {
     event.preventDefault();
