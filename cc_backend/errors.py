@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+#: A value quoted in an error message is cut to this many characters: a client's megabyte-long field
+#: must not come back in full (or fill the log).
+SHOWN_VALUE_CHARS = 80
+
+
+def shown_value(value: Any) -> str:
+    """``repr(value)`` for an error message, cut to :data:`SHOWN_VALUE_CHARS` with an ellipsis."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[:SHOWN_VALUE_CHARS] + "..."
+
 
 class CCError(Exception):
     """Base class of every error the core raises on purpose."""

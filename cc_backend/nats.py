@@ -302,14 +302,49 @@ def wanted(runtime: Runtime) -> bool:
     return bool(subscriptions) or config.main.api_subjects is not None
 
 
+#: Events of the job API queued for a pool's workers, at most. Beyond it the subscription's callback waits:
+#: the NATS client buffers the messages (up to its own pending limits, then it drops them and reports a slow
+#: consumer) instead of this process's memory growing with every event of a flood.
+MAX_QUEUED_EVENTS = 10_000
+
+
+class _EventPool:
+    """A thread pool that counts the events waiting for a worker, so that a flood can be held back."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self._lock = threading.Lock()
+        self.queued = 0
+        #: The most events queued at once since start (tests and logs read it).
+        self.most_queued = 0
+
+    def submit(self, work: Callable[[], Any]) -> None:
+        with self._lock:
+            self.queued += 1
+            self.most_queued = max(self.most_queued, self.queued)
+        self._executor.submit(work).add_done_callback(self._done)
+
+    def _done(self, _future: Any) -> None:
+        with self._lock:
+            self.queued -= 1
+
+    async def room(self) -> None:
+        """Return when fewer than MAX_QUEUED_EVENTS wait (one message's events may go beyond it)."""
+        while self.queued >= MAX_QUEUED_EVENTS:
+            await asyncio.sleep(0.005)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+
+
 class NatsService:
     """The server's NATS client: connects (retrying until it can), subscribes, and drains on stop."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         subjects = runtime.config.main.api_subjects
-        self._jobs = ThreadPoolExecutor(subjects.job_concurrency if subjects else 1, thread_name_prefix="nats-job")
-        self._nodes = ThreadPoolExecutor(subjects.node_concurrency if subjects else 1, thread_name_prefix="nats-node")
+        self.job_pool = _EventPool(subjects.job_concurrency if subjects else 1, "nats-job")
+        self.node_pool = _EventPool(subjects.node_concurrency if subjects else 1, "nats-node")
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._client: Any = None
@@ -353,8 +388,8 @@ class NatsService:
             log.warning("NATS: closing the connection failed: %s", exc)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
-        self._jobs.shutdown(wait=True, cancel_futures=False)
-        self._nodes.shutdown(wait=True, cancel_futures=False)
+        self.job_pool.shutdown()
+        self.node_pool.shutdown()
         self._thread = None
         log.info("NATS: stopped (%s)", ", ".join(f"{k} {v}" for k, v in self.received.items()))
 
@@ -382,11 +417,13 @@ class NatsService:
         if subjects is not None:
             async def on_job(msg: Any) -> None:
                 self.received["job"] += 1
-                dispatch_job_message(runtime, msg.subject, msg.data, self._jobs.submit)
+                await self.job_pool.room()
+                dispatch_job_message(runtime, msg.subject, msg.data, self.job_pool.submit)
 
             async def on_node_state(msg: Any) -> None:
                 self.received["nodestate"] += 1
-                dispatch_node_state_message(runtime, msg.subject, msg.data, self._nodes.submit)
+                await self.node_pool.room()
+                dispatch_node_state_message(runtime, msg.subject, msg.data, self.node_pool.submit)
 
             await client.subscribe(subjects.subject_job_event, cb=on_job)
             await client.subscribe(subjects.subject_node_state, cb=on_node_state)

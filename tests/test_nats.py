@@ -209,6 +209,30 @@ def test_bad_job_events_change_nothing(live):
 
 
 @SQLITE_ONLY
+def test_a_flood_of_job_events_waits_for_the_workers(site, need_nats, monkeypatch):
+    """At most MAX_QUEUED_EVENTS events queue for the pool; the rest wait in NATS, and none is lost."""
+    import cc_backend.nats as nats_module
+
+    monkeypatch.setattr(nats_module, "MAX_QUEUED_EVENTS", 3)
+    prefix = f"cctest.{uuid.uuid4().hex}"
+    assert cli(site, "-init-db").returncode == 0
+    _configure(site, prefix, metrics=False)
+    app = InProcess(site)
+    service = nats_module.NatsService(app.runtime)
+    service.start()
+    try:
+        assert service.wait_connected(10)
+        start_time = int(time.time()) - 3600
+        publish(f"{prefix}.jobs", *[_event("start_job", start_payload(5000 + i, start_time)) for i in range(60)])
+        wait_for(lambda: len(_jobs(site)) == 60, timeout=30, what="60 job starts")
+        assert sorted(job[0] for job in _jobs(site)) == list(range(5000, 5060))
+        assert service.job_pool.most_queued == 3 and service.job_pool.queued == 0
+    finally:
+        service.stop()
+        app.stop()
+
+
+@SQLITE_ONLY
 def test_node_state_events(live):
     site, runtime, prefix = live
     from cc_backend.nats import event_line

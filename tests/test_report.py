@@ -29,7 +29,7 @@ GENERATED = {
                     "mem_bw": [100.0] + [0.5] * 7}),
     "gpu": ("alex", "a100", ["a0601"], 128, 8, "none", 2 * HOUR, 2 * HOUR,
             {"cpu_load": [120.0], "mem_used": [200.0], "flops_any": [2000.0], "mem_bw": [100.0],
-             "acc_utilization": [30.0], "acc_mem_used": [39.0], "acc_power": [1000.0], "cpu_power": [300.0],
+             "acc_utilization": [30.0], "acc_mem_used": [312.0], "acc_power": [1000.0], "cpu_power": [300.0],
              "core_power": [250.0]}),
     "shared": ("fritz", "main", ["f0105"], 18, 0, "single_user", 2 * HOUR, 4 * HOUR,
                {"cpu_load": [17.0], "mem_used": [30.0], "flops_any": [300.0], "mem_bw": [40.0]}),
@@ -150,11 +150,15 @@ def _expected(site: Path, job: dict, meta_job: dict) -> dict[str, tuple[float | 
     per_node = meta_job["numHwthreads"] / nodes if meta_job["numHwthreads"] else cores
     share = per_node / cores
     stats = meta["statistics"]
+
+    def gpus_per_node(config: dict) -> float:  # a summed metric's node value adds up the job's GPUs of the node
+        return meta["numAcc"] / nodes if config.get("aggregation", "sum") == "sum" else 1
+
     out: dict[str, tuple[float | None, float | None]] = {}
     for key, name, stat, reference in (
             ("cpu_load", "cpu_load", "avg", lambda m: per_node), ("memory", "mem_used", "max", lambda m: m["peak"]),
             ("flops", "flops_any", "avg", lambda m: m["peak"] * share), ("mem_bw", "mem_bw", "avg", lambda m: m["peak"] * share),
-            ("gpu_util", "acc_utilization", "avg", lambda m: 100.0), ("gpu_mem", "acc_mem_used", "max", lambda m: m["peak"])):
+            ("gpu_util", "acc_utilization", "avg", lambda m: 100.0), ("gpu_mem", "acc_mem_used", "max", lambda m: m["peak"] * gpus_per_node(m))):
         config = _metric(cluster, sub["name"], name)
         if config is None or (key.startswith("gpu") and not meta_job["numAcc"]):
             continue
@@ -299,6 +303,19 @@ def test_gpu_job_has_gpu_checks_and_energy(rt):
     assert _report(rt, job)["energy"] == {"kwh": pytest.approx(kwh), "co2Grams": None, "emissionConstant": 0}
 
 
+def test_gpu_memory_is_judged_against_the_gpus_of_a_node(rt):
+    """acc_mem_used is summed over a node's GPUs, its peak is one GPU's: 312 GB on 8 x 40 GB is 98 %, not 780 %."""
+    job = _generated(rt, "gpu")
+    gpu_mem = {c["key"]: c for c in _report(rt, job)["checks"]}["gpu_mem"]
+    assert (gpu_mem["value"], gpu_mem["reference"], gpu_mem["ratio"]) == (312.0, 320.0, 0.975)
+    assert gpu_mem["referenceLabel"] == "memory of 8 GPUs"
+    assert gpu_mem["text"] == "Peak memory 312 GB of 320 GB GPU memory (98%): close to running out."
+    # half the GPUs of the node: half the memory to compare with
+    half = {c["key"]: c for c in _report(rt, dict(job, numAcc=4))["checks"]}["gpu_mem"]
+    assert (half["reference"], half["ratio"], half["verdict"]) == (160.0, 1.95, "warn")
+    assert half["text"] == "Peak memory 312 GB of 160 GB GPU memory (195%): beyond the configured capacity."
+
+
 def test_gpu_checks_need_accelerators(rt):
     job = dict(_generated(rt, "gpu"), numAcc=0)
     assert "gpu_util" not in [c["key"] for c in _report(rt, job)["checks"]]
@@ -354,13 +371,28 @@ def test_text_rendering_lines(rt):
     assert "Allocation  8 nodes x 72 cores, 576 hwthreads, exclusive" in lines
     assert "Runtime     02:00:00 of 02:00:00 walltime (100%)" in lines
     cpu = next(line for line in lines if line.startswith("CPU load"))
-    assert re.fullmatch(r"CPU load +\[##\.{18}\]   12%  bad      8\.93 / 72 cores allocated", cpu), cpu
+    assert re.fullmatch(r"CPU load +\[#\.{9}\]   12%  bad      8\.93 / 72 cores", cpu), cpu
     balance = next(line for line in lines if line.startswith("Load balance"))
-    assert re.fullmatch(r"Load balance +\[ {20}\] +bad +7\.84x mean", balance), balance
-    assert "  - Requested 8 nodes, the load was on 1: run fewer nodes or spread the work (srun --ntasks-per-node)." \
-        in lines
-    assert lines[-1].startswith("Summary: CPU load 12% of the allocated cores;")
+    assert re.fullmatch(r"Load balance +\[ {10}\] +bad +7\.84x mean", balance), balance
+    # long sentences wrap with a hanging indent under their bullet
+    note = lines.index("  - Requested 8 nodes, the load was on 1: run fewer nodes or spread the work")
+    assert lines[note + 1] == "    (srun --ntasks-per-node)."
+    summary = next(i for i, line in enumerate(lines) if line.startswith("Summary: "))
+    assert lines[summary].startswith("Summary: CPU load 12% of the allocated cores;")
+    assert all(line.startswith(" " * 9) for line in lines[summary + 1:])
+    assert " ".join(line.strip() for line in lines[summary:]) == "Summary: " + _report(rt, job)["summary"]
     assert "\x1b" not in text
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_text_fits_an_80_column_terminal(rt, name):
+    from cc_backend.jobs.report import TEXT_WIDTH, render_report_text
+
+    text = render_report_text(_report(rt, _generated(rt, name), emission_constant=EMISSION))
+    assert TEXT_WIDTH == 76
+    assert max(len(line) for line in text.splitlines()) <= TEXT_WIDTH, text
+    gpu_line = "GPU memory        [##########]   98%  warn     312 / 320 GB"
+    assert (gpu_line in text.splitlines()) is (name == "gpu")
 
 
 # --- CLI -----------------------------------------------------------------------------------------------------
@@ -428,3 +460,6 @@ def test_rest_other_users_job_bad_id_and_unknown_parameter(site, rt, app):
     r = app.get(f"/api/jobs/report/{job['id']}?format=text", headers=auth(token(site, ["api"])))
     assert r.status_code == 400 and r.json()["error"] == "invalid query parameter: format"
     assert app.get(f"/api/jobs/report/{job['id']}").status_code == 401
+
+
+

@@ -300,6 +300,10 @@ def test_config_taggers_routes_as_upstreams_frontend_calls_them(app_start, site)
     assert "name is required" in json_error(missing, 400, "Bad Request")
     unknown = app.post("/config/taggers/run/", data={"name": "DROP TABLE"}, headers=admin)
     assert "unknown tagger 'DROP TABLE'" in json_error(unknown, 400, "Bad Request")
+    # a long name is not echoed back in full
+    flood = app.post("/config/taggers/run/", data={"name": "X" * 100_000}, headers=admin)
+    message = json_error(flood, 400, "Bad Request")
+    assert message == f"unknown tagger '{'X' * 79}...; expected one of AppTagger, JobClassTagger"
     assert app.get("/config/taggers/", headers=admin).status_code == 200  # still answering
 
 

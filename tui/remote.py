@@ -228,10 +228,48 @@ class RemoteSource:
         return core_job(data["job"])
 
     def job_report(self, db_id: int) -> dict[str, Any]:
-        report = self._rest(f"{self._userapi()}/jobs/report/{int(db_id)}")
+        """The server's report (``/userapi/jobs/report``) when the token has the api role; otherwise the same
+        core function run here on what GraphQL gives every token (see :meth:`_report_from_graphql`)."""
+        try:
+            path = self._userapi()
+        except Forbidden:
+            return self._report_from_graphql(db_id)
+        report = self._rest(f"{path}/jobs/report/{int(db_id)}")
         if not isinstance(report, dict):
             raise SourceError(f"The server at {self.url} answered the efficiency report with a "
                               f"{type(report).__name__}, not an object.")
+        return report
+
+    def _report_from_graphql(self, db_id: int) -> dict[str, Any]:
+        """The report computed in this process from the job, its statistics and per-node load and the cluster's
+        description as GraphQL answers them for the token's user. What the server does not tell GraphQL clients
+        is left out: the site's own job-class rules (the shipped ones are used) and the emission constant (no
+        CO2). The server answers no statistics the user may not see: those metrics are left out of the report."""
+        from cc_backend.jobs.report import report_from_data
+        from cc_backend.taggers.jobclasses import JobClassifier
+
+        job = self.job(db_id)
+        cluster = next((c for c in self.clusters() if c.name == job["cluster"]), None)
+        subcluster = cluster.find_sub_cluster(job.get("subCluster") or "") if cluster is not None else None
+        stats: dict[str, dict[str, float]] = {}
+        loads: dict[str, float] = {}
+        reason = None
+        if subcluster is not None:
+            stats = {entry["name"]: entry["data"] for entry in self.job_stats(job, None) if entry.get("data")}
+            if not stats:
+                reason = ("the job is still running and the server has no live data for it"
+                          if job.get("jobState") == "running" else "no statistics were recorded for this job")
+            elif int(job.get("numNodes") or 0) > 1:
+                for entry in self.scoped_job_stats(job, ["cpu_load"], ["node"]):
+                    for stat in entry.get("stats") or ():
+                        if entry.get("scope") == "node" and stat.get("data"):
+                            loads[str(stat.get("hostname") or "")] = float(stat["data"]["avg"])
+        hidden = frozenset(m.name for m in subcluster.metric_config if m.name not in stats) \
+            if subcluster is not None and stats else frozenset()
+        report = report_from_data(job, subcluster, stats, node_loads=loads, reason=reason, hidden=hidden,
+                                  classifier=JobClassifier())
+        report["origin"] = ("computed in this terminal from the server's GraphQL data, with the shipped job-class "
+                            "rules and no CO2 estimate: a token with the api role shows the server's own report")
         return report
 
     def job_metrics(self, job: dict[str, Any], metrics: list[str] | None, scopes: list[str] | None,

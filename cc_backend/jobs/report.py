@@ -12,7 +12,8 @@ metric backend while it runs):
 - flops / memory bandwidth: ``flops_any`` / ``mem_bw`` avg over the metric's peak, scaled to the
   allocated share of the node; judged by the metric's own ``caution`` and ``alert`` levels.
 - GPU utilisation: ``acc_utilization`` avg over 100 %; GPU memory: ``acc_mem_used`` max over its peak
-  (only for jobs with accelerators).
+  (only for jobs with accelerators). The peak is one GPU's; a node's value of a summed metric is the sum
+  over the job's GPUs on the node, so the reference is the peak x GPUs per node (``numAcc / numNodes``).
 - imbalance: the per-node ``cpu_load`` averages, busiest node over the mean (jobs of 2+ nodes).
 - energy: the job's ``energy`` (kWh, computed at archiving; null when none was recorded); CO2 = kWh x the
   site's emission constant (g/kWh).
@@ -20,6 +21,8 @@ metric backend while it runs):
 
 from __future__ import annotations
 
+import re
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -149,6 +152,12 @@ def _check(key: str, label: str, metric: str | None, unit: str, reference: float
             "referenceLabel": reference_label, "ratio": ratio, "verdict": "unknown", "text": ""}
 
 
+def _gpus_per_node(job: Mapping[str, Any]) -> float:
+    """Accelerators the job holds on each node (a fraction when they are spread unevenly)."""
+    accelerators, nodes = int(job.get("numAcc") or 0), int(job.get("numNodes") or 0)
+    return accelerators / nodes if nodes else float(accelerators)
+
+
 def _rate_verdict(value: float, ratio: float | None, config: MetricConfig, share: float) -> str:
     """Flops and bandwidth: the site's alert/caution levels (scaled to the allocated share) when set, else LOAD_*."""
     if config.caution > config.alert > 0:
@@ -177,7 +186,8 @@ def _metric_checks(subcluster: SubCluster, job: Mapping[str, Any], stats: Mappin
         elif key == "gpu_util":
             reference, ref_label = 100.0, "peak"
         elif key == "gpu_mem":
-            reference, ref_label = config.peak, "peak"
+            gpus = _gpus_per_node(job) if (config.aggregation or "sum") == "sum" else 1
+            reference, ref_label = config.peak * gpus, f"memory of {_num(gpus)} GPU{'s' if gpus != 1 else ''}"
         else:
             reference, ref_label = config.peak * share, "peak"
         unit = "%" if key == "gpu_util" else unit_text(config.unit)  # a share of 100 whatever cluster.json calls it
@@ -330,6 +340,29 @@ def efficiency_report(archive: FileArchive, job: Mapping[str, Any], *, classifie
     Never raises for a job without data: checks get verdict "unknown" and a text saying why.
     """
     subcluster = subcluster_of(archive, job)
+    stats: dict[str, dict[str, float]] = {}
+    loads: dict[str, float] = {}
+    reason: str | None = None
+    hidden: frozenset[str] = frozenset()
+    if subcluster is not None:
+        hidden = hidden_metrics(archive.registry(), job["cluster"], job.get("subCluster"), viewer)
+        stats, reason = _statistics(archive, job, [m.name for m in subcluster.metric_config], hidden, live)
+        if reason is None and int(job.get("numNodes") or 0) > 1 and "cpu_load" not in hidden:
+            loads = _node_loads(archive, job, hidden, live)
+    return report_from_data(job, subcluster, stats, node_loads=loads, reason=reason, hidden=hidden,
+                            classifier=classifier, emission_constant=emission_constant)
+
+
+def report_from_data(job: Mapping[str, Any], subcluster: SubCluster | None, stats: Mapping[str, Mapping[str, float]],
+                     *, node_loads: Mapping[str, float] | None = None, reason: str | None = None,
+                     hidden: frozenset[str] = frozenset(), classifier: JobClassifier | None = None,
+                     emission_constant: int = 0) -> dict[str, Any]:
+    """The report from data already gathered: ``stats`` ``{metric: {avg, min, max}}`` (what the viewer may see),
+    ``node_loads`` the average ``cpu_load`` of each node, ``reason`` why there are no statistics.
+
+    :func:`efficiency_report` gathers them from the archive and the live backend; a client of a server's
+    GraphQL API (the terminal UI with a token without the api role) gathers the same from there.
+    """
     nodes = int(job.get("numNodes") or 0)
     hwthreads = int(job.get("numHwthreads") or 0)
     exclusive = (job.get("shared") or "none") == "none"
@@ -340,15 +373,10 @@ def efficiency_report(archive: FileArchive, job: Mapping[str, Any], *, classifie
     notes: list[str] = []
     runtime = _runtime(job, notes)
     checks: list[dict[str, Any]] = []
-    stats: dict[str, dict[str, float]] = {}
-    reason: str | None = None
     if subcluster is not None:
-        hidden = hidden_metrics(archive.registry(), job["cluster"], job.get("subCluster"), viewer)
-        stats, reason = _statistics(archive, job, [m.name for m in subcluster.metric_config], hidden, live)
         checks = _metric_checks(subcluster, job, stats, hidden, per_node, share, reason, notes)
         if nodes > 1 and subcluster.metric("cpu_load") is not None and "cpu_load" not in hidden:
-            loads = _node_loads(archive, job, hidden, live) if reason is None else {}
-            checks.append(_imbalance(job, loads, per_node, notes))
+            checks.append(_imbalance(job, node_loads or {}, per_node, notes))
     job_classes = _job_classes(classifier, job, subcluster, stats)
     notes.extend(entry["hint"] for entry in job_classes if entry["hint"])
     return {
@@ -388,11 +416,14 @@ def runtime_report(runtime: Runtime, job: Mapping[str, Any], *, viewer: Viewer |
 
 # --- plain text ----------------------------------------------------------------------------------------
 
-BAR_WIDTH = 20
+BAR_WIDTH = 10
+#: Lines of the text report stay within this many columns: an 80-column terminal (and the TUI tab) shows
+#: them without wrapping mid-word; 76 leaves room for the TUI tab's padding and scroll bar.
+TEXT_WIDTH = 76
 
 
 def _bar(ratio: float | None) -> str:
-    """``[#####...............]``: the share of the reference, capped at full (the percentage tells the rest)."""
+    """``[###.......]``: the share of the reference, capped at full (the percentage tells the rest)."""
     if ratio is None:
         return "[" + " " * BAR_WIDTH + "]"
     filled = min(BAR_WIDTH, max(0, round(ratio * BAR_WIDTH)))
@@ -400,50 +431,73 @@ def _bar(ratio: float | None) -> str:
 
 
 def _value_text(check: Mapping[str, Any]) -> str:
+    """``value / reference unit``: short enough for the check's line; the sentence below names the reference."""
     if check["value"] is None:
         return "-"
     if check["key"] == "imbalance":
         return f"{_num(check['value'])}x mean"
     unit = f" {check['unit']}" if check["unit"] else ""
-    reference = f" / {_num(check['reference'])}{unit} {check['referenceLabel']}" if check["reference"] else ""
-    return f"{_num(check['value'])}{unit}{reference}"
+    if check["key"] == "cpu_load":
+        unit = " cores"
+    reference = f" / {_num(check['reference'])}" if check["reference"] else ""
+    return f"{_num(check['value'])}{reference}{unit}"
+
+
+_NUMBER_AND_WORD = re.compile(r"(\d) (?=\S)")
+
+
+def _wrapped(text: str, first: str, rest: str) -> list[str]:
+    """``text`` wrapped at :data:`TEXT_WIDTH`; a number stays on the line of the word after it (``112 GF/s``)."""
+    glued = _NUMBER_AND_WORD.sub("\\1\0", text)
+    lines = textwrap.wrap(glued, TEXT_WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
+    return [line.replace("\0", " ") for line in lines]
 
 
 def render_report_text(report: Mapping[str, Any]) -> str:
-    """The report as aligned plain text (what the CLI prints and the TUI shows): no colours, one check a block."""
+    """The report as aligned plain text (what the CLI prints and the TUI shows): no colours, one check a block,
+    no line wider than :data:`TEXT_WIDTH` (long sentences wrap with a hanging indent)."""
     job, alloc, run = report["job"], report["allocation"], report["runtime"]
     where = f"{job['cluster']}/{job['subCluster']}" if job.get("subCluster") else str(job["cluster"])
-    lines = [f"Efficiency report of job {job['jobId']} (id {job['id']}) on {where}", ""]
+    lines = _wrapped(f"Efficiency report of job {job['jobId']} (id {job['id']}) on {where}", "", "  ")
+    if report.get("origin"):  # set by a client that computed the report itself: says what it could not know
+        lines += _wrapped(f"({report['origin']})", "", " ")
+    lines.append("")
     walltime = ""
     if run["walltimeSeconds"]:
         walltime = f" of {_duration(run['walltimeSeconds'])} walltime"
         if run["fractionOfWalltime"] is not None:
             walltime += f" ({_pct(run['fractionOfWalltime'])})"
     gpus = f", {alloc['accelerators']} accelerators" if alloc["accelerators"] else ""
+    nodes = f"{alloc['nodes']} node{'s' if alloc['nodes'] != 1 else ''}"
     facts = [("User", f"{job['user']} (project {job['project']})"), ("State", str(job["jobState"])),
              ("Runtime", _duration(run["seconds"]) + walltime),
-             ("Allocation", f"{alloc['nodes']} node{'s' if alloc['nodes'] != 1 else ''} x {alloc['coresPerNode']} cores, {alloc['hwthreads']} hwthreads"
-                            f"{gpus}, " + ("exclusive" if alloc["exclusive"] else "shared"))]
+             ("Allocation", f"{nodes} x {alloc['coresPerNode']} cores, {alloc['hwthreads']} hwthreads{gpus}, "
+                            + ("exclusive" if alloc["exclusive"] else "shared"))]
     energy = report.get("energy")
     if energy:
         text = f"{energy['kwh']:.2f} kWh"
         if energy.get("co2Grams") is not None:
             text += f", about {energy['co2Grams']:.0f} g CO2 at {energy['emissionConstant']} g/kWh"
         facts.append(("Energy", text))
-    lines += [f"{name:<12}{value}" for name, value in facts]
+    for name, value in facts:
+        lines += _wrapped(value, f"{name:<12}", " " * 12)
     checks = report["checks"]
     if checks:
         lines.append("")
         label_width = max(len(c["label"]) for c in checks)
+        indent = " " * (label_width + 2)
         for check in checks:
             percent = "" if check["ratio"] is None or check["key"] == "imbalance" else _pct(check["ratio"])
             bar = _bar(None if check["key"] == "imbalance" else check["ratio"])
             lines.append(f"{check['label']:<{label_width}}  {bar} {percent:>5}  {check['verdict']:<7}  "
-                         f"{_value_text(check)}")
-            lines.append(f"{'':<{label_width}}  {check['text']}")
+                         f"{_value_text(check)}".rstrip())
+            lines += _wrapped(check["text"], indent, indent)
     if report["notes"]:
-        lines += ["", "Notes"] + [f"  - {note}" for note in report["notes"]]
+        lines += ["", "Notes"]
+        for note in report["notes"]:
+            lines += _wrapped(note, "  - ", "    ")
     if report["jobClasses"]:
-        lines += ["", "Job classes: " + ", ".join(entry["tag"] for entry in report["jobClasses"])]
-    lines += ["", f"Summary: {report['summary']}"]
+        lines += [""] + _wrapped("Job classes: " + ", ".join(entry["tag"] for entry in report["jobClasses"]), "",
+                                 " " * 13)
+    lines += [""] + _wrapped(f"Summary: {report['summary']}", "", " " * 9)
     return "\n".join(lines) + "\n"

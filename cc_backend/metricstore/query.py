@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from cc_backend.errors import InvalidInput
+from cc_backend.errors import InvalidInput, shown_value
 from cc_backend.metrics.resampling import lttb
 from cc_backend.metrics.samples import sample_list
 from cc_backend.metricstore.lineproto import MAX_NAME
@@ -49,7 +49,7 @@ def _int(value: Any, field: str, default: int | None = None) -> int:
     if value is None and default is not None:
         return default
     if type(value) is not int:
-        raise InvalidInput(f"{field} must be an integer, got {_shown(value)}", field=field)
+        raise InvalidInput(f"{field} must be an integer, got {shown_value(value)}", field=field)
     if not INT64_MIN <= value <= INT64_MAX:
         raise InvalidInput(f"{field} {value} is out of range (64-bit)", field=field)
     return value
@@ -64,11 +64,6 @@ def _name(value: Any, field: str) -> str:
     return value
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:80] + "..."
-
-
 def _ids(value: Any, field: str) -> list[str] | None:
     if value is None:
         return None
@@ -79,7 +74,7 @@ def _ids(value: Any, field: str) -> list[str] | None:
     out = []
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (str, int)):
-            raise InvalidInput(f"{field} must hold strings or integers, got {_shown(v)}", field=field)
+            raise InvalidInput(f"{field} must hold strings or integers, got {shown_value(v)}", field=field)
         text = str(v)
         if len(text) > MAX_NAME:
             raise InvalidInput(f"{field} holds an id longer than {MAX_NAME} characters", field=field)
@@ -150,10 +145,10 @@ def _parse_query(q: Any, i: int) -> dict[str, Any]:
     host = _name(q.get("host"), f"{where}.host")
     typ = q.get("type") or None
     if typ is not None and typ not in _TYPES:
-        raise InvalidInput(f"{where}.type {_shown(typ)} is not one of {', '.join(_TYPES)}", field=f"{where}.type")
+        raise InvalidInput(f"{where}.type {shown_value(typ)} is not one of {', '.join(_TYPES)}", field=f"{where}.type")
     stype = q.get("subtype") or None
     if stype is not None and stype not in _TYPES:
-        raise InvalidInput(f"{where}.subtype {_shown(stype)} is not one of {', '.join(_TYPES)}", field=f"{where}.subtype")
+        raise InvalidInput(f"{where}.subtype {shown_value(stype)} is not one of {', '.join(_TYPES)}", field=f"{where}.subtype")
     if typ == "node":
         typ = None
     if stype is not None and typ is None:

@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import select, update
 
 from cc_backend.db.tables import job_table
-from cc_backend.errors import Busy, CCError, Conflict, InvalidInput
+from cc_backend.errors import Busy, CCError, Conflict, InvalidInput, shown_value
 from cc_backend.jobs.model import MONITORING_ARCHIVED
 from cc_backend.taggers.apps import SHIPPED_DIR as SHIPPED_APPS
 from cc_backend.taggers.apps import TAG_TYPE as APP_TAG_TYPE
@@ -197,7 +197,7 @@ class JobTaggers:
         from cc_backend.jobs.model import row_to_job
 
         if name not in TAGGER_KINDS:
-            raise InvalidInput(f"unknown tagger {name!r}; expected one of {', '.join(TAGGER_KINDS)}", field="name")
+            raise InvalidInput(f"unknown tagger {shown_value(name)}; expected one of {', '.join(TAGGER_KINDS)}", field="name")
         summary = RunSummary(name)
         started = time.perf_counter()
         archive = self._archive()
@@ -315,7 +315,7 @@ class JobTaggers:
         if not isinstance(name, str) or not name:
             raise InvalidInput("name is required: AppTagger or JobClassTagger", field="name")
         if name not in TAGGER_KINDS:
-            raise InvalidInput(f"unknown tagger {name!r}; expected one of {', '.join(TAGGER_KINDS)}", field="name")
+            raise InvalidInput(f"unknown tagger {shown_value(name)}; expected one of {', '.join(TAGGER_KINDS)}", field="name")
         with self._lock:
             thread = self._running.get(name)
             if thread is not None and thread.is_alive():
