@@ -153,3 +153,19 @@ def test_classifier_reloads_changed_files(tmp_path, subcluster):
     (tmp_path / "highload.json").unlink()
     assert clf.reload_if_changed()
     assert len(clf.ruleset.rules) == 4
+
+
+def test_upstreams_own_case_a_variable_rule_tags_and_writes_the_message(tmp_path, subcluster):
+    """Upstream's tagger test: a rule ``avg_flops > 100`` over a variable, flops_any avg 150 => jobClass:high_flops
+    and the hint in the job's message (no parameters.json needed)."""
+    rule = {"name": "High FLOPS", "tag": "high_flops", "parameters": [], "metrics": ["flops_any"],
+            "requirements": [], "variables": [{"name": "avg_flops", "expr": "flops_any.avg"}],
+            "rule": "avg_flops > 100", "hint": "FLOP rate {{.avg_flops}} GF/s"}
+    (tmp_path / "high_flops.json").write_text(json.dumps(rule))
+    clf = JobClassifier(tmp_path)
+    assert clf.ruleset.errors == []
+    flops = {"min": 100.0, "max": 200.0, "avg": 150.0}
+    matched = clf.classify(healthy_job(flops_any=flops), subcluster)
+    assert matched == [("high_flops", "FLOP rate 150 GF/s")]
+    assert job_class_tags(matched) == (["jobClass:high_flops"], "FLOP rate 150 GF/s")
+    assert clf.classify(healthy_job(flops_any={**flops, "avg": 99.5}), subcluster) == []
