@@ -155,21 +155,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cc-ingest-") as tmp:
         work = Path(tmp)
         cli, port, token = setup(work)
-        server = Server(work, cli, port)
-        sink_port = free_port()
-        sink_proc = multiprocessing.Process(target=sink, args=(sink_port,), daemon=True)
-        sink_proc.start()
-        try:
-            wait_ready(sink_port, sink_proc.is_alive)  # the sink answers 200 to any path
-            floor = measure(sink_port, token, base, args)
-            ours = measure(port, token, base, args)
-            data = read_back(port, token, base)
-            if data != [value(42, 3, TIMESTAMPS - 1)]:
-                print("debug:", read_back_all(port, token, base))
-        finally:
-            server.stop()
-            sink_proc.kill()
-            sink_proc.join(10)
+        with Server(work, cli, port) as server:
+            sink_port = free_port()
+            sink_proc = multiprocessing.Process(target=sink, args=(sink_port,), daemon=True)
+            sink_proc.start()
+            try:
+                wait_ready(sink_port, sink_proc.is_alive)  # the sink answers 200 to any path
+                floor = measure(sink_port, token, base, args)
+                ours = measure(port, token, base, args)
+                data = read_back(port, token, base)
+                if data != [value(42, 3, TIMESTAMPS - 1)]:
+                    print("debug:", read_back_all(port, token, base))
+            finally:
+                sink_proc.kill()
+                sink_proc.join(10)
         expected = value(42, 3, TIMESTAMPS - 1)
         ok = data == [expected]
         rate = ours["samples"] / ours["seconds"]

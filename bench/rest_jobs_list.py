@@ -12,25 +12,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent / "cc-backend"
+from _support import Server, free_port, scratch_folder, user_token, write_config
+
 COPIES = 100
 SEED_JOBS = 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(work: Path) -> None:
@@ -74,66 +64,39 @@ def main() -> None:
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ccbench-list-"))
-    work.mkdir(parents=True, exist_ok=True)
-    server = None
-    try:
+    with scratch_folder(args.keep, "ccbench-list-") as work:
         t = time.perf_counter()
         build(work)
         count = sqlite3.connect(work / "job.db").execute("SELECT COUNT(*) FROM job").fetchone()[0]
         print(f"database: {count:,} jobs (built or reused in {time.perf_counter() - t:.0f} s)")
         port = free_port()
-        (work / "config.json").write_text(json.dumps({
-            "main": {"addr": f"127.0.0.1:{port}", "db": str(work / "job.db")},
-            "archive": {"kind": "file", "path": str(work / "job-archive")}, "auth": {"jwts": {"max-age": "2h"}}}))
-        keys = json.loads(subprocess.run([str(BIN), "gen-keypair", "--format", "json"], capture_output=True,
-                                         text=True, check=True).stdout)
-        (work / ".env").write_text("".join(f'{k}="{v}"\n' for k, v in keys.items()) + 'SESSION_KEY="bench"\n')
-        cli = [str(BIN), "--config", str(work / "config.json")]
-        subprocess.run([*cli, "--del-user", "bench"], cwd=work, capture_output=True)
-        subprocess.run([*cli, "-add-user", "bench:api:pw"], cwd=work, check=True, capture_output=True)
-        token = subprocess.run([*cli, "-jwt", "bench"], cwd=work, check=True, capture_output=True,
-                               text=True).stdout.strip()
-        server = subprocess.Popen([*cli, "serve"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        conn = None
-        for _ in range(150):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().read() is not None:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        headers = {"X-Auth-Token": token}
+        cli = write_config(work, {"addr": f"127.0.0.1:{port}"}, work / "job-archive")
+        token = user_token(cli, work, "bench", "api", "pw")
+        with Server(work, cli, port):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            headers = {"X-Auth-Token": token}
 
-        def timed(path: str) -> list[float]:
-            out = []
-            for _ in range(args.requests):
-                t = time.perf_counter()
-                conn.request("GET", path, headers=headers)
-                response = conn.getresponse()
-                body = response.read()
-                assert response.status == 200, (response.status, body[:200])
-                out.append((time.perf_counter() - t) * 1000)
-            return out
+            def timed(path: str) -> list[float]:
+                out = []
+                for _ in range(args.requests):
+                    t = time.perf_counter()
+                    conn.request("GET", path, headers=headers)
+                    response = conn.getresponse()
+                    body = response.read()
+                    assert response.status == 200, (response.status, body[:200])
+                    out.append((time.perf_counter() - t) * 1000)
+                return out
 
-        base = timed("/healthz")
-        path = "/api/jobs/?cluster=fritz&state=completed&page=1&items-per-page=25"
-        listing = timed(path)
-        conn.request("GET", path, headers=headers)
-        jobs = json.loads(conn.getresponse().read())["jobs"]
+            base = timed("/healthz")
+            path = "/api/jobs/?cluster=fritz&state=completed&page=1&items-per-page=25"
+            listing = timed(path)
+            conn.request("GET", path, headers=headers)
+            jobs = json.loads(conn.getresponse().read())["jobs"]
         assert len(jobs) == 25 and all(j["cluster"] == "fritz" and j["jobState"] == "completed" for j in jobs)
         for label, values in (("GET /healthz (baseline)", base), (f"GET {path}", listing)):
             values.sort()
             print(f"{label:75s} p50 {statistics.median(values):6.1f} ms  p99 {values[int(0.99 * len(values))]:6.1f} ms")
         print("goal: p50 <= 20 ms for the job list")
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(30)
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -128,27 +128,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ccbench-rest-"))
-    server = None
     info: dict = {}
     try:
         info, token = setup(work, args.db)
         prefix = os.environ.get("CC_BENCH_SERVER_PREFIX", "").split()  # e.g. "py-spy record -o prof.svg --"
-        server = Server(work, info["cli"], info["port"], prefix)
-        print(f"database: {args.db}, {args.clients} clients in a separate process, {args.seconds:.0f} s each")
-        report("GET /healthz (baseline)", *run_clients(info["port"], token, args.clients, args.seconds / 3, "healthz"))
-        latencies, errors, elapsed = run_clients(info["port"], token, args.clients, args.seconds, "jobs")
-        report("start_job + stop_job", latencies, errors, elapsed)
-        print("goal: >= 500 req/s, p99 <= 50 ms, 0 errors")
-        out = subprocess.run([*info["cli"], "jobs", "list", "--count", "--state", "completed"], cwd=work,
-                             capture_output=True, text=True)
-        running = subprocess.run([*info["cli"], "jobs", "list", "--count", "--state", "running"], cwd=work,
+        # py-spy (CC_BENCH_SERVER_PREFIX) writes its profile on SIGINT.
+        with Server(work, info["cli"], info["port"], prefix, stop_signal=signal.SIGINT):
+            print(f"database: {args.db}, {args.clients} clients in a separate process, {args.seconds:.0f} s each")
+            report("GET /healthz (baseline)",
+                   *run_clients(info["port"], token, args.clients, args.seconds / 3, "healthz"))
+            latencies, errors, elapsed = run_clients(info["port"], token, args.clients, args.seconds, "jobs")
+            report("start_job + stop_job", latencies, errors, elapsed)
+            print("goal: >= 500 req/s, p99 <= 50 ms, 0 errors")
+            out = subprocess.run([*info["cli"], "jobs", "list", "--count", "--state", "completed"], cwd=work,
                                  capture_output=True, text=True)
-        expected = (len(latencies) - len(errors)) // 2
-        print(f"jobs completed in the database: {out.stdout.strip()} (expected about {expected}), "
-              f"still running: {running.stdout.strip()}")
+            running = subprocess.run([*info["cli"], "jobs", "list", "--count", "--state", "running"], cwd=work,
+                                     capture_output=True, text=True)
+            expected = (len(latencies) - len(errors)) // 2
+            print(f"jobs completed in the database: {out.stdout.strip()} (expected about {expected}), "
+                  f"still running: {running.stdout.strip()}")
     finally:
-        if server is not None:
-            server.stop(signal.SIGINT)  # py-spy (CC_BENCH_SERVER_PREFIX) writes its profile on SIGINT
         if info.get("mysql_db"):
             import pymysql
 

@@ -30,10 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import socket
-import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,12 +41,12 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent / "tests")]
 
+from _support import BIN, Server  # noqa: E402 - bench/_support.py, found through the line above
 from support.terminal import Terminal, tmux_available  # noqa: E402 - the tmux driver of the terminal test
 
 import web  # noqa: E402 - bench/web.py: the same site
 
 OUT = BENCH / "out"
-BIN = web.BIN
 USER = "benchtui"
 PASSWORD = "Bench-tui-pw-1"
 SIZE = (100, 30)
@@ -65,17 +61,8 @@ GOALS_MS = {"start local": 1000, "start remote": 1500, "page": 100, "job detail"
 # ------------------------------------------------------------------------------------------- reporting
 
 
-def show(label: str, value: float | None, goal: float | None = None, note: str = "") -> None:
-    if value is None:
-        print(f"  {label:<56} {'-':>9}     {note}")
-        return
-    verdict = "" if goal is None else ("ok" if value <= goal else "MISSED")
-    goal_text = f"goal <= {goal:g} ms {verdict}" if goal is not None else ""
-    print(f"  {label:<56} {value:9.1f} ms  {goal_text}{'  ' + note if note else ''}", flush=True)
-
-
-def p50(values: list[float]) -> float:
-    return statistics.median(values)
+show = partial(web.show, width=56, missed="MISSED")
+p50 = web.p50
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -282,33 +269,16 @@ def main() -> None:
     if not tmux_available():
         sys.exit("tmux is needed (apt install tmux)")
 
-    work = OUT / f"tui-{args.jobs}"
-    if work.exists() and not args.keep:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    t = time.perf_counter()
-    web.build(work, args.jobs, port)
-    config = ["--config", str(work / "config.json")]
-    with sqlite3.connect(work / "job.db") as db:
-        count = db.execute("SELECT COUNT(*) FROM job").fetchone()[0]
-        big_id = db.execute("SELECT id FROM job WHERE job_id = ?", (web.BIG_JOB_ID,)).fetchone()[0]
-    print(f"site: {work} with {count:,} jobs (built or reused in {time.perf_counter() - t:.0f} s)")
-    subprocess.run([str(BIN), *config, "--del-user", USER], cwd=work, capture_output=True)
-    web.run(*config, "--add-user", f"{USER}:admin,api:{PASSWORD}", cwd=work)
-    token = web.run(*config, "--jwt", USER, cwd=work).strip()
+    work, port, config, big_id, token = web.open_site(OUT / f"tui-{args.jobs}", args.jobs, args.keep, USER,
+                                                      PASSWORD)
     url = f"http://127.0.0.1:{port}"
-    scratch = Path(tempfile.mkdtemp(prefix="bench-tui-"))
-
     local = [str(BIN), "tui", *config]
     remote = [str(BIN), "tui", "--url", url, "--token", token]
     big_filter = [f"job-id:{web.BIG_JOB_ID}", "cluster:fritz"]
 
-    server = web.start_server(work)
-    try:
-        web.wait_ready(port, server)
+    with (tempfile.TemporaryDirectory(prefix="bench-tui-", ignore_cleanup_errors=True) as tmp,
+          Server(work, [str(BIN), *config], port)):
+        scratch = Path(tmp)
         print(f"\nterminal: tmux {SIZE[0]}x{SIZE[1]}, TERM=xterm-256color; p50 of {args.runs} unless said")
         print("\nbaselines in the terminal (launch to text on screen):")
         show("tmux + sh -c 'echo ready'", baseline_ms(["sh", "-c", "echo ready"], "ready", work, scratch,
@@ -329,13 +299,6 @@ def main() -> None:
             show("job detail: Enter to the job's header", shown)
             show("job detail: Enter to the first plot drawn (16 nodes)", plotted, GOALS_MS["job detail"],
                  f"[max {slowest:.0f} ms]")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

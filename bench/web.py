@@ -23,11 +23,8 @@ one shown too. A page that does not exist yet (404) is reported and skipped. Usa
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import math
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -36,8 +33,8 @@ import time
 from pathlib import Path
 
 import httpx
+from _support import BIN, JOB_FIELDS, Server, free_port, fresh_folder, user_token, write_big_job, write_config
 
-BIN = Path(sys.executable).parent / "cc-backend"
 OUT = Path(__file__).resolve().parent / "out"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOW = 1_767_225_600  # the meta-only jobs' window ends here; the jobs with data start a day later
@@ -46,7 +43,6 @@ DATA_WINDOW_SHIFT = 31 * 86400
 BIG_JOB_ID = 99_000_016
 BIG_JOB_NODES = 16
 BIG_JOB_METRICS = 10
-BIG_JOB_SAMPLES = 720
 #: upstream's default ui.metric-config.job-list-metrics
 LIST_METRICS = ["cpu_load", "flops_any", "mem_bw", "mem_used"]
 USER, PASSWORD = "benchweb", "Bench-web-pw-1"
@@ -64,15 +60,9 @@ FIRST_ROW_SHOWN = """(selector) => {
   return row !== null && row.getClientRects().length > 0 && performance.now();
 }"""
 
-JOBS_QUERY = """query($filter: [JobFilter!], $page: PageRequest, $order: OrderByInput) {
-  jobs(filter: $filter, page: $page, order: $order) {
-    items { id jobId user project cluster subCluster startTime duration walltime numNodes numHWThreads numAcc
-            energy SMT shared partition arrayJobId monitoringStatus state
-            tags { id type name scope } resources { hostname hwthreads accelerators }
-            footprint { name stat value } metaData }
-    count hasNextPage
-  }
-}"""
+JOBS_QUERY = f"""query($filter: [JobFilter!], $page: PageRequest, $order: OrderByInput) {{
+  jobs(filter: $filter, page: $page, order: $order) {{ items {{ {JOB_FIELDS} }} count hasNextPage }}
+}}"""
 METRICS_FIELDS = "name scope metric { unit { base prefix } timestep series { hostname statistics { avg min max } data } }"
 
 
@@ -86,42 +76,10 @@ def run(*args: str, cwd: Path, stdin: str | None = None) -> str:
     return r.stdout
 
 
-def write_big_job(work: Path) -> tuple[Path, Path]:
-    """meta.json and data.json of a 16-node fritz job with node-scope series of 10 metrics."""
-    cluster = json.loads((work / "job-archive" / "fritz" / "cluster.json").read_text())
-    sub = cluster["subClusters"][0]
-    hosts = [f"f{n:04d}" for n in range(1, BIG_JOB_NODES + 1)]
-    meta = {"jobId": BIG_JOB_ID, "user": USER, "project": "benchproject", "cluster": "fritz",
-            "subCluster": sub["name"], "numNodes": BIG_JOB_NODES, "numHwthreads": BIG_JOB_NODES * 72,
-            "shared": "none", "startTime": NOW - 40 * 86400, "duration": BIG_JOB_SAMPLES * 60, "walltime": 86400,
-            "jobState": "completed", "monitoringStatus": 3,
-            "resources": [{"hostname": h} for h in hosts], "statistics": {}}
-    data: dict = {}
-    for mc in cluster["metricConfig"][:BIG_JOB_METRICS]:
-        name, peak = mc["name"], float(mc.get("peak") or 100)
-        series = []
-        for k, host in enumerate(hosts):
-            values = [round(peak * (0.5 + 0.4 * math.sin((i + 7 * k) / 37.0)), 3) for i in range(BIG_JOB_SAMPLES)]
-            series.append({"hostname": host, "statistics": {"avg": sum(values) / len(values), "min": min(values),
-                                                            "max": max(values)}, "data": values})
-        data[name] = {"node": {"unit": mc.get("unit", {"base": ""}), "timestep": 60, "series": series}}
-        meta["statistics"][name] = {"unit": mc.get("unit", {"base": ""}), "avg": peak * 0.5, "min": 0.1 * peak,
-                                    "max": 0.9 * peak}
-    meta_path, data_path = work / "big-meta.json", work / "big-data.json"
-    meta_path.write_text(json.dumps(meta))
-    data_path.write_text(json.dumps(data))
-    return meta_path, data_path
-
-
 def build(work: Path, jobs: int, port: int) -> None:
     """The archive, database, keys and account of the site in ``work`` (skipped when job.db exists)."""
-    (work / "config.json").write_text(json.dumps({
-        "main": {"addr": f"127.0.0.1:{port}", "db": str(work / "job.db")},
-        "archive": {"kind": "file", "path": str(work / "job-archive")}, "auth": {"jwts": {"max-age": "2h"}}}))
-    if not (work / ".env").exists():
-        keys = json.loads(run("gen-keypair", "--format", "json", cwd=work))
-        (work / ".env").write_text("".join(f'{k}="{v}"\n' for k, v in keys.items()) + 'SESSION_KEY="bench-web"\n')
-    config = ["--config", str(work / "config.json")]
+    cli = write_config(work, {"addr": f"127.0.0.1:{port}"}, work / "job-archive", session_key="bench-web")
+    config = cli[1:]  # run() puts BIN in front
     if (work / "job.db").exists():
         return
     archive, extra = work / "job-archive", work / "with-data"
@@ -138,9 +96,26 @@ def build(work: Path, jobs: int, port: int) -> None:
     print(f"archive: {jobs:,} jobs without and {DATA_JOBS} with metric data ({time.perf_counter() - t:.0f} s)")
     t = time.perf_counter()
     run(*config, "init-db", cwd=work)
-    meta_path, data_path = write_big_job(work)
+    cluster = json.loads((archive / "fritz" / "cluster.json").read_text())
+    meta_path, data_path = write_big_job(work, cluster, job_id=BIG_JOB_ID, nodes=BIG_JOB_NODES, user=USER,
+                                         start=NOW - 40 * 86400, host_phase=7, metrics=BIG_JOB_METRICS)
     run(*config, "--import-job", f"{meta_path}:{data_path}", cwd=work)
     print(f"database: init-db and the 16-node job ({time.perf_counter() - t:.0f} s)")
+
+
+def open_site(folder: Path, jobs: int, keep: bool, user: str, password: str) -> tuple[Path, int, list[str], int, str]:
+    """The site in ``folder`` (built, or reused with ``keep``) with ``user`` an admin of ``password``, on a
+    free port: (work folder, port, ``--config`` arguments, the big job's database id, ``user``'s token)."""
+    work = fresh_folder(folder, keep)
+    port = free_port()
+    t = time.perf_counter()
+    build(work, jobs, port)
+    config = ["--config", str(work / "config.json")]
+    with sqlite3.connect(work / "job.db") as db:
+        count = db.execute("SELECT COUNT(*) FROM job").fetchone()[0]
+        big_id = db.execute("SELECT id FROM job WHERE job_id = ?", (BIG_JOB_ID,)).fetchone()[0]
+    print(f"site: {work} with {count:,} jobs (built or reused in {time.perf_counter() - t:.0f} s)")
+    return work, port, config, big_id, user_token([str(BIN), *config], work, user, "admin,api", password)
 
 
 def show_all_metrics_in_job_view(work: Path) -> None:
@@ -155,36 +130,18 @@ def show_all_metrics_in_job_view(work: Path) -> None:
     engine.dispose()
 
 
-def start_server(work: Path) -> subprocess.Popen:
-    server = subprocess.Popen([str(BIN), "--config", str(work / "config.json"), "serve"], cwd=work,
-                              stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    return server
-
-
-def wait_ready(port: int, server: subprocess.Popen) -> None:
-    for _ in range(300):
-        if server.poll() is not None:
-            sys.exit(f"the server exited with {server.returncode}; see its log")
-        try:
-            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            probe.request("GET", "/healthz")
-            if probe.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit("the server did not answer /healthz within 30 s")
-
-
 # ------------------------------------------------------------------------------------------- figures
 
 
-def show(label: str, value: float | None, goal: float | None = None, note: str = "") -> None:
+def show(label: str, value: float | None, goal: float | None = None, note: str = "", *, width: int = 58,
+         missed: str = "OVER") -> None:
     if value is None:
-        print(f"  {label:<58} {'-':>9}     {note}")
+        print(f"  {label:<{width}} {'-':>9}     {note}")
         return
-    verdict = "" if goal is None else ("ok" if value <= goal else "OVER")
+    verdict = "" if goal is None else ("ok" if value <= goal else missed)
     goal_text = f"goal <= {goal:g} ms {verdict}" if goal is not None else ""
-    print(f"  {label:<58} {value:9.1f} ms  {goal_text}{'  ' + note if note else ''}")
+    # Flushed: a run takes minutes, and the figures should show up as they are measured.
+    print(f"  {label:<{width}} {value:9.1f} ms  {goal_text}{'  ' + note if note else ''}", flush=True)
 
 
 def p50(values: list[float]) -> float:
@@ -279,28 +236,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for a page's plots")
     args = parser.parse_args()
 
-    work = OUT / f"web-{args.jobs}"
-    if work.exists() and not args.keep:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    t = time.perf_counter()
-    build(work, args.jobs, port)
-    config = ["--config", str(work / "config.json")]
-    with sqlite3.connect(work / "job.db") as db:
-        count = db.execute("SELECT COUNT(*) FROM job").fetchone()[0]
-        big_id = db.execute("SELECT id FROM job WHERE job_id = ?", (BIG_JOB_ID,)).fetchone()[0]
-    print(f"site: {work} with {count:,} jobs (built or reused in {time.perf_counter() - t:.0f} s)")
-    subprocess.run([str(BIN), *config, "--del-user", USER], cwd=work, capture_output=True)
-    run(*config, "--add-user", f"{USER}:admin,api:{PASSWORD}", cwd=work)
-    token = run(*config, "--jwt", USER, cwd=work).strip()
+    work, port, config, big_id, token = open_site(OUT / f"web-{args.jobs}", args.jobs, args.keep, USER, PASSWORD)
     show_all_metrics_in_job_view(work)
 
-    server = start_server(work)
-    try:
-        wait_ready(port, server)
+    with Server(work, [str(BIN), *config], port):
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=120) as client:
             login = client.post("/login", data={"username": USER, "password": PASSWORD})
@@ -370,12 +309,6 @@ def main() -> None:
                 got = browser_times(browser, base + view_path, cookie, args.runs, args.timeout)
                 report("job view", got, [("all plots drawn", "plots", 1000)], floor_view)
             browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def report(page: str, got: dict, figures: list[tuple[str, str, float]], floor: float) -> None:
