@@ -82,6 +82,13 @@ def test_nesting_and_length_are_bounded():
         compile_expr("1+" * 3000 + "1")
 
 
+def test_long_flat_chains_are_not_nesting():
+    # One precedence level is one loop: 1,999 terms neither count as nesting nor recurse when evaluated.
+    assert evaluate("+".join(["1"] * 1999), {}) == 1999
+    assert evaluate(" || ".join(["x > 1"] * 400) + " || x == 1", {"x": 1}) is True
+    assert evaluate(" && ".join(["x == 1"] * 400), {"x": 1}) is True
+
+
 def test_type_errors_are_rule_errors():
     with pytest.raises(RuleError, match="needs numbers"):
         evaluate('"a" < 1', {})

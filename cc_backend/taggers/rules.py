@@ -1,10 +1,14 @@
-"""Safe evaluator for the expr-lang subset used by job-class rules (parse once, evaluate against a dict)."""
+"""Safe evaluator for the expr-lang subset used by job-class rules: a lark grammar, compiled once into closures."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from lark import Lark, Token, Transformer, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from cc_backend.errors import InvalidInput
 
@@ -13,23 +17,54 @@ MAX_DEPTH = 64
 
 Compiled = Callable[[Mapping[str, Any]], Any]
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|(?P<str>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>==|!=|<=|>=|&&|\|\||[-+*/%<>!().]))"
-)
-_KEYWORDS = {"and": "&&", "or": "||", "not": "!"}
+# Operators of one precedence level are a flat list (`a + b - c` is one `sum` node), so a long chain
+# neither nests the tree nor the closures; parentheses keep a `group` node so that their nesting counts.
+GRAMMAR = r"""
+?start: disjunction
+?disjunction: conjunction ((_OR | "or") conjunction)*
+?conjunction: comparison ((_AND | "and") comparison)*
+?comparison: sum (COMPARE sum)?
+?sum: product (ADD product)*
+?product: unary (MUL unary)*
+?unary: ("!" | "not") unary -> negation
+      | NEGATIVE unary -> minus
+      | "+" unary
+      | atom
+?atom: NUMBER -> number
+     | STRING -> string
+     | NAME ("." NAME)* -> path
+     | "(" disjunction ")" -> group
 
+NEGATIVE: "-"
+_OR: "||"
+_AND: "&&"
+COMPARE: "==" | "!=" | "<=" | ">=" | "<" | ">"
+ADD: "+" | "-"
+MUL: "*" | "/" | "%"
+NUMBER: /\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?/
+STRING: /"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/
+NAME: /[A-Za-z_][A-Za-z0-9_]*/
+
+%import common.WS
+%ignore WS
+"""
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+
+
+class RuleError(InvalidInput):
+    """An expression that does not parse or evaluate; the message carries ``line:column``."""
+
+
+@functools.cache
+def _parser() -> Lark:
+    # Built on first use: importing the module (as `cc-backend --help` does through the CLI) stays cheap.
+    return Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
 def _unescape(body: str) -> str:
     # Only the simple escapes; unicode_escape would mangle non-ASCII text in the literal.
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
-
-
-class RuleError(InvalidInput):
-    """An expression that does not parse or evaluate; the message carries ``line:column``."""
 
 
 def _position(text: str, offset: int) -> str:
@@ -38,165 +73,34 @@ def _position(text: str, offset: int) -> str:
     return f"{line}:{column}"
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens: list[tuple[str, Any, int]] = []
-        pos = 0
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
-            m = _TOKEN.match(text, pos)
-            if m is None or m.end() == pos:
-                start = pos + len(text[pos:]) - len(text[pos:].lstrip())
-                raise self.error(start, f"unexpected character {text[start]!r}")
-            start = m.start(m.lastgroup or "op")
-            kind = m.lastgroup or "op"
-            value: Any = m.group(kind)
-            if kind == "num":
-                value = float(value) if any(c in value for c in ".eE") else int(value)
-            elif kind == "str":
-                value = _unescape(value[1:-1])
-            elif kind == "name" and value in _KEYWORDS:
-                kind, value = "op", _KEYWORDS[value]
-            self.tokens.append((kind, value, start))
-            pos = m.end()
-        self.tokens.append(("end", None, len(text)))
-        self.index = 0
-        self.depth = 0
-
-    def error(self, offset: int, message: str) -> RuleError:
-        return RuleError(f"{_position(self.text, offset)}: {message}")
-
-    def peek(self) -> tuple[str, Any, int]:
-        return self.tokens[self.index]
-
-    def take(self) -> tuple[str, Any, int]:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
-
-    def accept(self, *ops: str) -> str | None:
-        kind, value, _ = self.peek()
-        if kind == "op" and value in ops:
-            self.index += 1
-            return str(value)
-        return None
-
-    def parse(self) -> Compiled:
-        node = self.expr()
-        kind, value, offset = self.peek()
-        if kind != "end":
-            raise self.error(offset, f"unexpected {value!r}")
-        return node
-
-    def enter(self, offset: int) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise self.error(offset, f"expression nested deeper than {MAX_DEPTH}")
-
-    def expr(self) -> Compiled:
-        self.enter(self.peek()[2])
-        try:
-            return self.or_()
-        finally:
-            self.depth -= 1
-
-    def or_(self) -> Compiled:
-        left = self.and_()
-        while self.accept("||"):
-            right = self.and_()
-            left = (lambda a, b: lambda env: bool(a(env)) or bool(b(env)))(left, right)
-        return left
-
-    def and_(self) -> Compiled:
-        left = self.cmp()
-        while self.accept("&&"):
-            right = self.cmp()
-            left = (lambda a, b: lambda env: bool(a(env)) and bool(b(env)))(left, right)
-        return left
-
-    def cmp(self) -> Compiled:
-        left = self.add()
-        offset = self.peek()[2]
-        op = self.accept("==", "!=", "<", "<=", ">", ">=")
-        if op is None:
-            return left
-        right = self.add()
-        return _binary(op, left, right, self.text, offset)
-
-    def add(self) -> Compiled:
-        left = self.mul()
-        while True:
-            offset = self.peek()[2]
-            op = self.accept("+", "-")
-            if op is None:
-                return left
-            left = _binary(op, left, self.mul(), self.text, offset)
-
-    def mul(self) -> Compiled:
-        left = self.unary()
-        while True:
-            offset = self.peek()[2]
-            op = self.accept("*", "/", "%")
-            if op is None:
-                return left
-            left = _binary(op, left, self.unary(), self.text, offset)
-
-    def unary(self) -> Compiled:
-        offset = self.peek()[2]
-        op = self.accept("!", "-", "+")
-        if op is None:
-            return self.primary()
-        self.enter(offset)
-        try:
-            operand = self.unary()
-        finally:
-            self.depth -= 1
-        if op == "!":
-            return lambda env: not operand(env)
-        if op == "-":
-            return _binary("-", lambda env: 0, operand, self.text, offset)
-        return operand
-
-    def primary(self) -> Compiled:
-        kind, value, offset = self.take()
-        if kind in ("num", "str"):
-            return lambda env: value
-        if kind == "name":
-            if value in ("true", "false"):
-                constant = value == "true"
-                return lambda env: constant
-            path = [value]
-            while self.accept("."):
-                kind, member, moffset = self.take()
-                if kind != "name":
-                    raise self.error(moffset, "expected a member name after '.'")
-                if member.startswith("_"):
-                    raise self.error(moffset, f"member {member!r} is not accessible")
-                path.append(member)
-            return _lookup(path, self.text, offset)
-        if kind == "op" and value == "(":
-            node = self.expr()
-            if not self.accept(")"):
-                raise self.error(self.peek()[2], "expected ')'")
-            return node
-        raise self.error(offset, "unexpected end of expression" if kind == "end" else f"unexpected {value!r}")
+def _where(item: Tree | Token) -> str:
+    if isinstance(item, Token):
+        return f"{item.line}:{item.column}"
+    return f"{item.meta.line}:{item.meta.column}"
 
 
-def _lookup(path: list[str], text: str, offset: int) -> Compiled:
-    where = _position(text, offset)
-    dotted = ".".join(path)
+def _syntax_error(text: str, exc: UnexpectedInput) -> RuleError:
+    if isinstance(exc, UnexpectedCharacters):
+        return RuleError(f"{exc.line}:{exc.column}: unexpected character {text[exc.pos_in_stream]!r}")
+    # lark 0.12's type stubs do not declare UnexpectedToken's attributes; they are there at run time.
+    token: Token | None = getattr(exc, "token", None) if isinstance(exc, UnexpectedToken) else None
+    if token is None:
+        return RuleError(f"{exc.line}:{exc.column}: {exc}")
+    if token.type == "$END":
+        return RuleError(f"{_position(text, len(text))}: unexpected end of expression")
+    if getattr(exc, "expected", None) == {"NAME"}:
+        return RuleError(f"{token.line}:{token.column}: expected a member name after '.'")
+    return RuleError(f"{token.line}:{token.column}: unexpected {token.value!r}")
 
-    def run(env: Mapping[str, Any]) -> Any:
-        value: Any = env
-        for part in path:
-            if not isinstance(value, Mapping) or part not in value:
-                raise RuleError(f"{where}: unknown name {dotted!r}")
-            value = value[part]
-        return value
 
-    return run
+def _check_depth(tree: Tree) -> None:
+    # Iterative, so that a hostile expression cannot exhaust Python's stack before it is refused.
+    pending: list[tuple[Tree, int]] = [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise RuleError(f"{_where(node)}: expression nested deeper than {MAX_DEPTH}")
+        pending.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
 
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -206,32 +110,116 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _binary(op: str, left: Compiled, right: Compiled, text: str, offset: int) -> Compiled:
-    fn = _OPS[op]
-    where = _position(text, offset)
+def _apply(op: str, a: Any, b: Any, where: str) -> Any:
+    if op not in ("==", "!=") and (isinstance(a, bool) or isinstance(b, bool)
+                                    or not isinstance(a, (int, float)) or not isinstance(b, (int, float))):
+        if not (op == "+" and isinstance(a, str) and isinstance(b, str)):
+            raise RuleError(f"{where}: operator {op!r} needs numbers, got {type(a).__name__} and {type(b).__name__}")
+    try:
+        return _OPS[op](a, b)
+    except ZeroDivisionError:
+        # expr-lang follows Go float semantics: x/0 is ±Inf (or NaN for 0/0) rather than an error.
+        if a == 0:
+            return float("nan")
+        return float("inf") if a > 0 else float("-inf")
+
+
+def _chain(children: list[Any]) -> Compiled:
+    """``operand (OP operand)*`` evaluated left to right in one loop."""
+    first: Compiled = children[0]
+    steps = [(str(op), _where(op), operand) for op, operand in zip(children[1::2], children[2::2], strict=True)]
 
     def run(env: Mapping[str, Any]) -> Any:
-        a, b = left(env), right(env)
-        if op not in ("==", "!=") and (isinstance(a, bool) or isinstance(b, bool)
-                                        or not isinstance(a, (int, float)) or not isinstance(b, (int, float))):
-            if not (op == "+" and isinstance(a, str) and isinstance(b, str)):
-                raise RuleError(f"{where}: operator {op!r} needs numbers, got {type(a).__name__} and {type(b).__name__}")
-        try:
-            return fn(a, b)
-        except ZeroDivisionError:
-            # expr-lang follows Go float semantics: x/0 is ±Inf (or NaN for 0/0) rather than an error.
-            if a == 0:
-                return float("nan")
-            return float("inf") if a > 0 else float("-inf")
+        value = first(env)
+        for op, where, operand in steps:
+            value = _apply(op, value, operand(env), where)
+        return value
 
     return run
+
+
+class _Compiler(Transformer):
+    """Turns the parse tree into nested closures over the environment mapping."""
+
+    def disjunction(self, operands: list[Compiled]) -> Compiled:
+        if len(operands) == 2:  # the common case, without a loop's overhead
+            left, right = operands
+            return lambda env: bool(left(env)) or bool(right(env))
+        return lambda env: any(bool(operand(env)) for operand in operands)
+
+    def conjunction(self, operands: list[Compiled]) -> Compiled:
+        if len(operands) == 2:
+            left, right = operands
+            return lambda env: bool(left(env)) and bool(right(env))
+        return lambda env: all(bool(operand(env)) for operand in operands)
+
+    def comparison(self, children: list[Any]) -> Compiled:
+        return _chain(children)
+
+    def sum(self, children: list[Any]) -> Compiled:  # noqa: A003 - the grammar's rule name
+        return _chain(children)
+
+    def product(self, children: list[Any]) -> Compiled:
+        return _chain(children)
+
+    def negation(self, children: list[Compiled]) -> Compiled:
+        operand = children[0]
+        return lambda env: not operand(env)
+
+    def minus(self, children: list[Any]) -> Compiled:
+        sign, operand = children
+        where = _where(sign)
+        return lambda env: _apply("-", 0, operand(env), where)
+
+    def group(self, children: list[Compiled]) -> Compiled:
+        return children[0]
+
+    def number(self, children: list[Token]) -> Compiled:
+        text = str(children[0])
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+        return lambda env: value
+
+    def string(self, children: list[Token]) -> Compiled:
+        value = _unescape(str(children[0])[1:-1])
+        return lambda env: value
+
+    def path(self, names: list[Token]) -> Compiled:
+        if len(names) == 1 and names[0] in ("true", "false"):
+            constant = names[0] == "true"
+            return lambda env: constant
+        for member in names[1:]:
+            if member.startswith("_"):
+                raise RuleError(f"{_where(member)}: member {str(member)!r} is not accessible")
+        parts = [str(name) for name in names]
+        where, dotted = _where(names[0]), ".".join(parts)
+
+        def run(env: Mapping[str, Any]) -> Any:
+            value: Any = env
+            for part in parts:
+                if not isinstance(value, Mapping) or part not in value:
+                    raise RuleError(f"{where}: unknown name {dotted!r}")
+                value = value[part]
+            return value
+
+        return run
 
 
 def compile_expr(text: str) -> Compiled:
     """Parse ``text`` once into a callable evaluating it against an environment mapping."""
     if len(text) > MAX_LENGTH:
         raise RuleError(f"1:1: expression longer than {MAX_LENGTH} characters")
-    return _Parser(text).parse()
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(text, exc) from None
+    _check_depth(tree)
+    try:
+        return _Compiler().transform(tree)
+    except Exception as exc:  # lark wraps errors raised in a callback in VisitError
+        original = getattr(exc, "orig_exc", exc)
+        if isinstance(original, RuleError):
+            raise original from None
+        raise
 
 
 def evaluate(text: str, env: Mapping[str, Any]) -> Any:
