@@ -328,6 +328,7 @@ def run_server(runtime: Runtime, *, dev: bool = False) -> None:
     live = LiveServices(runtime)
     try:
         live.prepare()
+        runtime.taggers.prepare()
         if drop_privileges(identity):
             check_access(runtime, identity)
         tasks = TaskRunner(server_tasks(runtime) + live.tasks())

