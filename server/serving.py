@@ -12,6 +12,7 @@ import signal
 import socket
 import ssl
 import sys
+import sysconfig
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -168,6 +169,12 @@ def check_access(runtime: Runtime, identity: Identity) -> None:
                               f"{archive}; chown the job archive to that user", field="archive.path")
         if not os.access(archive, os.W_OK):
             log.warning("archive.path %s is not writable by %s: stopped jobs cannot be archived", archive, who)
+    # What serve uses is imported before the drop; a module imported later (a rarely used route) needs
+    # Python's own files, which a Python installed under a private home (pyenv in /root) no longer lets it read.
+    stdlib = sysconfig.get_paths()["stdlib"]
+    if not os.access(stdlib, os.R_OK | os.X_OK):
+        log.warning("Python's standard library %s is not readable by %s: a request that needs a module not "
+                    "yet loaded will fail; install Python where that user can read it", stdlib, who)
 
 
 def sd_notify(message: str) -> None:

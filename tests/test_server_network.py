@@ -203,6 +203,10 @@ def test_privilege_drop_to_main_user_and_group(public_dir, procs):
     assert ids["Uid"] == [uid] * 4 and ids["Gid"] == [gid] * 4
     assert 0 not in ids["Groups"]
     assert f"dropped privileges to user {user}, group {group}" in srv.output()
+    # A Python the server's user cannot read (here: pyenv under /root) is named at start-up.
+    stdlib = sysconfig.get_paths()["stdlib"]
+    readable = subprocess.run(["test", "-r", stdlib, "-a", "-x", stdlib], user=uid, group=gid).returncode == 0
+    assert (f"Python's standard library {stdlib} is not readable by user {user}" in srv.output()) is not readable
 
     # Reads and writes of the database and the archive work as the unprivileged user.
     headers = api_token(site, ["api"])
