@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from cc_backend.errors import InvalidInput
 
@@ -215,10 +215,9 @@ def compile_expr(text: str) -> Compiled:
     _check_depth(tree)
     try:
         return _Compiler().transform(tree)
-    except Exception as exc:  # lark wraps errors raised in a callback in VisitError
-        original = getattr(exc, "orig_exc", exc)
-        if isinstance(original, RuleError):
-            raise original from None
+    except VisitError as exc:  # lark wraps what a Transformer method raises (a refused member name)
+        if isinstance(exc.orig_exc, RuleError):
+            raise exc.orig_exc from None
         raise
 
 
